@@ -1,0 +1,634 @@
+// Python bindings: the only file that knows pybind11. Every function follows
+// one pattern: check dtypes and shapes (naming the argument, the expected and
+// the received), convert to contiguous arrays of the computation dtype,
+// allocate the outputs, release the GIL, call the core.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <omp.h>
+
+#include <atomic>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "layers.h"
+#include "lstm.h"
+#include "rnn.h"
+
+namespace py = pybind11;
+using rnn_fast::Activation;
+using rnn_fast::index_t;
+
+namespace {
+
+std::atomic<int> g_threads{1};
+
+int threads() { return g_threads.load(std::memory_order_relaxed); }
+
+// ---------------------------------------------------------------- checking
+
+std::string shape_of(const py::array& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+std::string dtype_of(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+std::string type_name(py::handle obj) { return py::type::of(obj).attr("__name__").cast<std::string>(); }
+
+// The dimension letters of one call (N, T, D, H, ...) and which argument fixed
+// each, so that a disagreement names both sides.
+class Dims {
+public:
+    explicit Dims(const char* fn) : fn_(fn) {}
+
+    void set(char letter, index_t value, const std::string& source) { dims_[letter] = {value, source}; }
+    index_t operator[](char letter) const { return dims_.at(letter).first; }
+
+    // `spec` is the expected shape, e.g. "N,T,D" or "D,4H" (a multiple of a letter).
+    void expect(const py::array& a, const char* name, const std::string& spec) {
+        std::vector<std::pair<index_t, char>> axes;
+        std::stringstream ss(spec);
+        for (std::string tok; std::getline(ss, tok, ',');)
+            axes.push_back({tok.size() > 1 ? std::stol(tok.substr(0, tok.size() - 1)) : 1, tok.back()});
+        const std::string pretty = "(" + replace_all(spec, ",", ", ") + ")";
+        if (a.ndim() != static_cast<py::ssize_t>(axes.size()))
+            throw py::value_error(std::string(fn_) + "(): " + name + " must be " +
+                                  std::to_string(axes.size()) + "-D with shape " + pretty + ", got " +
+                                  std::to_string(a.ndim()) + "-D shape " + shape_of(a));
+        // Letters first seen here take their value from this argument.
+        for (std::size_t i = 0; i < axes.size(); ++i) {
+            const auto [mult, letter] = axes[i];
+            if (dims_.count(letter)) continue;
+            if (a.shape(i) % mult != 0)
+                throw py::value_error(std::string(fn_) + "(): " + name + " has shape " + shape_of(a) +
+                                      "; axis " + std::to_string(i) + " must be " + std::to_string(mult) +
+                                      letter + ", a multiple of " + std::to_string(mult));
+            dims_[letter] = {a.shape(i) / mult, name};
+        }
+        std::ostringstream expected, sources;
+        std::string told;  // letters whose source is already in the message
+        bool ok = true;
+        for (std::size_t i = 0; i < axes.size(); ++i) {
+            const auto [mult, letter] = axes[i];
+            const auto& [value, source] = dims_.at(letter);
+            expected << (i ? ", " : "") << mult * value;
+            if (source != name && told.find(letter) == std::string::npos) {
+                sources << ", " << letter << "=" << value << " from " << source;
+                told += letter;
+            }
+            ok = ok && a.shape(i) == mult * value;
+        }
+        if (!ok)
+            throw py::value_error(std::string(fn_) + "(): " + name + " must have shape " + pretty + " = (" +
+                                  expected.str() + (axes.size() == 1 ? ",)" : ")") + ", got " +
+                                  shape_of(a) + sources.str());
+    }
+
+private:
+    static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+        for (std::size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size())
+            s.replace(p, from.size(), to);
+        return s;
+    }
+
+    const char* fn_;
+    std::map<char, std::pair<index_t, std::string>> dims_;
+};
+
+// np.asarray(obj), which must hold float32 or float64 values.
+py::array float_array(py::handle obj, const char* fn, const char* name) {
+    py::array a = py::array::ensure(obj);
+    if (!a) throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got " +
+                                 type_name(obj));
+    const char kind = a.dtype().kind();
+    if (kind != 'f' || (a.itemsize() != 4 && a.itemsize() != 8))
+        throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got dtype " +
+                             dtype_of(a));
+    return a;
+}
+
+// np.asarray(obj), which must hold integers, as a contiguous int64 array.
+py::array_t<std::int64_t> index_array(py::handle obj, const char* fn, const char* name) {
+    py::array a = py::array::ensure(obj);
+    if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u'))
+        throw py::type_error(std::string(fn) + "(): " + name + " must be an integer array, got " +
+                             (a ? "dtype " + dtype_of(a) : type_name(obj)));
+    auto c = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!c) throw py::error_already_set();
+    return c;
+}
+
+bool any_double(std::initializer_list<const py::array*> arrays) {
+    for (const py::array* a : arrays)
+        if (a->itemsize() == 8) return true;
+    return false;
+}
+
+// A C-contiguous, aligned array of F with a's values; a itself when it already is one.
+constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+template <typename F>
+using Contiguous = py::array_t<F, py::array::c_style | py::array::forcecast | kAligned>;
+
+template <typename F>
+Contiguous<F> contiguous(const py::array& a) {
+    Contiguous<F> c = Contiguous<F>::ensure(a);
+    if (!c) throw py::error_already_set();
+    return c;
+}
+
+// Like contiguous(), but never shares memory with `a`: the caches own their
+// arrays, so a caller who later writes into an input cannot corrupt them.
+template <typename F>
+Contiguous<F> owned(const py::array& a) {
+    Contiguous<F> c = contiguous<F>(a);
+    if (c.ptr() != a.ptr() && c.owndata()) return c;
+    Contiguous<F> copy(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+    std::memcpy(copy.mutable_data(), c.data(), sizeof(F) * c.size());
+    return copy;
+}
+
+template <typename F>
+py::array_t<F> empty(std::initializer_list<index_t> shape) {
+    return py::array_t<F>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+template <typename F>
+const F* cptr(const py::array& a) { return static_cast<const F*>(a.data()); }
+template <typename F>
+F* mptr(py::array& a) { return static_cast<F*>(a.mutable_data()); }
+
+Activation parse_activation(const char* fn, const std::string& name) {
+    if (name == "tanh") return Activation::tanh;
+    if (name == "relu") return Activation::relu;
+    throw py::value_error(std::string(fn) + "(): activation must be 'tanh' or 'relu', got '" + name + "'");
+}
+
+// ------------------------------------------------------------------ caches
+
+// What a recurrent backward needs, all owned by the cache: the forward's
+// inputs and outputs in the dtype it ran in. Never exposed to Python.
+struct RecurrentCache {
+    bool is_double = false;
+    bool lstm = false;
+    bool reverse = false;
+    Activation act = Activation::tanh;
+    index_t N = 0, T = 0, D = 0, H = 0;
+    py::array x, h0, c0, Wx, Wh, h, c, gates;
+
+    py::str repr(const char* cls) const {
+        std::ostringstream s;
+        s << "<rnn_fast." << cls << " N=" << N << " T=" << T << " D=" << D << " H=" << H
+          << " dtype=" << (is_double ? "float64" : "float32") << (reverse ? " reverse" : "") << ">";
+        return s.str();
+    }
+};
+
+// One Python class per forward, so that a cache handed to the wrong backward
+// is a TypeError.
+struct RNNStepCache : RecurrentCache {};
+struct RNNCache : RecurrentCache {};
+struct LSTMStepCache : RecurrentCache {};
+struct LSTMCache : RecurrentCache {};
+
+struct AffineCache {
+    bool is_double = false;
+    index_t N = 0, T = 0, D = 0, M = 0;
+    py::array x, w;
+};
+
+struct EmbeddingCache {
+    bool is_double = false;
+    index_t N = 0, T = 0, V = 0, D = 0;
+    py::array_t<std::int64_t> x;
+};
+
+template <typename Cache>
+const Cache& cache_arg(py::handle obj, const char* fn, const char* expected) {
+    if (!py::isinstance<Cache>(obj))
+        throw py::type_error(std::string(fn) + "(): cache must be the cache returned by " + expected +
+                             ", got " + type_name(obj));
+    return obj.cast<const Cache&>();
+}
+
+// ------------------------------------------------------ recurrent forward
+
+struct RecurrentArgs {
+    py::array x, h0, c0, Wx, Wh, b;
+    bool has_c0 = false;
+};
+
+// Runs the forward of cache.lstm ? LSTM : RNN and fills cache (N,T,D,H, flags set).
+template <typename F>
+void run_forward(RecurrentCache& cache, const RecurrentArgs& in) {
+    const index_t N = cache.N, T = cache.T, D = cache.D, H = cache.H;
+    cache.is_double = std::is_same<F, double>::value;
+    cache.x = owned<F>(in.x);
+    cache.h0 = owned<F>(in.h0);
+    cache.Wx = owned<F>(in.Wx);
+    cache.Wh = owned<F>(in.Wh);
+    const Contiguous<F> b = contiguous<F>(in.b);
+    cache.h = empty<F>({N, T, H});
+    if (!cache.lstm) {
+        py::gil_scoped_release nogil;
+        rnn_fast::rnn_seq_forward<F>(mptr<F>(cache.h), cptr<F>(cache.x), cptr<F>(cache.h0), cptr<F>(cache.Wx),
+                                     cptr<F>(cache.Wh), b.data(), N, T, D, H, cache.act, cache.reverse, threads());
+        return;
+    }
+    if (in.has_c0) {
+        cache.c0 = owned<F>(in.c0);
+    } else {
+        py::array_t<F> zeros = empty<F>({N, H});
+        std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
+        cache.c0 = zeros;
+    }
+    cache.c = empty<F>({N, T, H});
+    cache.gates = empty<F>({N, T, 4 * H});
+    py::gil_scoped_release nogil;
+    rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), mptr<F>(cache.gates), cptr<F>(cache.x),
+                                  cptr<F>(cache.h0), cptr<F>(cache.c0), cptr<F>(cache.Wx), cptr<F>(cache.Wh),
+                                  b.data(), N, T, D, H, cache.reverse, threads());
+}
+
+// Checks and converts the arguments of a recurrent forward, runs it, and
+// returns the cache. step: x is (N,D) and there is one time step.
+template <typename Cache>
+Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0_, py::handle c0_,
+              py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse) {
+    const char* h0_name = step ? "prev_h" : "h0";
+    const char* c0_name = step ? "prev_c" : "c0";
+    RecurrentArgs in;
+    in.x = float_array(x_, fn, "x");
+    in.h0 = float_array(h0_, fn, h0_name);
+    in.has_c0 = !c0_.is_none();
+    if (in.has_c0) in.c0 = float_array(c0_, fn, c0_name);
+    in.Wx = float_array(Wx_, fn, "Wx");
+    in.Wh = float_array(Wh_, fn, "Wh");
+    in.b = float_array(b_, fn, "b");
+    Dims d(fn);
+    d.expect(in.x, "x", step ? "N,D" : "N,T,D");
+    d.expect(in.h0, h0_name, "N,H");
+    if (in.has_c0) d.expect(in.c0, c0_name, "N,H");
+    d.expect(in.Wx, "Wx", lstm ? "D,4H" : "D,H");
+    d.expect(in.Wh, "Wh", lstm ? "H,4H" : "H,H");
+    d.expect(in.b, "b", lstm ? "4H" : "H");
+    Cache cache;
+    cache.lstm = lstm;
+    cache.act = act;
+    cache.reverse = reverse;
+    cache.N = d['N'];
+    cache.T = step ? 1 : d['T'];
+    cache.D = d['D'];
+    cache.H = d['H'];
+    const bool dbl = any_double({&in.x, &in.h0, &in.Wx, &in.Wh, &in.b}) || (in.has_c0 && in.c0.itemsize() == 8);
+    if (dbl) run_forward<double>(cache, in);
+    else run_forward<float>(cache, in);
+    return cache;
+}
+
+// A copy of the cache's h (N,T,H) for the caller, (N,H) for a step.
+py::array copy_of(const py::array& a, std::vector<py::ssize_t> shape) {
+    py::array out(a.dtype(), shape);
+    std::memcpy(out.mutable_data(), a.data(), a.nbytes());
+    return out;
+}
+
+// h[:, t] of a (N,T,H) array, as a new (N,H) array.
+py::array time_slice(const py::array& a, index_t t) {
+    const index_t N = a.shape(0), T = a.shape(1), H = a.shape(2), item = a.itemsize();
+    py::array out(a.dtype(), std::vector<py::ssize_t>{N, H});
+    const char* src = static_cast<const char*>(a.data());
+    char* dst = static_cast<char*>(out.mutable_data());
+    for (index_t n = 0; n < N; ++n) std::memcpy(dst + n * H * item, src + (n * T + t) * H * item, H * item);
+    return out;
+}
+
+// The last state: time T-1, or 0 when the sequence ran in reverse. For T = 0,
+// the initial state.
+py::array final_state(const RecurrentCache& c, const py::array& seq, const py::array& initial) {
+    if (c.T == 0) return copy_of(initial, {c.N, c.H});
+    return time_slice(seq, c.reverse ? 0 : c.T - 1);
+}
+
+// ------------------------------------------------------ recurrent backward
+
+struct RecurrentGrads {
+    py::array dx, dh0, dc0, dWx, dWh, db;
+};
+
+template <typename F>
+RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const py::array* dcT_, bool step) {
+    const index_t N = c.N, T = c.T, D = c.D, H = c.H, G = c.lstm ? 4 * H : H;
+    // A float32 cache meets a float64 gradient: promote the cache, as NumPy would.
+    const Contiguous<F> x = contiguous<F>(c.x), h0 = contiguous<F>(c.h0), Wx = contiguous<F>(c.Wx),
+                        Wh = contiguous<F>(c.Wh), h = contiguous<F>(c.h), dh = contiguous<F>(dh_);
+    RecurrentGrads g;
+    g.dx = step ? empty<F>({N, D}) : empty<F>({N, T, D});
+    g.dh0 = empty<F>({N, H});
+    g.dWx = empty<F>({D, G});
+    g.dWh = empty<F>({H, G});
+    g.db = empty<F>({G});
+    if (!c.lstm) {
+        py::gil_scoped_release nogil;
+        rnn_fast::rnn_seq_backward<F>(mptr<F>(g.dx), mptr<F>(g.dh0), mptr<F>(g.dWx), mptr<F>(g.dWh), mptr<F>(g.db),
+                                      dh.data(), x.data(), h0.data(), Wx.data(), Wh.data(), h.data(), N, T, D, H,
+                                      c.act, c.reverse, threads());
+        return g;
+    }
+    const Contiguous<F> c0 = contiguous<F>(c.c0), cs = contiguous<F>(c.c), gates = contiguous<F>(c.gates);
+    Contiguous<F> dcT;
+    if (dcT_ != nullptr) dcT = contiguous<F>(*dcT_);
+    g.dc0 = empty<F>({N, H});
+    py::gil_scoped_release nogil;
+    rnn_fast::lstm_seq_backward<F>(mptr<F>(g.dx), mptr<F>(g.dh0), mptr<F>(g.dc0), mptr<F>(g.dWx), mptr<F>(g.dWh),
+                                   mptr<F>(g.db), dh.data(), dcT_ ? dcT.data() : nullptr, x.data(), h0.data(),
+                                   c0.data(), Wx.data(), Wh.data(), h.data(), cs.data(), gates.data(), N, T, D,
+                                   H, c.reverse, threads());
+    return g;
+}
+
+// Checks dh (and dcT) against the cache, then runs the backward.
+RecurrentGrads backward(const char* fn, const RecurrentCache& c, py::handle dh_, py::handle dcT_, bool step) {
+    const char* dh_name = step ? "dnext_h" : "dh";
+    const char* dc_name = step ? "dnext_c" : "dcT";
+    const py::array dh = float_array(dh_, fn, dh_name);
+    Dims d(fn);
+    d.set('N', c.N, "the cache");
+    d.set('T', c.T, "the cache");
+    d.set('H', c.H, "the cache");
+    d.expect(dh, dh_name, step ? "N,H" : "N,T,H");
+    py::array dcT;
+    const bool has_dcT = !dcT_.is_none();
+    if (has_dcT) {
+        dcT = float_array(dcT_, fn, dc_name);
+        d.expect(dcT, dc_name, "N,H");
+    }
+    const bool dbl = c.is_double || dh.itemsize() == 8 || (has_dcT && dcT.itemsize() == 8);
+    return dbl ? run_backward<double>(c, dh, has_dcT ? &dcT : nullptr, step)
+               : run_backward<float>(c, dh, has_dcT ? &dcT : nullptr, step);
+}
+
+// ------------------------------------------------------ public functions
+
+py::tuple rnn_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b,
+                           const std::string& activation) {
+    const char* fn = "rnn_step_forward";
+    RNNStepCache c = forward<RNNStepCache>(fn, false, true, x, prev_h, py::none(), Wx, Wh, b,
+                                           parse_activation(fn, activation), false);
+    py::array next_h = copy_of(c.h, {c.N, c.H});
+    return py::make_tuple(next_h, std::move(c));
+}
+
+py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
+    const char* fn = "rnn_step_backward";
+    const RecurrentGrads g = backward(fn, cache_arg<RNNStepCache>(cache, fn, "rnn_step_forward"), dnext_h,
+                                      py::none(), true);
+    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+py::tuple rnn_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b,
+                      const std::string& activation, bool reverse, bool return_state) {
+    const char* fn = "rnn_forward";
+    RNNCache c = forward<RNNCache>(fn, false, false, x, h0, py::none(), Wx, Wh, b,
+                                   parse_activation(fn, activation), reverse);
+    py::array h = copy_of(c.h, {c.N, c.T, c.H});
+    if (!return_state) return py::make_tuple(h, std::move(c));
+    py::array hT = final_state(c, c.h, c.h0);
+    return py::make_tuple(h, hT, std::move(c));
+}
+
+py::tuple rnn_backward(py::handle dh, py::handle cache) {
+    const char* fn = "rnn_backward";
+    const RecurrentGrads g = backward(fn, cache_arg<RNNCache>(cache, fn, "rnn_forward"), dh, py::none(), false);
+    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, py::handle Wx, py::handle Wh,
+                            py::handle b) {
+    const char* fn = "lstm_step_forward";
+    if (prev_c.is_none()) throw py::type_error("lstm_step_forward(): prev_c must be a float32 or float64 array, got None");
+    LSTMStepCache c = forward<LSTMStepCache>(fn, true, true, x, prev_h, prev_c, Wx, Wh, b, Activation::tanh, false);
+    py::array next_h = copy_of(c.h, {c.N, c.H});
+    py::array next_c = copy_of(c.c, {c.N, c.H});
+    return py::make_tuple(next_h, next_c, std::move(c));
+}
+
+py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle cache) {
+    const char* fn = "lstm_step_backward";
+    const RecurrentGrads g =
+        backward(fn, cache_arg<LSTMStepCache>(cache, fn, "lstm_step_forward"), dnext_h, dnext_c, true);
+    return py::make_tuple(g.dx, g.dh0, g.dc0, g.dWx, g.dWh, g.db);
+}
+
+py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
+                       bool reverse, bool return_state) {
+    const char* fn = "lstm_forward";
+    LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, Wx, Wh, b, Activation::tanh, reverse);
+    py::array h = copy_of(c.h, {c.N, c.T, c.H});
+    if (!return_state) return py::make_tuple(h, std::move(c));
+    py::array hT = final_state(c, c.h, c.h0);
+    py::array cT = final_state(c, c.c, c.c0);
+    return py::make_tuple(h, hT, cT, std::move(c));
+}
+
+py::tuple lstm_backward(py::handle dh, py::handle cache, py::handle dcT, bool return_dc0) {
+    const char* fn = "lstm_backward";
+    const RecurrentGrads g = backward(fn, cache_arg<LSTMCache>(cache, fn, "lstm_forward"), dh, dcT, false);
+    if (return_dc0) return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db, g.dc0);
+    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+// ------------------------------------------------ non-recurrent layers
+
+template <typename F>
+py::tuple affine_forward_t(py::array x_, py::array w_, py::array b_, AffineCache cache) {
+    cache.is_double = std::is_same<F, double>::value;
+    cache.x = owned<F>(x_);
+    cache.w = owned<F>(w_);
+    const Contiguous<F> b = contiguous<F>(b_);
+    py::array out = empty<F>({cache.N, cache.T, cache.M});
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::temporal_affine_forward<F>(mptr<F>(out), cptr<F>(cache.x), cptr<F>(cache.w), b.data(), cache.N,
+                                             cache.T, cache.D, cache.M, threads());
+    }
+    return py::make_tuple(out, std::move(cache));
+}
+
+py::tuple temporal_affine_forward(py::handle x_, py::handle w_, py::handle b_) {
+    const char* fn = "temporal_affine_forward";
+    const py::array x = float_array(x_, fn, "x"), w = float_array(w_, fn, "w"), b = float_array(b_, fn, "b");
+    Dims d(fn);
+    d.expect(x, "x", "N,T,D");
+    d.expect(w, "w", "D,M");
+    d.expect(b, "b", "M");
+    AffineCache c;
+    c.N = d['N'], c.T = d['T'], c.D = d['D'], c.M = d['M'];
+    return any_double({&x, &w, &b}) ? affine_forward_t<double>(x, w, b, c) : affine_forward_t<float>(x, w, b, c);
+}
+
+template <typename F>
+py::tuple affine_backward_t(const AffineCache& c, const py::array& dout_) {
+    const Contiguous<F> dout = contiguous<F>(dout_), x = contiguous<F>(c.x), w = contiguous<F>(c.w);
+    py::array dx = empty<F>({c.N, c.T, c.D}), dw = empty<F>({c.D, c.M}), db = empty<F>({c.M});
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::temporal_affine_backward<F>(mptr<F>(dx), mptr<F>(dw), mptr<F>(db), dout.data(), x.data(),
+                                              w.data(), c.N, c.T, c.D, c.M, threads());
+    }
+    return py::make_tuple(dx, dw, db);
+}
+
+py::tuple temporal_affine_backward(py::handle dout_, py::handle cache) {
+    const char* fn = "temporal_affine_backward";
+    const AffineCache& c = cache_arg<AffineCache>(cache, fn, "temporal_affine_forward");
+    const py::array dout = float_array(dout_, fn, "dout");
+    Dims d(fn);
+    d.set('N', c.N, "the cache");
+    d.set('T', c.T, "the cache");
+    d.set('M', c.M, "the cache");
+    d.expect(dout, "dout", "N,T,M");
+    return c.is_double || dout.itemsize() == 8 ? affine_backward_t<double>(c, dout) : affine_backward_t<float>(c, dout);
+}
+
+template <typename F>
+py::tuple embedding_forward_t(const py::array& W_, EmbeddingCache cache) {
+    cache.is_double = std::is_same<F, double>::value;
+    const Contiguous<F> W = contiguous<F>(W_);
+    py::array out = empty<F>({cache.N, cache.T, cache.D});
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::word_embedding_forward<F>(mptr<F>(out), cache.x.data(), W.data(), cache.N, cache.T, cache.V,
+                                            cache.D, threads());
+    }
+    return py::make_tuple(out, std::move(cache));
+}
+
+py::tuple word_embedding_forward(py::handle x_, py::handle W_) {
+    const char* fn = "word_embedding_forward";
+    const py::array x = index_array(x_, fn, "x");
+    const py::array W = float_array(W_, fn, "W");
+    Dims d(fn);
+    d.expect(x, "x", "N,T");
+    d.expect(W, "W", "V,D");
+    EmbeddingCache c;
+    c.N = d['N'], c.T = d['T'], c.V = d['V'], c.D = d['D'];
+    c.x = py::array_t<std::int64_t>(std::vector<py::ssize_t>{c.N, c.T});
+    std::memcpy(c.x.mutable_data(), x.data(), sizeof(std::int64_t) * c.N * c.T);
+    try {
+        return W.itemsize() == 8 ? embedding_forward_t<double>(W, std::move(c))
+                                 : embedding_forward_t<float>(W, std::move(c));
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(std::string(fn) + "(): " + e.what());
+    }
+}
+
+template <typename F>
+py::array embedding_backward_t(const EmbeddingCache& c, const py::array& dout_) {
+    const Contiguous<F> dout = contiguous<F>(dout_);
+    py::array dW = empty<F>({c.V, c.D});
+    py::gil_scoped_release nogil;
+    rnn_fast::word_embedding_backward<F>(mptr<F>(dW), dout.data(), c.x.data(), c.N, c.T, c.V, c.D, threads());
+    return dW;
+}
+
+py::array word_embedding_backward(py::handle dout_, py::handle cache) {
+    const char* fn = "word_embedding_backward";
+    const EmbeddingCache& c = cache_arg<EmbeddingCache>(cache, fn, "word_embedding_forward");
+    const py::array dout = float_array(dout_, fn, "dout");
+    Dims d(fn);
+    d.set('N', c.N, "the cache");
+    d.set('T', c.T, "the cache");
+    d.set('D', c.D, "the cache");
+    d.expect(dout, "dout", "N,T,D");
+    return c.is_double || dout.itemsize() == 8 ? embedding_backward_t<double>(c, dout)
+                                               : embedding_backward_t<float>(c, dout);
+}
+
+template <typename F>
+py::tuple softmax_loss_t(const py::array& x_, const py::array_t<std::int64_t>& y, const py::array& mask_,
+                         index_t N, index_t T, index_t V) {
+    const Contiguous<F> x = contiguous<F>(x_), mask = contiguous<F>(mask_);
+    py::array dx = empty<F>({N, T, V});
+    double loss;
+    {
+        py::gil_scoped_release nogil;
+        loss = rnn_fast::temporal_softmax_loss<F>(mptr<F>(dx), x.data(), y.data(), mask.data(), N, T, V, threads());
+    }
+    return py::make_tuple(py::float_(loss), dx);
+}
+
+py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, bool verbose) {
+    const char* fn = "temporal_softmax_loss";
+    const py::array x = float_array(x_, fn, "x");
+    const py::array_t<std::int64_t> y = index_array(y_, fn, "y");
+    const py::array mask = py::array::ensure(mask_);
+    if (!mask || !(mask.dtype().kind() == 'b' || mask.dtype().kind() == 'i' || mask.dtype().kind() == 'u' ||
+                   mask.dtype().kind() == 'f'))
+        throw py::type_error(std::string(fn) + "(): mask must be a boolean or real array, got " +
+                             (mask ? "dtype " + dtype_of(mask) : type_name(mask_)));
+    Dims d(fn);
+    d.expect(x, "x", "N,T,V");
+    d.expect(y, "y", "N,T");
+    d.expect(mask, "mask", "N,T");
+    if (verbose) py::print("dx_flat: ", py::make_tuple(d['N'] * d['T'], d['V']));
+    try {
+        return x.itemsize() == 8 ? softmax_loss_t<double>(x, y, mask, d['N'], d['T'], d['V'])
+                                 : softmax_loss_t<float>(x, y, mask, d['N'], d['T'], d['V']);
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(std::string(fn) + "(): " + e.what());
+    }
+}
+
+// ---------------------------------------------------------------- threads
+
+void set_num_threads(int n) {
+    if (n < 1) throw py::value_error("set_num_threads(): n must be >= 1, got " + std::to_string(n));
+    g_threads.store(n);
+}
+
+template <typename Cache>
+void register_cache(py::module_& m, const char* name, const char* doc) {
+    py::class_<Cache>(m, name, doc).def("__repr__", [name](const Cache& c) { return c.repr(name); });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "rnn_fast's compiled kernels. Use the functions re-exported by the rnn_fast package.";
+    g_threads.store(omp_get_max_threads());
+
+    register_cache<RNNStepCache>(m, "RNNStepCache", "Opaque cache of rnn_step_forward, for rnn_step_backward.");
+    register_cache<RNNCache>(m, "RNNCache", "Opaque cache of rnn_forward, for rnn_backward.");
+    register_cache<LSTMStepCache>(m, "LSTMStepCache", "Opaque cache of lstm_step_forward, for lstm_step_backward.");
+    register_cache<LSTMCache>(m, "LSTMCache", "Opaque cache of lstm_forward, for lstm_backward.");
+    py::class_<AffineCache>(m, "AffineCache", "Opaque cache of temporal_affine_forward.");
+    py::class_<EmbeddingCache>(m, "EmbeddingCache", "Opaque cache of word_embedding_forward.");
+
+    using namespace pybind11::literals;
+    m.def("rnn_step_forward", &rnn_step_forward, "x"_a, "prev_h"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(),
+          "activation"_a = "tanh");
+    m.def("rnn_step_backward", &rnn_step_backward, "dnext_h"_a, "cache"_a);
+    m.def("rnn_forward", &rnn_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh",
+          "reverse"_a = false, "return_state"_a = false);
+    m.def("rnn_backward", &rnn_backward, "dh"_a, "cache"_a);
+    m.def("lstm_step_forward", &lstm_step_forward, "x"_a, "prev_h"_a, "prev_c"_a, "Wx"_a, "Wh"_a, "b"_a);
+    m.def("lstm_step_backward", &lstm_step_backward, "dnext_h"_a, "dnext_c"_a, "cache"_a);
+    m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
+          "reverse"_a = false, "return_state"_a = false);
+    m.def("lstm_backward", &lstm_backward, "dh"_a, "cache"_a, py::kw_only(), "dcT"_a = py::none(),
+          "return_dc0"_a = false);
+    m.def("temporal_affine_forward", &temporal_affine_forward, "x"_a, "w"_a, "b"_a);
+    m.def("temporal_affine_backward", &temporal_affine_backward, "dout"_a, "cache"_a);
+    m.def("word_embedding_forward", &word_embedding_forward, "x"_a, "W"_a);
+    m.def("word_embedding_backward", &word_embedding_backward, "dout"_a, "cache"_a);
+    m.def("temporal_softmax_loss", &temporal_softmax_loss, "x"_a, "y"_a, "mask"_a, "verbose"_a = false);
+    m.def("set_num_threads", &set_num_threads, "n"_a);
+    m.def("get_num_threads", &threads);
+}

@@ -1,0 +1,213 @@
+#include "gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace rnn_fast {
+
+namespace {
+
+constexpr index_t KC = 256;  // rows of op(B) per packed block (L1-sized slivers)
+constexpr index_t MC = 96;   // rows of op(A) per packed block (L2-sized)
+
+// Below this many multiply-adds a product runs on the calling thread alone:
+// waking a team costs more than it saves.
+constexpr index_t kParallelWork = 1 << 15;
+
+index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
+// Portable register-blocked micro-kernel; the compiler vectorizes the j loop.
+template <typename T, int MR, int NR>
+void kernel_portable(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate) {
+    T r[MR][NR] = {};
+    for (index_t k = 0; k < kc; ++k) {
+        for (int i = 0; i < MR; ++i) {
+            const T ai = a[k * MR + i];
+            for (int j = 0; j < NR; ++j) r[i][j] += ai * b[k * NR + j];
+        }
+    }
+    for (int i = 0; i < MR; ++i) {
+        T* ci = c + i * ldc;
+        for (int j = 0; j < NR; ++j) ci[j] = accumulate ? ci[j] + r[i][j] : r[i][j];
+    }
+}
+
+// op(A)[ic:ic+mc, pc:pc+kc] into mr-row slivers (kc x mr each), zero-padded.
+template <typename T>
+void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, index_t kc, int mr) {
+    const index_t padded = ceil_div(mc, mr) * mr;
+    if (padded != mc) std::fill(dst, dst + padded * kc, T(0));
+    if (!transA) {
+        for (index_t i = 0; i < mc; ++i) {
+            const T* src = A.row(ic + i) + pc;
+            T* d = dst + (i / mr) * kc * mr + (i % mr);
+            for (index_t k = 0; k < kc; ++k) d[k * mr] = src[k];
+        }
+    } else {
+        for (index_t k = 0; k < kc; ++k) {
+            const T* src = A.row(pc + k) + ic;
+            for (index_t i = 0; i < mc; ++i) dst[(i / mr) * kc * mr + k * mr + (i % mr)] = src[i];
+        }
+    }
+}
+
+}  // namespace
+
+template <>
+const MicroKernel<float>& micro_kernel<float>() {
+    static const MicroKernel<float> k{4, 8, kernel_portable<float, 4, 8>};
+    return k;
+}
+
+template <>
+const MicroKernel<double>& micro_kernel<double>() {
+    static const MicroKernel<double> k{4, 4, kernel_portable<double, 4, 4>};
+    return k;
+}
+
+template <typename T>
+void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads) {
+    kernel_ = &micro_kernel<T>();
+    const index_t nr = kernel_->nr;
+    const index_t slivers = ceil_div(N, nr);
+    K_ = K;
+    N_ = N;
+    padded_n_ = slivers * nr;
+    data_.reserve(static_cast<std::size_t>(std::max<index_t>(1, K * padded_n_)));
+    T* out = data_.data();
+    // Each sliver of each block is written by exactly one thread.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && K * N >= kParallelWork)
+    for (index_t s = 0; s < slivers; ++s) {
+        const index_t j0 = s * nr;
+        const index_t nj = std::min<index_t>(nr, N - j0);
+        for (index_t pc = 0; pc < K; pc += KC) {
+            const index_t kc = std::min(KC, K - pc);
+            T* d = out + pc * padded_n_ + s * kc * nr;
+            if (nj < nr) std::fill(d, d + kc * nr, T(0));
+            if (!transB) {
+                for (index_t k = 0; k < kc; ++k) {
+                    const T* src = B.row(pc + k) + j0;
+                    for (index_t j = 0; j < nj; ++j) d[k * nr + j] = src[j];
+                }
+            } else {
+                for (index_t j = 0; j < nj; ++j) {
+                    const T* src = B.row(j0 + j) + pc;
+                    for (index_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
+                }
+            }
+        }
+    }
+}
+
+template <typename T>
+void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool accumulate,
+                 T* C, index_t ldc, int nthreads) {
+    const index_t N = B.N(), K = B.K();
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        if (!accumulate)
+            for (index_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+        return;
+    }
+    const MicroKernel<T>& uk = B.kernel();
+    const index_t mr = uk.mr, nr = uk.nr;
+    // Work items: a block of MC rows times a chunk of whole column slivers,
+    // at least two items per thread when the shape allows.
+    const index_t mblocks = ceil_div(M, MC);
+    const index_t slivers = ceil_div(N, nr);
+    index_t chunks = std::min(slivers, std::max<index_t>(1, ceil_div(2 * nthreads, mblocks)));
+    const index_t per_chunk = ceil_div(slivers, chunks);
+    chunks = ceil_div(slivers, per_chunk);
+    const index_t items = mblocks * chunks;
+    const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
+
+    // One packed-A block per thread, allocated here: nothing may throw inside
+    // the parallel region.
+    const index_t team = parallel ? nthreads : 1;
+    const index_t apack_size = ceil_div(MC, mr) * mr * KC;
+    Buffer<T> apacks;
+    apacks.reserve(static_cast<std::size_t>(team * apack_size));
+    // Items write disjoint tiles of C; each tile sums over K in block order.
+#pragma omp parallel num_threads(static_cast<int>(team)) if (parallel)
+    {
+        T* apack = apacks.data() + omp_get_thread_num() * apack_size;
+        alignas(64) T edge[16 * 64];  // one mr x nr tile for partial edges
+#pragma omp for schedule(static)
+        for (index_t item = 0; item < items; ++item) {
+            const index_t ic = (item / chunks) * MC;
+            const index_t mc = std::min(MC, M - ic);
+            const index_t s0 = (item % chunks) * per_chunk;
+            const index_t s1 = std::min(slivers, s0 + per_chunk);
+            for (index_t pc = 0; pc < K; pc += KC) {
+                const index_t kc = std::min(KC, K - pc);
+                const bool acc = accumulate || pc > 0;
+                pack_a(apack, A, transA, ic, mc, pc, kc, static_cast<int>(mr));
+                for (index_t s = s0; s < s1; ++s) {
+                    const T* bp = B.sliver(pc, kc, s);
+                    const index_t j0 = s * nr;
+                    const index_t nj = std::min(nr, N - j0);
+                    for (index_t ir = 0; ir < mc; ir += mr) {
+                        const T* ap = apack + ir * kc;
+                        T* c = C + (ic + ir) * ldc + j0;
+                        const index_t mi = std::min(mr, mc - ir);
+                        if (mi == mr && nj == nr) {
+                            uk.run(kc, ap, bp, c, ldc, acc);
+                            continue;
+                        }
+                        uk.run(kc, ap, bp, edge, nr, false);
+                        for (index_t i = 0; i < mi; ++i)
+                            for (index_t j = 0; j < nj; ++j)
+                                c[i * ldc + j] = acc ? c[i * ldc + j] + edge[i * nr + j] : edge[i * nr + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <typename T>
+void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
+          bool accumulate, T* C, index_t ldc, int nthreads) {
+    if (M == 0 || N == 0) return;
+    PackedB<T> packed;
+    packed.pack(K, N, B, transB, nthreads);
+    gemm_packed(M, A, transA, packed, accumulate, C, ldc, nthreads);
+}
+
+template <typename T>
+void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nthreads) {
+    // Rows are disjoint.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && rows * cols >= kParallelWork)
+    for (index_t i = 0; i < rows; ++i) std::memcpy(C + i * ldc, b, sizeof(T) * cols);
+}
+
+template <typename T>
+void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
+    std::fill(out, out + cols, T(0));
+    if (cols == 0) return;
+    // Threads own disjoint column ranges; each column is summed in row order.
+    constexpr index_t kChunk = 64;
+    const index_t chunks = ceil_div(cols, kChunk);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && chunks > 1 && rows * cols >= kParallelWork)
+    for (index_t q = 0; q < chunks; ++q) {
+        const index_t j0 = q * kChunk, j1 = std::min(cols, j0 + kChunk);
+        for (index_t i = 0; i < rows; ++i) {
+            const T* a = A + i * cols;
+            for (index_t j = j0; j < j1; ++j) out[j] += a[j];
+        }
+    }
+}
+
+#define RNN_FAST_INSTANTIATE(T)                                                                  \
+    template class PackedB<T>;                                                                   \
+    template void gemm_packed<T>(index_t, Rows<T>, bool, const PackedB<T>&, bool, T*, index_t, int); \
+    template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int); \
+    template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
+    template void column_sums<T>(T*, const T*, index_t, index_t, int);
+
+RNN_FAST_INSTANTIATE(float)
+RNN_FAST_INSTANTIATE(double)
+
+}  // namespace rnn_fast

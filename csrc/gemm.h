@@ -1,0 +1,121 @@
+// Matrix products for the cell kernels: a packed, cache-blocked GEMM
+// (BLIS-style loops around an MR x NR register-blocked micro-kernel).
+//
+// Determinism: threads split only the output C into tiles; every element of
+// C is accumulated over K in the same order whatever the thread count, so
+// results are bitwise identical for any nthreads.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <new>
+
+#include "common.h"
+
+namespace rnn_fast {
+
+// Rows of a stored row-major matrix. Row r starts at
+//   p + (r / group) * group_stride + (r % group) * ld,
+// so one view can walk rows that skip a gap every `group` rows: for example
+// time steps 0..T-2 of every sequence in a batch-first (N,T,H) array is
+// {h, H, T-1, T*H}. A dense matrix has group = "infinity".
+template <typename T>
+struct Rows {
+    const T* p;
+    index_t ld;
+    index_t group;
+    index_t group_stride;
+
+    const T* row(index_t r) const { return p + (r / group) * group_stride + (r % group) * ld; }
+};
+
+template <typename T>
+Rows<T> dense_rows(const T* p, index_t ld) {
+    return {p, ld, std::numeric_limits<index_t>::max(), 0};
+}
+
+template <typename T>
+Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride) {
+    return {p, ld, group < 1 ? 1 : group, group_stride};
+}
+
+// A 64-byte aligned scratch array that keeps its memory when shrunk.
+template <typename T>
+class Buffer {
+public:
+    T* data() { return ptr_.get(); }
+    const T* data() const { return ptr_.get(); }
+    void reserve(std::size_t n) {
+        if (n <= capacity_) return;
+        std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+        void* p = std::aligned_alloc(64, bytes);
+        if (p == nullptr) throw std::bad_alloc();
+        ptr_.reset(static_cast<T*>(p));
+        capacity_ = n;
+    }
+
+private:
+    struct Free { void operator()(T* p) const { std::free(p); } };
+    std::unique_ptr<T, Free> ptr_;
+    std::size_t capacity_ = 0;
+};
+
+// c (mr x nr, row stride ldc) = [c +] a · b, where a is an mr-row sliver of
+// packed A (kc x mr, k-major) and b an nr-column sliver of packed B (kc x nr).
+template <typename T>
+struct MicroKernel {
+    int mr;
+    int nr;
+    void (*run)(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate);
+};
+
+// The micro-kernel used on this CPU for element type T.
+template <typename T>
+const MicroKernel<T>& micro_kernel();
+
+// op(B) (K x N), packed once and reused by many products with different A
+// (the recurrent weights of a whole sequence). For each block of up to KC
+// rows of op(B) and each sliver of nr columns, kc x nr values, zero-padded.
+template <typename T>
+class PackedB {
+public:
+    // op(B) = B (K x N, transB = false) or B^T (B stored N x K, transB = true).
+    void pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads);
+
+    index_t K() const { return K_; }
+    index_t N() const { return N_; }
+    const MicroKernel<T>& kernel() const { return *kernel_; }
+    // Sliver s of the block of rows [pc, pc + kc).
+    const T* sliver(index_t pc, index_t kc, index_t s) const {
+        return data_.data() + pc * padded_n_ + s * kc * kernel_->nr;
+    }
+
+private:
+    index_t K_ = 0, N_ = 0, padded_n_ = 0;
+    const MicroKernel<T>* kernel_ = nullptr;
+    Buffer<T> data_;
+};
+
+// C (M x N, row stride ldc) = [C +] op(A) · op(B), op(A) being A (M x K) or
+// A^T (A stored K x M, transA = true). C must not alias A or B.
+template <typename T>
+void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool accumulate,
+                 T* C, index_t ldc, int nthreads);
+
+// The same with B packed on the fly: op(B) is K x N.
+template <typename T>
+void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
+          bool accumulate, T* C, index_t ldc, int nthreads);
+
+// Every row of C (rows x cols, row stride ldc) set to the vector b (cols).
+template <typename T>
+void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nthreads);
+
+// out (cols) = sum over the rows of A (rows x cols, dense, row stride cols),
+// summed in row order for every column.
+template <typename T>
+void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads);
+
+}  // namespace rnn_fast

@@ -1,0 +1,109 @@
+#include "layers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+
+namespace rnn_fast {
+
+namespace {
+
+void check_indices(const std::int64_t* idx, index_t count, index_t V, const char* name) {
+    for (index_t k = 0; k < count; ++k)
+        check(idx[k] >= 0 && idx[k] < V,
+              std::string(name) + " holds index " + std::to_string(idx[k]) + " at flat position " +
+                  std::to_string(k) + ", outside [0, " + std::to_string(V) + ")");
+}
+
+}  // namespace
+
+template <typename F>
+void temporal_affine_forward(F* out, const F* x, const F* w, const F* b, index_t N, index_t T,
+                             index_t D, index_t M, int nthreads) {
+    fill_rows(out, N * T, M, M, b, nthreads);
+    gemm<F>(N * T, M, D, dense_rows(x, D), false, dense_rows(w, M), false, true, out, M, nthreads);
+}
+
+template <typename F>
+void temporal_affine_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
+                              index_t N, index_t T, index_t D, index_t M, int nthreads) {
+    gemm<F>(N * T, D, M, dense_rows(dout, M), false, dense_rows(w, M), true, false, dx, D, nthreads);
+    gemm<F>(D, M, N * T, dense_rows(x, D), true, dense_rows(dout, M), false, false, dw, M, nthreads);
+    column_sums(db, dout, N * T, M, nthreads);
+}
+
+template <typename F>
+void word_embedding_forward(F* out, const std::int64_t* x, const F* W, index_t N, index_t T,
+                            index_t V, index_t D, int nthreads) {
+    check_indices(x, N * T, V, "x");
+    // Each (n,t) writes its own output row.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && N * T * D >= (1 << 15))
+    for (index_t k = 0; k < N * T; ++k) std::memcpy(out + k * D, W + x[k] * D, sizeof(F) * D);
+}
+
+template <typename F>
+void word_embedding_backward(F* dW, const F* dout, const std::int64_t* x, index_t N, index_t T,
+                             index_t V, index_t D, int nthreads) {
+    check_indices(x, N * T, V, "x");
+    std::fill(dW, dW + V * D, F(0));
+    // Threads own disjoint column ranges of dW, so repeated indices never
+    // race, and every element sums its rows in (n,t) order.
+    constexpr index_t kChunk = 64;
+    const index_t chunks = (D + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && chunks > 1 && N * T * D >= (1 << 15))
+    for (index_t q = 0; q < chunks; ++q) {
+        const index_t j0 = q * kChunk, j1 = std::min(D, j0 + kChunk);
+        for (index_t k = 0; k < N * T; ++k) {
+            F* row = dW + x[k] * D;
+            const F* g = dout + k * D;
+            for (index_t j = j0; j < j1; ++j) row[j] += g[j];
+        }
+    }
+}
+
+template <typename F>
+double temporal_softmax_loss(F* dx, const F* x, const std::int64_t* y, const F* mask, index_t N,
+                             index_t T, index_t V, int nthreads) {
+    check_indices(y, N * T, V, "y");
+    std::vector<double> row_loss(static_cast<std::size_t>(N * T));
+    // Rows are independent; their losses are summed afterwards in row order.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && N * T * V >= (1 << 15))
+    for (index_t k = 0; k < N * T; ++k) {
+        const F* s = x + k * V;
+        F* d = dx + k * V;
+        F mx = -INFINITY;
+        for (index_t v = 0; v < V; ++v) mx = std::max(mx, s[v]);
+        if (std::isnan(mx) || V == 0) mx = 0;
+        F sum = 0;
+        for (index_t v = 0; v < V; ++v) sum += (d[v] = std::exp(s[v] - mx));
+        // log p[y] = s[y] - max - log(sum): finite even where p[y] underflows.
+        const F log_py = s[y[k]] - mx - std::log(sum);
+        row_loss[k] = -static_cast<double>(mask[k]) * static_cast<double>(log_py);
+        const F scale = mask[k] / static_cast<F>(N);
+        for (index_t v = 0; v < V; ++v) d[v] = d[v] / sum * scale;
+        d[y[k]] -= scale;
+    }
+    double loss = 0;
+    for (double l : row_loss) loss += l;
+    return N > 0 ? loss / static_cast<double>(N) : 0.0;
+}
+
+#define RNN_FAST_INSTANTIATE(F)                                                                         \
+    template void temporal_affine_forward<F>(F*, const F*, const F*, const F*, index_t, index_t, index_t, \
+                                             index_t, int);                                             \
+    template void temporal_affine_backward<F>(F*, F*, F*, const F*, const F*, const F*, index_t, index_t, \
+                                              index_t, index_t, int);                                   \
+    template void word_embedding_forward<F>(F*, const std::int64_t*, const F*, index_t, index_t, index_t, \
+                                            index_t, int);                                              \
+    template void word_embedding_backward<F>(F*, const F*, const std::int64_t*, index_t, index_t,       \
+                                             index_t, index_t, int);                                    \
+    template double temporal_softmax_loss<F>(F*, const F*, const std::int64_t*, const F*, index_t,      \
+                                             index_t, index_t, int);
+
+RNN_FAST_INSTANTIATE(float)
+RNN_FAST_INSTANTIATE(double)
+
+}  // namespace rnn_fast

@@ -1,0 +1,41 @@
+// The non-recurrent layers of cs231n's rnn_layers.py surface.
+#pragma once
+
+#include <cstdint>
+
+#include "common.h"
+
+namespace rnn_fast {
+
+// out (N,T,M) = x (N,T,D) · w (D,M) + b (M). out must not alias the inputs.
+template <typename F>
+void temporal_affine_forward(F* out, const F* x, const F* w, const F* b, index_t N, index_t T,
+                             index_t D, index_t M, int nthreads);
+
+// dx (N,T,D) = dout · w^T; dw (D,M) = x^T · dout; db (M) = sum of dout over N, T.
+//   dout (N,T,M), x (N,T,D), w (D,M)
+template <typename F>
+void temporal_affine_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
+                              index_t N, index_t T, index_t D, index_t M, int nthreads);
+
+// out (N,T,D) = W[x]: row x[n,t] of W (V,D) for every (n,t); x (N,T) indices.
+// Throws std::invalid_argument if an index is outside [0, V).
+template <typename F>
+void word_embedding_forward(F* out, const std::int64_t* x, const F* W, index_t N, index_t T,
+                            index_t V, index_t D, int nthreads);
+
+// dW (V,D) = sum of dout[n,t] (N,T,D) into row x[n,t], added in (n,t) order.
+template <typename F>
+void word_embedding_backward(F* dW, const F* dout, const std::int64_t* x, index_t N, index_t T,
+                             index_t V, index_t D, int nthreads);
+
+// Softmax cross-entropy over V classes at every (n,t), weighted by mask and
+// divided by N (cs231n's temporal_softmax_loss). Returns the loss.
+//   dx (N,T,V) out: gradient of the loss; x (N,T,V) scores
+//   y (N,T) targets in [0, V) (throws std::invalid_argument otherwise)
+//   mask (N,T) weights, 1 or 0 for cs231n's boolean mask
+template <typename F>
+double temporal_softmax_loss(F* dx, const F* x, const std::int64_t* y, const F* mask, index_t N,
+                             index_t T, index_t V, int nthreads);
+
+}  // namespace rnn_fast

@@ -1,0 +1,45 @@
+"""rnn_fast: C++/OpenMP kernels for vanilla RNN and LSTM layers.
+
+A drop-in replacement for the NumPy functions of cs231n's ``rnn_layers.py``:
+same names, arguments, shapes and return values, computed by compiled
+kernels in float32 or float64. ``rnn_fast.reference`` holds the NumPy twins.
+"""
+from . import reference
+from ._core import (
+    get_num_threads,
+    lstm_backward,
+    lstm_forward,
+    lstm_step_backward,
+    lstm_step_forward,
+    rnn_backward,
+    rnn_forward,
+    rnn_step_backward,
+    rnn_step_forward,
+    set_num_threads,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "reference",
+    "get_num_threads",
+    "lstm_backward",
+    "lstm_forward",
+    "lstm_step_backward",
+    "lstm_step_forward",
+    "rnn_backward",
+    "rnn_forward",
+    "rnn_step_backward",
+    "rnn_step_forward",
+    "set_num_threads",
+    "temporal_affine_backward",
+    "temporal_affine_forward",
+    "temporal_softmax_loss",
+    "word_embedding_backward",
+    "word_embedding_forward",
+]

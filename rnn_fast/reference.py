@@ -1,0 +1,312 @@
+"""Plain NumPy twins of rnn_fast's kernels: the ground truth for tests and the
+baseline for benchmarks.
+
+Same names, argument order, return tuples and shapes as cs231n's
+``rnn_layers.py`` and as ``rnn_fast``'s compiled functions, written straight
+from the definitions, one time step at a time. Letters: N batch, T time,
+D input features, H hidden units, M affine outputs, V vocabulary. LSTM gates
+are ordered i, f, o, g. Caches are named structures, not positional tuples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+
+__all__ = [
+    "sigmoid",
+    "rnn_step_forward",
+    "rnn_step_backward",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "temporal_affine_forward",
+    "temporal_affine_backward",
+    "word_embedding_forward",
+    "word_embedding_backward",
+    "temporal_softmax_loss",
+]
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)); exp overflow gives exactly 0, never NaN."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+def _activate(a, activation):
+    if activation == "tanh":
+        return np.tanh(a)
+    if activation == "relu":
+        return np.maximum(a, 0)
+    raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+
+
+def _d_activate(y, activation):
+    """Derivative of the activation, from its output y."""
+    return 1 - y * y if activation == "tanh" else (y > 0).astype(y.dtype)
+
+
+# ------------------------------------------------------------ vanilla RNN
+
+
+@dataclass
+class RNNStepCache:
+    x: np.ndarray  # (N, D)
+    prev_h: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, H)
+    Wh: np.ndarray  # (H, H)
+    next_h: np.ndarray  # (N, H)
+    activation: str = "tanh"
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b, *, activation="tanh"):
+    """next_h = act(x Wx + prev_h Wh + b). x (N, D), prev_h (N, H), Wx (D, H),
+    Wh (H, H), b (H,). Returns (next_h (N, H), cache)."""
+    next_h = _activate(x.dot(Wx) + prev_h.dot(Wh) + b, activation)
+    return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h, activation)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,))."""
+    da = dnext_h * _d_activate(cache.next_h, cache.activation)
+    dx = da.dot(cache.Wx.T)
+    dprev_h = da.dot(cache.Wh.T)
+    dWx = cache.x.T.dot(da)
+    dWh = cache.prev_h.T.dot(da)
+    db = da.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, db
+
+
+@dataclass
+class RNNCache:
+    steps: List[RNNStepCache]  # in time order t = 0..T-1
+    shape_x: tuple  # (N, T, D)
+    h0: np.ndarray  # (N, H)
+    Wx: np.ndarray
+    Wh: np.ndarray
+    reverse: bool
+
+
+def _times(T, reverse):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_state=False):
+    """Vanilla RNN over a sequence. x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H),
+    b (H,). Returns (h (N, T, H), cache), or (h, h_T, cache) with return_state.
+    reverse runs time from T-1 down to 0 (h_T is then the state at t = 0)."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(x, h0, Wx, Wh, b)
+    h = np.zeros((N, T, H), dtype=dtype)
+    steps = [None] * T
+    prev = h0
+    for t in _times(T, reverse):
+        prev, steps[t] = rnn_step_forward(x[:, t], prev, Wx, Wh, b, activation=activation)
+        h[:, t] = prev
+    cache = RNNCache(steps, x.shape, h0, Wx, Wh, reverse)
+    if return_state:
+        return h, np.array(prev, dtype=dtype), cache
+    return h, cache
+
+
+def rnn_backward(dh, cache):
+    """dh (N, T, H): upstream gradient of each step's h only.
+    Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db)."""
+    N, T, D = cache.shape_x
+    dtype = np.result_type(dh, cache.Wx, cache.h0)
+    dx = np.zeros((N, T, D), dtype=dtype)
+    dprev = np.zeros(cache.h0.shape, dtype=dtype)
+    dWx = np.zeros(cache.Wx.shape, dtype=dtype)
+    dWh = np.zeros(cache.Wh.shape, dtype=dtype)
+    db = np.zeros(cache.Wx.shape[1], dtype=dtype)
+    for t in reversed(list(_times(T, cache.reverse))):
+        dx[:, t], dprev, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev, cache.steps[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, dprev, dWx, dWh, db
+
+
+# ------------------------------------------------------------------- LSTM
+
+
+@dataclass
+class LSTMStepCache:
+    x: np.ndarray  # (N, D)
+    prev_h: np.ndarray  # (N, H)
+    prev_c: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, 4H)
+    Wh: np.ndarray  # (H, 4H)
+    i: np.ndarray  # (N, H) post-activation gates
+    f: np.ndarray
+    o: np.ndarray
+    g: np.ndarray
+    next_c: np.ndarray  # (N, H)
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step. x (N, D), prev_h and prev_c (N, H), Wx (D, 4H),
+    Wh (H, 4H), b (4H,). Returns (next_h, next_c, cache)."""
+    H = prev_h.shape[1]
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    i = sigmoid(a[:, :H])
+    f = sigmoid(a[:, H : 2 * H])
+    o = sigmoid(a[:, 2 * H : 3 * H])
+    g = np.tanh(a[:, 3 * H :])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Returns (dx (N, D), dprev_h, dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,))."""
+    c = cache
+    tc = np.tanh(c.next_c)
+    dc = dnext_c + dnext_h * c.o * (1 - tc * tc)
+    da = np.concatenate(
+        [
+            dc * c.g * c.i * (1 - c.i),
+            dc * c.prev_c * c.f * (1 - c.f),
+            dnext_h * tc * c.o * (1 - c.o),
+            dc * c.i * (1 - c.g * c.g),
+        ],
+        axis=1,
+    )
+    dx = da.dot(c.Wx.T)
+    dprev_h = da.dot(c.Wh.T)
+    dprev_c = dc * c.f
+    dWx = c.x.T.dot(da)
+    dWh = c.prev_h.T.dot(da)
+    db = da.sum(axis=0)
+    return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+@dataclass
+class LSTMCache:
+    steps: List[LSTMStepCache]  # in time order t = 0..T-1
+    shape_x: tuple  # (N, T, D)
+    h0: np.ndarray  # (N, H)
+    c0: np.ndarray  # (N, H)
+    Wx: np.ndarray
+    Wh: np.ndarray
+    reverse: bool
+
+
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False):
+    """LSTM over a sequence. x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H),
+    b (4H,); the cell state starts at c0 (N, H), zeros by default.
+    Returns (h (N, T, H), cache), or (h, h_T, c_T, cache) with return_state."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(x, h0, Wx, Wh, b, *([] if c0 is None else [c0]))
+    if c0 is None:
+        c0 = np.zeros((N, H), dtype=dtype)
+    h = np.zeros((N, T, H), dtype=dtype)
+    steps = [None] * T
+    prev_h, prev_c = h0, c0
+    for t in _times(T, reverse):
+        prev_h, prev_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+    cache = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse)
+    if return_state:
+        return h, np.array(prev_h, dtype=dtype), np.array(prev_c, dtype=dtype), cache
+    return h, cache
+
+
+def lstm_backward(dh, cache, *, dcT=None, return_dc0=False):
+    """dh (N, T, H): upstream gradient of each step's h only; dcT (N, H):
+    gradient of the final cell state (zero by default).
+    Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db), with dc0 appended when
+    return_dc0."""
+    N, T, D = cache.shape_x
+    dtype = np.result_type(dh, cache.Wx, cache.h0, *([] if dcT is None else [dcT]))
+    dx = np.zeros((N, T, D), dtype=dtype)
+    dprev_h = np.zeros(cache.h0.shape, dtype=dtype)
+    dprev_c = np.zeros(cache.h0.shape, dtype=dtype) if dcT is None else np.array(dcT, dtype=dtype)
+    dWx = np.zeros(cache.Wx.shape, dtype=dtype)
+    dWh = np.zeros(cache.Wh.shape, dtype=dtype)
+    db = np.zeros(cache.Wx.shape[1], dtype=dtype)
+    for t in reversed(list(_times(T, cache.reverse))):
+        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(
+            dh[:, t] + dprev_h, dprev_c, cache.steps[t]
+        )
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    if return_dc0:
+        return dx, dprev_h, dWx, dWh, db, dprev_c
+    return dx, dprev_h, dWx, dWh, db
+
+
+# ------------------------------------------------- non-recurrent layers
+
+
+@dataclass
+class AffineCache:
+    x: np.ndarray  # (N, T, D)
+    w: np.ndarray  # (D, M)
+
+
+def temporal_affine_forward(x, w, b):
+    """out (N, T, M) = x (N, T, D) . w (D, M) + b (M,). Returns (out, cache)."""
+    N, T, D = x.shape
+    out = x.reshape(N * T, D).dot(w).reshape(N, T, w.shape[1]) + b
+    return out, AffineCache(x, w)
+
+
+def temporal_affine_backward(dout, cache):
+    """Returns (dx (N, T, D), dw (D, M), db (M,))."""
+    x, w = cache.x, cache.w
+    N, T, D = x.shape
+    M = w.shape[1]
+    dx = dout.reshape(N * T, M).dot(w.T).reshape(N, T, D)
+    dw = x.reshape(N * T, D).T.dot(dout.reshape(N * T, M))
+    db = dout.sum(axis=(0, 1))
+    return dx, dw, db
+
+
+@dataclass
+class EmbeddingCache:
+    x: np.ndarray  # (N, T) integer indices
+    W: np.ndarray  # (V, D)
+
+
+def word_embedding_forward(x, W):
+    """out (N, T, D) = W[x] for x (N, T) integers in [0, V), W (V, D)."""
+    return W[x], EmbeddingCache(x, W)
+
+
+def word_embedding_backward(dout, cache):
+    """Returns dW (V, D): dout (N, T, D) summed into the rows that were read."""
+    dW = np.zeros_like(cache.W, dtype=np.result_type(dout, cache.W))
+    np.add.at(dW, cache.x, dout)
+    return dW
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Softmax loss over V classes at every time step, averaged over N, where
+    mask (N, T) says which steps count. x (N, T, V) scores, y (N, T) targets.
+    Returns (loss, dx (N, T, V)). log p is computed as a log-sum-exp, so the
+    loss stays finite where a probability underflows."""
+    N, T, V = x.shape
+    x_flat = x.reshape(N * T, V)
+    y_flat = y.reshape(N * T)
+    mask_flat = mask.reshape(N * T)
+    shifted = x_flat - np.max(x_flat, axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    probs = np.exp(log_probs)
+    loss = -np.sum(mask_flat * log_probs[np.arange(N * T), y_flat]) / N
+    dx_flat = probs.copy()
+    dx_flat[np.arange(N * T), y_flat] -= 1
+    dx_flat /= N
+    dx_flat *= mask_flat[:, None]
+    if verbose:
+        print("dx_flat: ", dx_flat.shape)
+    return float(loss), dx_flat.reshape(N, T, V)
+
