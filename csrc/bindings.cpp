@@ -57,7 +57,7 @@ public:
         std::stringstream ss(spec);
         for (std::string tok; std::getline(ss, tok, ',');)
             axes.push_back({tok.size() > 1 ? std::stol(tok.substr(0, tok.size() - 1)) : 1, tok.back()});
-        const std::string pretty = "(" + replace_all(spec, ",", ", ") + ")";
+        const std::string pretty = "(" + replace_all(spec, ",", ", ") + (axes.size() == 1 ? ",)" : ")");
         if (a.ndim() != static_cast<py::ssize_t>(axes.size()))
             throw py::value_error(std::string(fn_) + "(): " + name + " must be " +
                                   std::to_string(axes.size()) + "-D with shape " + pretty + ", got " +
@@ -613,22 +613,71 @@ PYBIND11_MODULE(_core, m) {
 
     using namespace pybind11::literals;
     m.def("rnn_step_forward", &rnn_step_forward, "x"_a, "prev_h"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(),
-          "activation"_a = "tanh");
-    m.def("rnn_step_backward", &rnn_step_backward, "dnext_h"_a, "cache"_a);
+          "activation"_a = "tanh", R"doc(One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b).
+
+x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,): float32 or float64;
+mixed dtypes compute in float64. Returns (next_h (N, H), cache).
+Keyword-only: activation='tanh' or 'relu'.)doc");
+    m.def("rnn_step_backward", &rnn_step_backward, "dnext_h"_a, "cache"_a,
+          R"doc(Backward of rnn_step_forward. dnext_h (N, H).
+Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).)doc");
     m.def("rnn_forward", &rnn_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh",
-          "reverse"_a = false, "return_state"_a = false);
-    m.def("rnn_backward", &rnn_backward, "dh"_a, "cache"_a);
-    m.def("lstm_step_forward", &lstm_step_forward, "x"_a, "prev_h"_a, "prev_c"_a, "Wx"_a, "Wh"_a, "b"_a);
-    m.def("lstm_step_backward", &lstm_step_backward, "dnext_h"_a, "dnext_c"_a, "cache"_a);
+          "reverse"_a = false, "return_state"_a = false,
+          R"doc(Vanilla RNN over a sequence (batch first).
+
+x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
+Returns (h (N, T, H), cache).
+Keyword-only extras:
+  activation='tanh' or 'relu';
+  reverse=True runs time from T-1 down to 0 (the backward half of a
+    bidirectional RNN); h[:, t] is still the state at time t;
+  return_state=True returns (h, h_T, cache), h_T (N, H) the state after the
+    last step (time 0 when reverse; h0 when T = 0).)doc");
+    m.def("rnn_backward", &rnn_backward, "dh"_a, "cache"_a,
+          R"doc(Backward of rnn_forward. dh (N, T, H) is the upstream gradient of
+each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
+    m.def("lstm_step_forward", &lstm_step_forward, "x"_a, "prev_h"_a, "prev_c"_a, "Wx"_a, "Wh"_a, "b"_a,
+          R"doc(One LSTM step, gates ordered i, f, o, g.
+
+x (N, D), prev_h and prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
+Returns (next_h (N, H), next_c (N, H), cache).)doc");
+    m.def("lstm_step_backward", &lstm_step_backward, "dnext_h"_a, "dnext_c"_a, "cache"_a,
+          R"doc(Backward of lstm_step_forward. dnext_h, dnext_c (N, H).
+Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).)doc");
     m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
-          "reverse"_a = false, "return_state"_a = false);
+          "reverse"_a = false, "return_state"_a = false,
+          R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
+
+x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,). The cell state
+starts at zero. Returns (h (N, T, H), cache).
+Keyword-only extras:
+  c0 (N, H): initial cell state instead of zeros;
+  reverse=True runs time from T-1 down to 0; h[:, t] is still time t;
+  return_state=True returns (h, h_T, c_T, cache), the states after the last
+    step (time 0 when reverse; h0 and c0 when T = 0).)doc");
     m.def("lstm_backward", &lstm_backward, "dh"_a, "cache"_a, py::kw_only(), "dcT"_a = py::none(),
-          "return_dc0"_a = false);
-    m.def("temporal_affine_forward", &temporal_affine_forward, "x"_a, "w"_a, "b"_a);
-    m.def("temporal_affine_backward", &temporal_affine_backward, "dout"_a, "cache"_a);
-    m.def("word_embedding_forward", &word_embedding_forward, "x"_a, "W"_a);
-    m.def("word_embedding_backward", &word_embedding_backward, "dout"_a, "cache"_a);
-    m.def("temporal_softmax_loss", &temporal_softmax_loss, "x"_a, "y"_a, "mask"_a, "verbose"_a = false);
-    m.def("set_num_threads", &set_num_threads, "n"_a);
-    m.def("get_num_threads", &threads);
+          "return_dc0"_a = false,
+          R"doc(Backward of lstm_forward. dh (N, T, H) is the upstream gradient of
+each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).
+Keyword-only extras:
+  dcT (N, H): upstream gradient of the final cell state c_T (a gradient of
+    h_T belongs in dh at the last step);
+  return_dc0=True appends dc0 (N, H), the gradient of the initial cell state.)doc");
+    m.def("temporal_affine_forward", &temporal_affine_forward, "x"_a, "w"_a, "b"_a,
+          R"doc(out (N, T, M) = x (N, T, D) @ w (D, M) + b (M,). Returns (out, cache).)doc");
+    m.def("temporal_affine_backward", &temporal_affine_backward, "dout"_a, "cache"_a,
+          R"doc(Backward of temporal_affine_forward. Returns (dx, dw, db).)doc");
+    m.def("word_embedding_forward", &word_embedding_forward, "x"_a, "W"_a,
+          R"doc(out (N, T, D) = W[x] for integer x (N, T) in [0, V) and W (V, D).
+Returns (out, cache). An index outside [0, V) is a ValueError.)doc");
+    m.def("word_embedding_backward", &word_embedding_backward, "dout"_a, "cache"_a,
+          R"doc(Backward of word_embedding_forward: dW (V, D), dout summed into the rows read.)doc");
+    m.def("temporal_softmax_loss", &temporal_softmax_loss, "x"_a, "y"_a, "mask"_a, "verbose"_a = false,
+          R"doc(Softmax cross-entropy at every time step, summed where mask is set and
+divided by N. x (N, T, V) scores, y (N, T) integer targets in [0, V),
+mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc");
+    m.def("set_num_threads", &set_num_threads, "n"_a,
+          R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
+all cores). Results are bitwise identical whatever the count.)doc");
+    m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
 }

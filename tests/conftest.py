@@ -1,0 +1,68 @@
+"""Shared helpers: random inputs for each kernel and the per-dtype tolerances
+that every comparison with the NumPy reference uses."""
+import numpy as np
+import pytest
+
+# Kernel vs reference. The kernels sum in a different order (blocked GEMMs,
+# all time steps at once), so results agree to rounding, not bitwise:
+# float64 to ~1e-15 relative per step, float32 to ~1e-7.
+TOL = {
+    np.float64: dict(rtol=1e-9, atol=1e-11),
+    np.float32: dict(rtol=2e-4, atol=2e-5),
+}
+
+DTYPES = [np.float32, np.float64]
+
+# (N, T, D, H): ones in every position, an odd H=37, and sizes that cross the
+# GEMM's blocking (96 rows, 256 deep) so that edge tiles are exercised.
+SHAPES = [
+    (1, 1, 1, 1),
+    (2, 3, 4, 5),
+    (1, 9, 1, 37),
+    (3, 1, 37, 1),
+    (4, 7, 16, 8),
+    (33, 4, 260, 70),
+]
+
+
+def shape_id(s):
+    return "N{}T{}D{}H{}".format(*s)
+
+
+def recurrent_inputs(shape, dtype, gates, seed=0, scale=0.5):
+    """x (N,T,D), h0 (N,H), Wx (D,gH), Wh (H,gH), b (gH,) with gates=1 or 4."""
+    N, T, D, H = shape
+    rng = np.random.default_rng(seed)
+    G = gates * H
+    x = rng.standard_normal((N, T, D))
+    h0 = rng.standard_normal((N, H))
+    Wx = rng.standard_normal((D, G)) * scale / np.sqrt(D)
+    Wh = rng.standard_normal((H, G)) * scale / np.sqrt(H)
+    b = rng.standard_normal(G) * 0.1
+    return [a.astype(dtype) for a in (x, h0, Wx, Wh, b)]
+
+
+def rand(shape, dtype, seed=1):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def assert_close(actual, expected, dtype, err_msg=""):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{err_msg}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == expected.dtype, f"{err_msg}: dtype {actual.dtype} != {expected.dtype}"
+    np.testing.assert_allclose(actual, expected, err_msg=err_msg, **TOL[np.dtype(dtype).type])
+
+
+def assert_all_close(actual, expected, dtype, names):
+    assert len(actual) == len(expected) == len(names)
+    for a, e, n in zip(actual, expected, names):
+        assert_close(a, e, dtype, n)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import rnn_fast
+
+    n = rnn_fast.get_num_threads()
+    yield
+    rnn_fast.set_num_threads(n)

@@ -1,0 +1,169 @@
+"""Bad input gets a clear exception naming the argument, the expected and the
+received; never a crash, never a silently wrong array."""
+import re
+
+import numpy as np
+import pytest
+
+import rnn_fast as rf
+
+from conftest import recurrent_inputs
+
+N, T, D, H = 2, 3, 4, 5
+
+
+def rnn_args():
+    return dict(zip(["x", "h0", "Wx", "Wh", "b"], recurrent_inputs((N, T, D, H), np.float32, gates=1)))
+
+
+def lstm_args():
+    return dict(zip(["x", "h0", "Wx", "Wh", "b"], recurrent_inputs((N, T, D, H), np.float32, gates=4)))
+
+
+def call(fn, args):
+    names = list(args)
+    return fn(*[args[k] for k in names[:5]], **{k: args[k] for k in names[5:]})
+
+
+# (function, argument, replacement, message pattern): shape errors -> ValueError
+SHAPE_CASES = [
+    (rf.rnn_forward, rnn_args, "x", np.zeros((N, D), np.float32), r"x must be 3-D with shape \(N, T, D\), got 2-D shape \(2, 4\)"),
+    (rf.rnn_forward, rnn_args, "h0", np.zeros((N + 1, H), np.float32), r"h0 must have shape \(N, H\) = \(2, 6\), got \(3, 5\)|h0 must have shape"),
+    (rf.rnn_forward, rnn_args, "Wx", np.zeros((D + 1, H), np.float32), r"Wx must have shape \(D, H\) = \(4, 5\), got \(5, 5\)"),
+    (rf.rnn_forward, rnn_args, "Wh", np.zeros((H, H + 1), np.float32), r"Wh must have shape \(H, H\) = \(5, 5\), got \(5, 6\)"),
+    (rf.rnn_forward, rnn_args, "b", np.zeros((H, 1), np.float32), r"b must be 1-D with shape \(H,\), got 2-D"),
+    (rf.lstm_forward, lstm_args, "Wx", np.zeros((D, 3 * H), np.float32), r"Wx must have shape \(D, 4H\) = \(4, 20\), got \(4, 15\)"),
+    (rf.lstm_forward, lstm_args, "Wh", np.zeros((H, 4 * H + 1), np.float32), r"Wh must have shape \(H, 4H\) = \(5, 20\), got \(5, 21\)"),
+    (rf.lstm_forward, lstm_args, "b", np.zeros(4 * H - 4, np.float32), r"b must have shape \(4H,\) = \(20,\), got \(16,\)"),
+    (rf.lstm_forward, lstm_args, "c0", np.zeros((N, H + 1), np.float32), r"c0 must have shape \(N, H\) = \(2, 5\), got \(2, 6\)"),
+]
+
+
+@pytest.mark.parametrize("fn,make,name,bad,pattern", SHAPE_CASES, ids=lambda v: getattr(v, "__name__", None))
+def test_shape_mismatch_is_a_value_error_naming_the_argument(fn, make, name, bad, pattern):
+    args = make()
+    args[name] = bad
+    with pytest.raises(ValueError, match=pattern):
+        call(fn, args)
+
+
+def test_first_argument_fixes_the_letters():
+    args = lstm_args()
+    args["Wx"] = np.zeros((D, 4 * H + 3), np.float32)  # not a multiple of 4
+    with pytest.raises(ValueError, match=r"Wx must have shape \(D, 4H\) = \(4, 20\), got \(4, 23\), D=4 from x, H=5 from h0"):
+        call(rf.lstm_forward, args)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.complex128, object, np.float16, np.uint8])
+@pytest.mark.parametrize("name", ["x", "h0", "Wx", "Wh", "b"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_non_float_arrays_are_type_errors(cell, name, dtype):
+    args = (lstm_args if cell == "lstm" else rnn_args)()
+    args[name] = args[name].astype(dtype)
+    with pytest.raises(TypeError, match=rf"{cell}_forward\(\): {name} must be a float32 or float64 array, got dtype"):
+        call(getattr(rf, f"{cell}_forward"), args)
+
+
+def test_non_array_arguments_are_type_errors():
+    args = rnn_args()
+    args["Wx"] = "weights"
+    with pytest.raises(TypeError, match="Wx must be a float32 or float64 array"):
+        call(rf.rnn_forward, args)
+    args["Wx"] = None
+    with pytest.raises(TypeError, match="Wx must be a float32 or float64 array"):
+        call(rf.rnn_forward, args)
+
+
+def test_prev_c_is_required_for_an_lstm_step():
+    x, h0, Wx, Wh, b = recurrent_inputs((N, 1, D, H), np.float32, gates=4)
+    with pytest.raises(TypeError, match="prev_c"):
+        rf.lstm_step_forward(x[:, 0], h0, None, Wx, Wh, b)
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be 'tanh' or 'relu', got 'sigmoid'"):
+        call(rf.rnn_forward, {**rnn_args(), "activation": "sigmoid"})
+
+
+def make_caches():
+    x, h0, Wx, Wh, b = recurrent_inputs((N, T, D, H), np.float32, gates=4)
+    xr, h0r, Wxr, Whr, br = recurrent_inputs((N, T, D, H), np.float32, gates=1)
+    return {
+        "rnn_step_backward": rf.rnn_step_forward(xr[:, 0], h0r, Wxr, Whr, br)[1],
+        "rnn_backward": rf.rnn_forward(xr, h0r, Wxr, Whr, br)[1],
+        "lstm_step_backward": rf.lstm_step_forward(x[:, 0], h0, h0, Wx, Wh, b)[2],
+        "lstm_backward": rf.lstm_forward(x, h0, Wx, Wh, b)[1],
+        "temporal_affine_backward": rf.temporal_affine_forward(x, Wx, b)[1],
+        "word_embedding_backward": rf.word_embedding_forward(np.zeros((N, T), int), Wx)[1],
+    }
+
+
+def backward_call(name, cache):
+    dh_step, dh = np.zeros((N, H), np.float32), np.zeros((N, T, H), np.float32)
+    return {
+        "rnn_step_backward": lambda: rf.rnn_step_backward(dh_step, cache),
+        "rnn_backward": lambda: rf.rnn_backward(dh, cache),
+        "lstm_step_backward": lambda: rf.lstm_step_backward(dh_step, dh_step, cache),
+        "lstm_backward": lambda: rf.lstm_backward(dh, cache),
+        "temporal_affine_backward": lambda: rf.temporal_affine_backward(np.zeros((N, T, 4 * H), np.float32), cache),
+        "word_embedding_backward": lambda: rf.word_embedding_backward(np.zeros((N, T, 4 * H), np.float32), cache),
+    }[name]
+
+
+@pytest.mark.parametrize("backward", list(make_caches()))
+def test_a_cache_handed_to_the_wrong_backward_is_a_type_error(backward):
+    caches = make_caches()
+    backward_call(backward, caches[backward])()  # its own cache works
+    for other, cache in caches.items():
+        if other != backward:
+            with pytest.raises(TypeError, match=r"cache must be the cache returned by \w+_forward, got \w+Cache"):
+                backward_call(backward, cache)()
+    with pytest.raises(TypeError, match="cache must be the cache returned by"):
+        backward_call(backward, (1, 2, 3))()
+
+
+def test_upstream_gradient_shape_is_checked_against_the_cache():
+    args = lstm_args()
+    h, cache = call(rf.lstm_forward, args)
+    with pytest.raises(ValueError, match=r"dh must have shape \(N, T, H\) = \(2, 3, 5\), got \(2, 4, 5\), N=2 from the cache"):
+        rf.lstm_backward(np.zeros((N, T + 1, H), np.float32), cache)
+    with pytest.raises(ValueError, match=r"dcT must have shape \(N, H\)"):
+        rf.lstm_backward(h, cache, dcT=np.zeros((N, H + 1)))
+    with pytest.raises(TypeError, match="dh must be a float32 or float64 array, got dtype int64"):
+        rf.lstm_backward(h.astype(np.int64), cache)
+
+
+def test_embedding_indices_are_checked():
+    W = np.zeros((10, 3))
+    with pytest.raises(ValueError, match=r"x holds index 10 at flat position 3, outside \[0, 10\)"):
+        rf.word_embedding_forward(np.array([[0, 1, 2, 10]]), W)
+    with pytest.raises(ValueError, match=r"x holds index -1"):
+        rf.word_embedding_forward(np.array([[-1]]), W)
+    with pytest.raises(TypeError, match="x must be an integer array, got dtype float64"):
+        rf.word_embedding_forward(np.array([[0.0]]), W)
+
+
+def test_softmax_loss_inputs_are_checked():
+    x = np.zeros((2, 3, 4))
+    y = np.zeros((2, 3), int)
+    mask = np.ones((2, 3), bool)
+    with pytest.raises(ValueError, match=r"y holds index 4"):
+        rf.temporal_softmax_loss(x, y + 4, mask)
+    with pytest.raises(ValueError, match=r"mask must have shape \(N, T\) = \(2, 3\), got \(3, 2\)"):
+        rf.temporal_softmax_loss(x, y, mask.T)
+    with pytest.raises(TypeError, match="y must be an integer array"):
+        rf.temporal_softmax_loss(x, y.astype(float), mask)
+    with pytest.raises(TypeError, match="mask must be a boolean or real array, got dtype complex128"):
+        rf.temporal_softmax_loss(x, y, mask.astype(complex))
+
+
+def test_set_num_threads_rejects_non_positive():
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        rf.set_num_threads(0)
+
+
+def test_messages_name_the_function():
+    args = rnn_args()
+    args["x"] = np.zeros((N, T), np.float32)
+    with pytest.raises(ValueError, match=re.escape("rnn_forward(): x must be 3-D")):
+        call(rf.rnn_forward, args)

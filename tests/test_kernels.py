@@ -1,0 +1,319 @@
+"""Every compiled kernel against its NumPy twin in rnn_fast.reference."""
+import numpy as np
+import pytest
+
+import rnn_fast as rf
+from rnn_fast import reference as ref
+
+from conftest import DTYPES, SHAPES, TOL, assert_all_close, assert_close, rand, recurrent_inputs, shape_id
+
+RNN_GRADS = ["dx", "dh0", "dWx", "dWh", "db"]
+LSTM_GRADS = ["dx", "dh0", "dWx", "dWh", "db"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rnn_sequence(shape, dtype, activation, reverse):
+    args = recurrent_inputs(shape, dtype, gates=1)
+    h, cache = rf.rnn_forward(*args, activation=activation, reverse=reverse)
+    h_ref, cache_ref = ref.rnn_forward(*args, activation=activation, reverse=reverse)
+    assert_close(h, h_ref, dtype, "h")
+    dh = rand(h.shape, dtype)
+    assert_all_close(rf.rnn_backward(dh, cache), ref.rnn_backward(dh, cache_ref), dtype, RNN_GRADS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_sequence(shape, dtype, reverse):
+    args = recurrent_inputs(shape, dtype, gates=4)
+    h, cache = rf.lstm_forward(*args, reverse=reverse)
+    h_ref, cache_ref = ref.lstm_forward(*args, reverse=reverse)
+    assert_close(h, h_ref, dtype, "h")
+    dh = rand(h.shape, dtype)
+    assert_all_close(rf.lstm_backward(dh, cache), ref.lstm_backward(dh, cache_ref), dtype, LSTM_GRADS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_rnn_step(shape, dtype, activation):
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=1)
+    x = x[:, 0]
+    out, cache = rf.rnn_step_forward(x, h0, Wx, Wh, b, activation=activation)
+    out_ref, cache_ref = ref.rnn_step_forward(x, h0, Wx, Wh, b, activation=activation)
+    assert_close(out, out_ref, dtype, "next_h")
+    dnext = rand(out.shape, dtype)
+    assert_all_close(
+        rf.rnn_step_backward(dnext, cache),
+        ref.rnn_step_backward(dnext, cache_ref),
+        dtype,
+        ["dx", "dprev_h", "dWx", "dWh", "db"],
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_lstm_step(shape, dtype):
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=4)
+    x = x[:, 0]
+    c0 = rand(h0.shape, dtype, seed=5)
+    nh, nc, cache = rf.lstm_step_forward(x, h0, c0, Wx, Wh, b)
+    nh_ref, nc_ref, cache_ref = ref.lstm_step_forward(x, h0, c0, Wx, Wh, b)
+    assert_close(nh, nh_ref, dtype, "next_h")
+    assert_close(nc, nc_ref, dtype, "next_c")
+    dnh, dnc = rand(nh.shape, dtype, 2), rand(nc.shape, dtype, 3)
+    assert_all_close(
+        rf.lstm_step_backward(dnh, dnc, cache),
+        ref.lstm_step_backward(dnh, dnc, cache_ref),
+        dtype,
+        ["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"],
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_extras(dtype, reverse):
+    """c0, return_state, dcT and return_dc0 against the reference."""
+    args = recurrent_inputs((3, 6, 5, 4), dtype, gates=4)
+    c0 = rand((3, 4), dtype, 7)
+    out = rf.lstm_forward(*args, c0=c0, reverse=reverse, return_state=True)
+    out_ref = ref.lstm_forward(*args, c0=c0, reverse=reverse, return_state=True)
+    assert len(out) == 4
+    assert_all_close(out[:3], out_ref[:3], dtype, ["h", "hT", "cT"])
+    assert_close(out[1], out[0][:, 0 if reverse else -1], dtype, "hT is the last step's h")
+    dh, dcT = rand(out[0].shape, dtype, 8), rand(c0.shape, dtype, 9)
+    grads = rf.lstm_backward(dh, out[3], dcT=dcT, return_dc0=True)
+    grads_ref = ref.lstm_backward(dh, out_ref[3], dcT=dcT, return_dc0=True)
+    assert_all_close(grads, grads_ref, dtype, LSTM_GRADS + ["dc0"])
+    # Without the extras the cs231n signature and return values are unchanged.
+    assert len(rf.lstm_backward(dh, out[3])) == 5
+    assert len(rf.lstm_forward(*args)) == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rnn_return_state(dtype, reverse):
+    args = recurrent_inputs((2, 5, 3, 4), dtype, gates=1)
+    h, hT, _ = rf.rnn_forward(*args, reverse=reverse, return_state=True)
+    h_ref, hT_ref, _ = ref.rnn_forward(*args, reverse=reverse, return_state=True)
+    assert_all_close([h, hT], [h_ref, hT_ref], dtype, ["h", "hT"])
+
+
+def test_lstm_forward_is_compiled():
+    """The public lstm_forward is the C++ kernel, not a Python loop."""
+    assert type(rf.lstm_forward).__name__ == "builtin_function_or_method"
+    assert rf.lstm_forward.__module__ == "rnn_fast._core"
+    _, cache = rf.lstm_forward(*recurrent_inputs((1, 2, 3, 4), np.float32, gates=4))
+    assert type(cache).__module__ == "rnn_fast._core"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 4, 5), (7, 11, 260, 37)], ids=str)
+def test_temporal_affine(shape, dtype):
+    N, T, D, M = shape
+    x, w, b = rand((N, T, D), dtype, 1), rand((D, M), dtype, 2), rand((M,), dtype, 3)
+    out, cache = rf.temporal_affine_forward(x, w, b)
+    out_ref, cache_ref = ref.temporal_affine_forward(x, w, b)
+    assert_close(out, out_ref, dtype, "out")
+    dout = rand(out.shape, dtype, 4)
+    assert_all_close(
+        rf.temporal_affine_backward(dout, cache),
+        ref.temporal_affine_backward(dout, cache_ref),
+        dtype,
+        ["dx", "dw", "db"],
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 10, 5), (5, 40, 7, 130)], ids=str)
+def test_word_embedding(shape, dtype):
+    N, T, V, D = shape
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, V, size=(N, T))  # repeated indices exercise the scatter-add
+    W = rand((V, D), dtype)
+    out, cache = rf.word_embedding_forward(x, W)
+    out_ref, cache_ref = ref.word_embedding_forward(x, W)
+    assert_close(out, out_ref, dtype, "out")
+    dout = rand(out.shape, dtype, 4)
+    assert_close(rf.word_embedding_backward(dout, cache), ref.word_embedding_backward(dout, cache_ref), dtype, "dW")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 10), (6, 20, 257)], ids=str)
+@pytest.mark.parametrize("mask_kind", ["bool", "float"])
+def test_temporal_softmax_loss(shape, dtype, mask_kind):
+    N, T, V = shape
+    rng = np.random.default_rng(0)
+    x = rand(shape, dtype) * 3
+    y = rng.integers(0, V, size=(N, T))
+    mask = rng.random((N, T)) > 0.3
+    if mask_kind == "float":
+        mask = mask * rng.random((N, T))
+    loss, dx = rf.temporal_softmax_loss(x, y, mask)
+    loss_ref, dx_ref = ref.temporal_softmax_loss(x, y, mask)
+    assert isinstance(loss, float)
+    np.testing.assert_allclose(loss, loss_ref, **TOL[dtype])
+    assert_close(dx, dx_ref, dtype, "dx")
+
+
+def test_softmax_loss_stays_finite_where_probabilities_underflow():
+    x = np.array([[[0.0, 1000.0]]])
+    loss, dx = rf.temporal_softmax_loss(x, np.array([[0]]), np.array([[True]]))
+    assert loss == pytest.approx(1000.0)
+    np.testing.assert_allclose(dx, [[[-1.0, 1.0]]])
+
+
+# ----------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("wide", ["x", "h0", "Wx", "Wh", "b"])
+def test_mixed_dtypes_promote_to_float64(wide):
+    names = ["x", "h0", "Wx", "Wh", "b"]
+    args = recurrent_inputs((2, 3, 4, 5), np.float32, gates=4)
+    args[names.index(wide)] = args[names.index(wide)].astype(np.float64)
+    h, cache = rf.lstm_forward(*args)
+    h_ref, cache_ref = ref.lstm_forward(*args)
+    assert h.dtype == h_ref.dtype == np.float64
+    # NumPy computes the all-float32 products (h0 . Wh, say) in float32 before
+    # promoting; we compute everything in float64, so agreement is float32's.
+    np.testing.assert_allclose(h, h_ref, **TOL[np.float32])
+    grads = rf.lstm_backward(np.ones_like(h), cache)
+    assert all(g.dtype == np.float64 for g in grads)
+
+
+def test_float32_cache_with_float64_gradient_promotes():
+    args = recurrent_inputs((2, 3, 4, 5), np.float32, gates=1)
+    h, cache = rf.rnn_forward(*args)
+    _, cache_ref = ref.rnn_forward(*args)
+    dh = rand(h.shape, np.float64)
+    grads = rf.rnn_backward(dh, cache)
+    grads_ref = ref.rnn_backward(dh, cache_ref)
+    assert all(g.dtype == g_ref.dtype == np.float64 for g, g_ref in zip(grads, grads_ref))
+    # NumPy evaluates 1 - h**2 in float32 before it meets dh: float32 agreement.
+    for g, g_ref in zip(grads, grads_ref):
+        np.testing.assert_allclose(g, g_ref, **TOL[np.float32])
+
+
+def test_python_lists_are_accepted_like_numpy():
+    x, h0, Wx, Wh, b = recurrent_inputs((1, 2, 2, 1), np.float64, gates=1)
+    h, _ = rf.rnn_forward(x.tolist(), h0.tolist(), Wx.tolist(), Wh.tolist(), b.tolist())
+    assert_close(h, ref.rnn_forward(x, h0, Wx, Wh, b)[0], np.float64, "h")
+
+
+# ------------------------------------------------------------ layouts
+
+
+def _layouts(a):
+    """The same values as a, in other memory layouts."""
+    yield "fortran", np.asfortranarray(a)
+    big = np.zeros(tuple(2 * s + 1 for s in a.shape), a.dtype)
+    view = big[tuple(slice(1, None, 2) for _ in a.shape)]
+    view[...] = a
+    yield "strided", view
+    flipped = np.ascontiguousarray(a[(slice(None, None, -1),) * a.ndim])[(slice(None, None, -1),) * a.ndim]
+    yield "negative", flipped
+    ro = a.copy()
+    ro.flags.writeable = False
+    yield "readonly", ro
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    unaligned = raw[1:].view(a.dtype).reshape(a.shape)
+    unaligned[...] = a
+    yield "unaligned", unaligned
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("position", range(5))
+def test_any_memory_layout_gives_the_same_result(dtype, position):
+    args = recurrent_inputs((3, 4, 5, 6), dtype, gates=4)
+    h, cache = rf.lstm_forward(*args)
+    dh = rand(h.shape, dtype)
+    grads = rf.lstm_backward(dh, cache)
+    for name, variant in _layouts(args[position]):
+        assert np.array_equal(variant, args[position])
+        changed = list(args)
+        changed[position] = variant
+        h2, cache2 = rf.lstm_forward(*changed)
+        assert np.array_equal(h, h2), name
+        for layout, dh2 in _layouts(dh):
+            for g, g2 in zip(grads, rf.lstm_backward(dh2, cache2)):
+                assert np.array_equal(g, g2), (name, layout)
+
+
+def test_inputs_are_never_modified():
+    args = recurrent_inputs((3, 4, 5, 6), np.float64, gates=4)
+    c0 = rand((3, 6), np.float64, 3)
+    before = [a.copy() for a in args + [c0]]
+    h, hT, cT, cache = rf.lstm_forward(*args, c0=c0, return_state=True)
+    dh, dcT = rand(h.shape, np.float64), rand(c0.shape, np.float64, 4)
+    dh_before, dcT_before = dh.copy(), dcT.copy()
+    rf.lstm_backward(dh, cache, dcT=dcT, return_dc0=True)
+    for a, b in zip(args + [c0], before):
+        assert np.array_equal(a, b)
+    assert np.array_equal(dh, dh_before) and np.array_equal(dcT, dcT_before)
+
+
+def test_cache_is_independent_of_later_writes_to_inputs_and_outputs():
+    args = recurrent_inputs((3, 4, 5, 6), np.float64, gates=4)
+    h, cache = rf.lstm_forward(*args)
+    dh = rand(h.shape, np.float64)
+    expected = rf.lstm_backward(dh, cache)
+    for a in args:
+        a[...] = 7.0
+    h[...] = -3.0
+    for g, e in zip(rf.lstm_backward(dh, cache), expected):
+        assert np.array_equal(g, e)
+    # ... and can be used any number of times.
+    for g, e in zip(rf.lstm_backward(dh, cache), expected):
+        assert np.array_equal(g, e)
+
+
+# -------------------------------------------------------------- sizes
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 0, 4, 5), (0, 0, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0)], ids=str)
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_zero_sizes_give_correctly_shaped_results(shape, dtype, cell):
+    gates = 4 if cell == "lstm" else 1
+    args = recurrent_inputs(shape, dtype, gates=gates)
+    fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
+    rfwd, rbwd = getattr(ref, f"{cell}_forward"), getattr(ref, f"{cell}_backward")
+    h, cache = fwd(*args)
+    h_ref, cache_ref = rfwd(*args)
+    assert_close(h, h_ref, dtype, "h")
+    dh = rand(h.shape, dtype)
+    assert_all_close(bwd(dh, cache), rbwd(dh, cache_ref), dtype, RNN_GRADS)
+
+
+def test_zero_length_sequence_final_state_is_the_initial_state():
+    x, h0, Wx, Wh, b = recurrent_inputs((2, 0, 3, 4), np.float64, gates=4)
+    c0 = rand(h0.shape, np.float64)
+    _, hT, cT, _ = rf.lstm_forward(x, h0, Wx, Wh, b, c0=c0, return_state=True)
+    assert np.array_equal(hT, h0) and np.array_equal(cT, c0)
+
+
+# -------------------------------------------------------- NaN and Inf
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e4, -1e4])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_nan_and_inf_pass_through_as_numpy_would(value, cell):
+    gates = 4 if cell == "lstm" else 1
+    args = recurrent_inputs((2, 4, 3, 5), np.float64, gates=gates)
+    args[0][1, 2, 0] = value
+    fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
+    rfwd, rbwd = getattr(ref, f"{cell}_forward"), getattr(ref, f"{cell}_backward")
+    with np.errstate(all="ignore"):
+        h, cache = fwd(*args)
+        h_ref, cache_ref = rfwd(*args)
+        np.testing.assert_array_equal(np.isnan(h), np.isnan(h_ref))
+        np.testing.assert_allclose(h, h_ref, **TOL[np.float64])
+        dh = rand(h.shape, np.float64)
+        for g, g_ref in zip(bwd(dh, cache), rbwd(dh, cache_ref)):
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(g_ref))
+            np.testing.assert_allclose(g, g_ref, **TOL[np.float64])
+    if np.isfinite(value):
+        assert np.isfinite(h).all()

@@ -1,0 +1,114 @@
+"""PyTorch's nn.RNN and nn.LSTM as an outside oracle: with the weights mapped
+(transposed, gates reordered from i,f,o,g to torch's i,f,g,o, one bias), they
+must give the same outputs and the same gradients.
+
+Skipped when torch is missing, unless RNN_FAST_REQUIRE_TORCH=1 (set by CI),
+where a missing torch fails instead."""
+import os
+
+import numpy as np
+import pytest
+
+import rnn_fast as rf
+
+from conftest import TOL, rand, recurrent_inputs
+
+if os.environ.get("RNN_FAST_REQUIRE_TORCH") == "1":
+    import torch
+else:
+    torch = pytest.importorskip("torch")
+
+TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+# torch's reduction order differs from ours; float32 needs room for that.
+ORACLE_TOL = {np.float64: TOL[np.float64], np.float32: dict(rtol=1e-3, atol=1e-4)}
+
+
+def to_torch_gates(a, H):
+    """Columns (or entries) ordered i,f,o,g -> torch's i,f,g,o."""
+    i, f, o, g = (a[..., k * H : (k + 1) * H] for k in range(4))
+    return np.concatenate([i, f, g, o], axis=-1)
+
+
+def from_torch_gates(a, H):
+    i, f, g, o = (a[..., k * H : (k + 1) * H] for k in range(4))
+    return np.concatenate([i, f, o, g], axis=-1)
+
+
+def tensor(a, dtype, grad=True):
+    return torch.tensor(a.copy(), dtype=TORCH_DTYPE[dtype], requires_grad=grad)
+
+
+def close(actual, expected, dtype, name):
+    np.testing.assert_allclose(actual, expected, err_msg=name, **ORACLE_TOL[dtype])
+
+
+def flip(a):
+    return a[:, ::-1].copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_matches_torch(shape, dtype, reverse):
+    N, T, D, H = shape
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=4)
+    c0 = rand((N, H), dtype, 5)
+    dh, dcT = rand((N, T, H), dtype, 6), rand((N, H), dtype, 7)
+    h, hT, cT, cache = rf.lstm_forward(x, h0, Wx, Wh, b, c0=c0, reverse=reverse, return_state=True)
+    dx, dh0, dWx, dWh, db, dc0 = rf.lstm_backward(dh, cache, dcT=dcT, return_dc0=True)
+
+    lstm = torch.nn.LSTM(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype])
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(torch.from_numpy(to_torch_gates(Wx, H).T.copy()))
+        lstm.weight_hh_l0.copy_(torch.from_numpy(to_torch_gates(Wh, H).T.copy()))
+        lstm.bias_ih_l0.copy_(torch.from_numpy(to_torch_gates(b, H)))
+        lstm.bias_hh_l0.zero_()
+    # torch runs forward in time; a reversed sequence is the flipped one.
+    xt = tensor(flip(x) if reverse else x, dtype)
+    h0t, c0t = tensor(h0[None], dtype), tensor(c0[None], dtype)
+    out, (hTt, cTt) = lstm(xt, (h0t, c0t))
+    out_np = out.detach().numpy()
+    close(h, flip(out_np) if reverse else out_np, dtype, "h")
+    close(hT, hTt[0].detach().numpy(), dtype, "hT")
+    close(cT, cTt[0].detach().numpy(), dtype, "cT")
+
+    dh_t = torch.from_numpy(flip(dh) if reverse else dh)
+    (torch.sum(out * dh_t) + torch.sum(cTt[0] * torch.from_numpy(dcT))).backward()
+    xg = xt.grad.numpy()
+    close(dx, flip(xg) if reverse else xg, dtype, "dx")
+    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
+    close(dc0, c0t.grad[0].numpy(), dtype, "dc0")
+    close(dWx, from_torch_gates(lstm.weight_ih_l0.grad.numpy().T, H), dtype, "dWx")
+    close(dWh, from_torch_gates(lstm.weight_hh_l0.grad.numpy().T, H), dtype, "dWh")
+    close(db, from_torch_gates(lstm.bias_ih_l0.grad.numpy(), H), dtype, "db")
+    close(db, from_torch_gates(lstm.bias_hh_l0.grad.numpy(), H), dtype, "db (hh bias)")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rnn_matches_torch(shape, dtype, activation, reverse):
+    N, T, D, H = shape
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=1)
+    dh = rand((N, T, H), dtype, 6)
+    h, cache = rf.rnn_forward(x, h0, Wx, Wh, b, activation=activation, reverse=reverse)
+    dx, dh0, dWx, dWh, db = rf.rnn_backward(dh, cache)
+
+    rnn = torch.nn.RNN(D, H, nonlinearity=activation, batch_first=True, dtype=TORCH_DTYPE[dtype])
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(b))
+        rnn.bias_hh_l0.zero_()
+    xt, h0t = tensor(flip(x) if reverse else x, dtype), tensor(h0[None], dtype)
+    out, _ = rnn(xt, h0t)
+    out_np = out.detach().numpy()
+    close(h, flip(out_np) if reverse else out_np, dtype, "h")
+    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
+    xg = xt.grad.numpy()
+    close(dx, flip(xg) if reverse else xg, dtype, "dx")
+    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
+    close(dWx, rnn.weight_ih_l0.grad.numpy().T, dtype, "dWx")
+    close(dWh, rnn.weight_hh_l0.grad.numpy().T, dtype, "dWh")
+    close(db, rnn.bias_ih_l0.grad.numpy(), dtype, "db")
