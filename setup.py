@@ -9,7 +9,7 @@ ext = Pybind11Extension(
     sorted(glob("csrc/*.cpp")),
     include_dirs=["csrc"],
     cxx_std=17,
-    extra_compile_args=["-O3", "-fopenmp"],
+    extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"],
     extra_link_args=["-fopenmp"],
     depends=sorted(glob("csrc/*.h")),
 )

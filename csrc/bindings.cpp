@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels.h"
 #include "layers.h"
 #include "lstm.h"
 #include "rnn.h"
@@ -586,6 +587,29 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
     }
 }
 
+// ------------------------------------------------------- test hooks
+
+// y = f(x) elementwise through the SIMD sigmoid or tanh of the active ISA, so
+// that tests can check their stated error bounds.
+template <typename F>
+py::array simd_map(const py::array& x_, bool sigmoid) {
+    const Contiguous<F> x = contiguous<F>(x_);
+    const rnn_fast::Kernels<F>& k = rnn_fast::kernels<F>();
+    const index_t n = x.size(), padded = (n + k.lanes - 1) / k.lanes * k.lanes;
+    std::vector<F> in(static_cast<std::size_t>(padded), F(0)), out(static_cast<std::size_t>(padded));
+    std::copy(x.data(), x.data() + n, in.begin());
+    (sigmoid ? k.sigmoid : k.tanh)(padded, in.data(), out.data());
+    py::array_t<F> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    std::copy(out.begin(), out.begin() + n, y.mutable_data());
+    return y;
+}
+
+py::array simd_function(py::handle x_, const std::string& name) {
+    const py::array x = float_array(x_, "_simd", "x");
+    if (name != "sigmoid" && name != "tanh") throw py::value_error("_simd(): name must be 'sigmoid' or 'tanh'");
+    return x.itemsize() == 8 ? simd_map<double>(x, name == "sigmoid") : simd_map<float>(x, name == "sigmoid");
+}
+
 // ---------------------------------------------------------------- threads
 
 void set_num_threads(int n) {
@@ -679,5 +703,8 @@ mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
 all cores). Results are bitwise identical whatever the count.)doc");
+    m.def("_isa", [] { return std::string(rnn_fast::kernels<float>().isa).substr(0, std::string(rnn_fast::kernels<float>().isa).find('_')); },
+          "The SIMD instruction set in use: 'avx512', 'avx2' or 'portable' (RNN_FAST_ISA caps it).");
+    m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
 }

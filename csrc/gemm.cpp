@@ -9,8 +9,8 @@ namespace rnn_fast {
 
 namespace {
 
-constexpr index_t KC = 256;  // rows of op(B) per packed block (L1-sized slivers)
-constexpr index_t MC = 96;   // rows of op(A) per packed block (L2-sized)
+constexpr index_t KC = 256;  // rows of op(B) per packed block: an A block and a B sliver share L1
+constexpr index_t MC = 112;  // rows of op(A) per packed block (a multiple of every mr: 14, 6, 4 -> L2-sized)
 
 // Below this many multiply-adds a product runs on the calling thread alone:
 // waking a team costs more than it saves.
@@ -18,25 +18,9 @@ constexpr index_t kParallelWork = 1 << 15;
 
 index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
-// Portable register-blocked micro-kernel; the compiler vectorizes the j loop.
-template <typename T, int MR, int NR>
-void kernel_portable(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate) {
-    T r[MR][NR] = {};
-    for (index_t k = 0; k < kc; ++k) {
-        for (int i = 0; i < MR; ++i) {
-            const T ai = a[k * MR + i];
-            for (int j = 0; j < NR; ++j) r[i][j] += ai * b[k * NR + j];
-        }
-    }
-    for (int i = 0; i < MR; ++i) {
-        T* ci = c + i * ldc;
-        for (int j = 0; j < NR; ++j) ci[j] = accumulate ? ci[j] + r[i][j] : r[i][j];
-    }
-}
-
 // op(A)[ic:ic+mc, pc:pc+kc] into mr-row slivers (kc x mr each), zero-padded.
 template <typename T>
-void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, index_t kc, int mr) {
+void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, index_t kc, index_t mr) {
     const index_t padded = ceil_div(mc, mr) * mr;
     if (padded != mc) std::fill(dst, dst + padded * kc, T(0));
     if (!transA) {
@@ -55,36 +39,36 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
 
 }  // namespace
 
-template <>
-const MicroKernel<float>& micro_kernel<float>() {
-    static const MicroKernel<float> k{4, 8, kernel_portable<float, 4, 8>};
-    return k;
-}
-
-template <>
-const MicroKernel<double>& micro_kernel<double>() {
-    static const MicroKernel<double> k{4, 4, kernel_portable<double, 4, 4>};
-    return k;
+template <typename T>
+void pack_a_rows(T* dst, Rows<T> A, index_t M, index_t K, index_t mr) {
+    for (index_t r = 0; r < M; ++r) {
+        const T* src = A.row(r);
+        T* d = dst + packed_a_index(r, 0, K, mr);
+        for (index_t k = 0; k < K; ++k) d[k * mr] = src[k];
+    }
 }
 
 template <typename T>
-void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads) {
-    kernel_ = &micro_kernel<T>();
-    const index_t nr = kernel_->nr;
-    const index_t slivers = ceil_div(N, nr);
+void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups, index_t kc_block) {
+    nr_ = kernels<T>().nr;
     K_ = K;
     N_ = N;
-    padded_n_ = slivers * nr;
-    data_.reserve(static_cast<std::size_t>(std::max<index_t>(1, K * padded_n_)));
+    kc_ = kc_block > 0 ? kc_block : std::max<index_t>(K, 1);
+    groups_ = groups;
+    group_cols_ = N / groups;
+    spg_ = ceil_div(group_cols_, nr_);
+    const index_t slivers = spg_ * groups_;
+    data_.reserve(static_cast<std::size_t>(std::max<index_t>(1, K * slivers * nr_)));
     T* out = data_.data();
-    // Each sliver of each block is written by exactly one thread.
+    const index_t nr = nr_, kcb = kc_;
+    // Each sliver is written by exactly one thread.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && K * N >= kParallelWork)
     for (index_t s = 0; s < slivers; ++s) {
-        const index_t j0 = s * nr;
-        const index_t nj = std::min<index_t>(nr, N - j0);
-        for (index_t pc = 0; pc < K; pc += KC) {
-            const index_t kc = std::min(KC, K - pc);
-            T* d = out + pc * padded_n_ + s * kc * nr;
+        const index_t j0 = first_column(s);
+        const index_t nj = width(s);
+        for (index_t pc = 0; pc < K; pc += kcb) {
+            const index_t kc = std::min(kcb, K - pc);
+            T* d = out + pc * slivers * nr + s * kc * nr;
             if (nj < nr) std::fill(d, d + kc * nr, T(0));
             if (!transB) {
                 for (index_t k = 0; k < kc; ++k) {
@@ -111,55 +95,61 @@ void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool ac
             for (index_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
         return;
     }
-    const MicroKernel<T>& uk = B.kernel();
-    const index_t mr = uk.mr, nr = uk.nr;
-    // Work items: a block of MC rows times a chunk of whole column slivers,
-    // at least two items per thread when the shape allows.
+    const Kernels<T>& uk = kernels<T>();
+    const index_t mr = uk.mr, nr = uk.nr, KCB = B.kc_block();
+    // Work items: a panel of whole slivers (about 1 MiB of packed B, which
+    // stays in L2 while every row block of the item streams through it) times
+    // a range of row blocks. Fewer panels than threads: narrower panels, then
+    // split rows too.
     const index_t mblocks = ceil_div(M, MC);
-    const index_t slivers = ceil_div(N, nr);
-    index_t chunks = std::min(slivers, std::max<index_t>(1, ceil_div(2 * nthreads, mblocks)));
-    const index_t per_chunk = ceil_div(slivers, chunks);
-    chunks = ceil_div(slivers, per_chunk);
-    const index_t items = mblocks * chunks;
+    const index_t slivers = B.slivers();
+    const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (std::min(KCB, K) * nr * index_t(sizeof(T))));
+    index_t col_items = std::min(slivers, std::max<index_t>(ceil_div(slivers, panel), nthreads));
+    const index_t per_col = ceil_div(slivers, col_items);
+    col_items = ceil_div(slivers, per_col);
+    index_t row_items = std::min(mblocks, ceil_div(nthreads, col_items));
+    const index_t per_row = ceil_div(mblocks, row_items);
+    row_items = ceil_div(mblocks, per_row);
+    const index_t items = col_items * row_items;
     const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
-
     // One packed-A block per thread, allocated here: nothing may throw inside
     // the parallel region.
-    const index_t team = parallel ? nthreads : 1;
-    const index_t apack_size = ceil_div(MC, mr) * mr * KC;
+    const index_t team = parallel ? std::min<index_t>(nthreads, items) : 1;
+    const index_t apack_size = ceil_div(MC, mr) * mr * std::min(KCB, K);
     Buffer<T> apacks;
     apacks.reserve(static_cast<std::size_t>(team * apack_size));
     // Items write disjoint tiles of C; each tile sums over K in block order.
 #pragma omp parallel num_threads(static_cast<int>(team)) if (parallel)
     {
         T* apack = apacks.data() + omp_get_thread_num() * apack_size;
-        alignas(64) T edge[16 * 64];  // one mr x nr tile for partial edges
+        alignas(64) T edge[16 * 64];  // one tile whose sliver is not all real columns
 #pragma omp for schedule(static)
         for (index_t item = 0; item < items; ++item) {
-            const index_t ic = (item / chunks) * MC;
-            const index_t mc = std::min(MC, M - ic);
-            const index_t s0 = (item % chunks) * per_chunk;
-            const index_t s1 = std::min(slivers, s0 + per_chunk);
-            for (index_t pc = 0; pc < K; pc += KC) {
-                const index_t kc = std::min(KC, K - pc);
+            const index_t s0 = (item % col_items) * per_col, s1 = std::min(slivers, s0 + per_col);
+            const index_t m0 = (item / col_items) * per_row * MC, m1 = std::min(M, m0 + per_row * MC);
+            for (index_t pc = 0; pc < K; pc += KCB) {
+                const index_t kc = std::min(KCB, K - pc);
                 const bool acc = accumulate || pc > 0;
-                pack_a(apack, A, transA, ic, mc, pc, kc, static_cast<int>(mr));
-                for (index_t s = s0; s < s1; ++s) {
-                    const T* bp = B.sliver(pc, kc, s);
-                    const index_t j0 = s * nr;
-                    const index_t nj = std::min(nr, N - j0);
-                    for (index_t ir = 0; ir < mc; ir += mr) {
-                        const T* ap = apack + ir * kc;
-                        T* c = C + (ic + ir) * ldc + j0;
-                        const index_t mi = std::min(mr, mc - ir);
-                        if (mi == mr && nj == nr) {
-                            uk.run(kc, ap, bp, c, ldc, acc);
-                            continue;
+                for (index_t ic = m0; ic < m1; ic += MC) {
+                    const index_t mc = std::min(MC, m1 - ic);
+                    pack_a(apack, A, transA, ic, mc, pc, kc, mr);
+                    for (index_t s = s0; s < s1; ++s) {
+                        const T* bp = B.sliver(pc, kc, s);
+                        const index_t j0 = B.first_column(s);
+                        const index_t nj = B.width(s);
+                        for (index_t ir = 0; ir < mc; ir += mr) {
+                            const T* ap = apack + ir * kc;
+                            T* c = C + (ic + ir) * ldc + j0;
+                            const int mi = static_cast<int>(std::min(mr, mc - ir));
+                            if (nj == nr) {
+                                uk.tile(mi, kc, ap, bp, c, ldc, acc);
+                                continue;
+                            }
+                            uk.tile(mi, kc, ap, bp, edge, nr, false);
+                            for (index_t i = 0; i < mi; ++i)
+                                for (index_t j = 0; j < nj; ++j)
+                                    c[i * ldc + j] = acc ? c[i * ldc + j] + edge[i * nr + j] : edge[i * nr + j];
                         }
-                        uk.run(kc, ap, bp, edge, nr, false);
-                        for (index_t i = 0; i < mi; ++i)
-                            for (index_t j = 0; j < nj; ++j)
-                                c[i * ldc + j] = acc ? c[i * ldc + j] + edge[i * nr + j] : edge[i * nr + j];
                     }
                 }
             }
@@ -172,7 +162,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
           bool accumulate, T* C, index_t ldc, int nthreads) {
     if (M == 0 || N == 0) return;
     PackedB<T> packed;
-    packed.pack(K, N, B, transB, nthreads);
+    packed.pack(K, N, B, transB, nthreads, 1, KC);
     gemm_packed(M, A, transA, packed, accumulate, C, ldc, nthreads);
 }
 
@@ -202,6 +192,7 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
 
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
+    template void pack_a_rows<T>(T*, Rows<T>, index_t, index_t, index_t);                        \
     template void gemm_packed<T>(index_t, Rows<T>, bool, const PackedB<T>&, bool, T*, index_t, int); \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int); \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \

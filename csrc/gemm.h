@@ -13,6 +13,7 @@
 #include <new>
 
 #include "common.h"
+#include "kernels.h"
 
 namespace rnn_fast {
 
@@ -62,41 +63,46 @@ private:
     std::size_t capacity_ = 0;
 };
 
-// c (mr x nr, row stride ldc) = [c +] a · b, where a is an mr-row sliver of
-// packed A (kc x mr, k-major) and b an nr-column sliver of packed B (kc x nr).
-template <typename T>
-struct MicroKernel {
-    int mr;
-    int nr;
-    void (*run)(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate);
-};
-
-// The micro-kernel used on this CPU for element type T.
-template <typename T>
-const MicroKernel<T>& micro_kernel();
-
 // op(B) (K x N), packed once and reused by many products with different A
-// (the recurrent weights of a whole sequence). For each block of up to KC
-// rows of op(B) and each sliver of nr columns, kc x nr values, zero-padded.
+// (the recurrent weights of a whole sequence). Columns come in `groups`
+// groups of N / groups (an LSTM's four gates); each group is padded to a
+// whole number of slivers of nr columns, so no sliver straddles two groups.
+// For each block of up to kc_block rows and each sliver, kc x nr values,
+// zero-padded.
 template <typename T>
 class PackedB {
 public:
     // op(B) = B (K x N, transB = false) or B^T (B stored N x K, transB = true).
-    void pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads);
+    // kc_block = 0 packs all K rows as one block (for the recurrent step).
+    void pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups = 1, index_t kc_block = 0);
 
     index_t K() const { return K_; }
     index_t N() const { return N_; }
-    const MicroKernel<T>& kernel() const { return *kernel_; }
-    // Sliver s of the block of rows [pc, pc + kc).
-    const T* sliver(index_t pc, index_t kc, index_t s) const {
-        return data_.data() + pc * padded_n_ + s * kc * kernel_->nr;
+    index_t kc_block() const { return kc_; }
+    index_t slivers_per_group() const { return spg_; }
+    index_t slivers() const { return spg_ * groups_; }
+    // First column of op(B) in sliver s, and how many of its nr columns are real.
+    index_t first_column(index_t s) const { return (s / spg_) * group_cols_ + (s % spg_) * nr_; }
+    index_t width(index_t s) const {
+        const index_t left = group_cols_ - (s % spg_) * nr_;
+        return left < nr_ ? left : nr_;
     }
+    // Sliver s of the block of rows [pc, pc + kc).
+    const T* sliver(index_t pc, index_t kc, index_t s) const { return data_.data() + pc * spg_ * groups_ * nr_ + s * kc * nr_; }
 
 private:
-    index_t K_ = 0, N_ = 0, padded_n_ = 0;
-    const MicroKernel<T>* kernel_ = nullptr;
+    index_t K_ = 0, N_ = 0, kc_ = 0, nr_ = 1, groups_ = 1, group_cols_ = 0, spg_ = 0;
     Buffer<T> data_;
 };
+
+// Packs op(A) rows [0, M) (M x K) in the micro-kernel's A layout, all K as one
+// block: element (r, k) at dst[packed_a_index(r, k, K, mr)].
+inline index_t packed_a_index(index_t r, index_t k, index_t K, index_t mr) {
+    return (r / mr) * K * mr + k * mr + r % mr;
+}
+
+template <typename T>
+void pack_a_rows(T* dst, Rows<T> A, index_t M, index_t K, index_t mr);
 
 // C (M x N, row stride ldc) = [C +] op(A) · op(B), op(A) being A (M x K) or
 // A^T (A stored K x M, transA = true). C must not alias A or B.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "activations.h"
 #include "sequence.h"
 
 namespace rnn_fast {
@@ -10,42 +9,79 @@ namespace rnn_fast {
 template <typename F>
 void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, const F* b, index_t N,
                      index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads) {
+    const Kernels<F>& uk = kernels<F>();
+    const index_t mr = uk.mr, nr = uk.nr;
     // Pre-activations of all steps, x · Wx + b, straight into h.
     input_projection(h, x, Wx, b, N, T, D, H, nthreads);
     PackedB<F> wh;
     wh.pack(H, H, dense_rows(Wh, H), false, nthreads);
-    for (index_t s = 0; s < T; ++s) {
+    // The recurrent operand h_{t-1}, packed, double-buffered across steps.
+    const index_t a_size = std::max<index_t>(1, (N + mr - 1) / mr * mr * H);
+    Buffer<F> a_buf;
+    a_buf.reserve(static_cast<std::size_t>(2 * a_size));
+    F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
+    pack_a_rows(a[0], dense_rows(h0, H), N, H, mr);
+
+    recurrent_loop<F>(T, N, 1, wh, a, false, nthreads,
+                      [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
-        const Rows<F> prev = s == 0 ? dense_rows(h0, H)
-                                    : dense_rows(h + step_time(s - 1, T, reverse) * H, T * H);
-        F* ht = h + t * H;
-        gemm_packed(N, prev, false, wh, true, ht, T * H, nthreads);
-        for_each_row(N, H, nthreads, [&](index_t n) {
-            F* row = ht + n * T * H;
-            for (index_t j = 0; j < H; ++j) row[j] = activate(act, row[j]);
-        });
-    }
+        const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        alignas(64) F buf[32];
+        for (int r = 0; r < mi; ++r) {
+            const index_t n = row0 + r;
+            F* ht = h + (n * T + t) * H + j0;
+            for (index_t u = 0; u < nr; ++u) buf[u] = u < uc ? tiles[r * nr + u] + ht[u] : F(0);
+            uk.rnn_forward_cell(nr, act, buf);
+            F* an = a_next + packed_a_index(n, j0, H, mr);
+            for (index_t u = 0; u < uc; ++u) {
+                ht[u] = buf[u];
+                an[u * mr] = buf[u];
+            }
+        }
+    });
 }
 
 template <typename F>
 void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F* x, const F* h0,
                       const F* Wx, const F* Wh, const F* h, index_t N, index_t T, index_t D,
                       index_t H, Activation act, bool reverse, int nthreads) {
+    const Kernels<F>& uk = kernels<F>();
+    const index_t mr = uk.mr, nr = uk.nr;
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
     PackedB<F> wh_t;  // Wh^T, (H,H)
     wh_t.pack(H, H, dense_rows(Wh, H), true, nthreads);
-    // dh0 carries the recurrent gradient from step to step; it ends as dh0.
-    std::fill(dh0, dh0 + N * H, F(0));
-    for (index_t s = T - 1; s >= 0; --s) {
-        const index_t t = step_time(s, T, reverse);
-        for_each_row(N, H, nthreads, [&](index_t n) {
-            const index_t o = (n * T + t) * H;
-            const F* dhr = dh0 + n * H;
-            for (index_t j = 0; j < H; ++j) dA.data()[o + j] = (dh[o + j] + dhr[j]) * d_activate(act, h[o + j]);
-        });
-        gemm_packed(N, dense_rows<F>(dA.data() + t * H, T * H), false, wh_t, false, dh0, H, nthreads);
-    }
+    const index_t a_size = std::max<index_t>(1, (N + mr - 1) / mr * mr * H);
+    Buffer<F> a_buf;
+    a_buf.reserve(static_cast<std::size_t>(2 * a_size));
+    F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
+
+    // Step s handles forward step T-1-s; the extra step T computes dh0.
+    recurrent_loop<F>(T + 1, N, 1, wh_t, a, true, nthreads,
+                      [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
+        const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        if (s == T) {
+            for (int r = 0; r < mi; ++r)
+                for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
+            return;
+        }
+        const index_t t = step_time(T - 1 - s, T, reverse);
+        alignas(64) F buf[3][32];  // dh_total h da
+        for (int r = 0; r < mi; ++r) {
+            const index_t n = row0 + r;
+            const index_t o = (n * T + t) * H + j0;
+            for (index_t u = 0; u < nr; ++u) {
+                buf[0][u] = u < uc ? dh[o + u] + tiles[r * nr + u] : F(0);
+                buf[1][u] = u < uc ? h[o + u] : F(0);
+            }
+            uk.rnn_backward_cell(nr, act, buf[0], buf[1], buf[2]);
+            F* an = a_next + packed_a_index(n, j0, H, mr);
+            for (index_t u = 0; u < uc; ++u) {
+                dA.data()[o + u] = buf[2][u];
+                an[u * mr] = buf[2][u];
+            }
+        }
+    });
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads);
 }
 

@@ -1,17 +1,57 @@
 // Pieces shared by every recurrent cell: the input projection done for all
-// time steps before the time loop, and the weight gradients done for all
-// time steps after the backward loop, each as one GEMM.
+// time steps before the time loop, the fused time loop itself, and the
+// weight gradients done for all time steps after the backward loop.
 #pragma once
+
+#include <omp.h>
+
+#include <algorithm>
 
 #include "gemm.h"
 
 namespace rnn_fast {
 
-// Runs body(n) for n in [0, N); rows are independent, so threads split them.
-template <typename Body>
-inline void for_each_row(index_t N, index_t work_per_row, int nthreads, Body body) {
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && N > 1 && N * work_per_row >= (1 << 14))
-    for (index_t n = 0; n < N; ++n) body(n);
+// Largest tile of any kernel table (kernels.cpp): rows x columns.
+constexpr int kMaxTile = 14 * 32;
+
+// The time loop shared by the cells, one parallel region for all steps.
+// Threads own contiguous ranges of chunks of nr hidden units (B's slivers per
+// gate). At step s, for each owned chunk c and each block of mr rows:
+//   tiles[q] (mi x nr, row stride nr) = A_s[rows] · sliver (q, c) of B, q < gates
+//   epilogue(s, row0, mi, c, tiles, a_next)
+// where A_s = a[s % 2] is step s's left operand packed in the micro-kernel's
+// layout (pack_a_rows), and the epilogue writes A_{s+1} into a_next. At step
+// 0 with zero_first the tiles are zeros instead (no recurrent input yet).
+// Every output is written by one thread, with one barrier per step.
+template <typename T, typename Epilogue>
+void recurrent_loop(index_t steps, index_t rows, int gates, const PackedB<T>& B, T* const a[2], bool zero_first,
+                    int nthreads, Epilogue epilogue) {
+    const Kernels<T>& uk = kernels<T>();
+    const index_t mr = uk.mr, nr = uk.nr, K = B.K();
+    const index_t chunks = B.slivers_per_group();
+    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, chunks)));
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        alignas(64) T tiles[4 * kMaxTile];
+        const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
+        for (index_t s = 0; s < steps; ++s) {
+            const T* as = a[s & 1];
+            T* a_next = a[(s + 1) & 1];
+            for (index_t c = c0; c < c1; ++c) {
+                for (index_t row0 = 0; row0 < rows; row0 += mr) {
+                    const int mi = static_cast<int>(std::min(mr, rows - row0));
+                    for (int q = 0; q < gates; ++q) {
+                        T* tq = tiles + q * mr * nr;
+                        if (zero_first && s == 0) std::fill(tq, tq + mi * nr, T(0));
+                        else uk.tile(mi, K, as + row0 * K, B.sliver(0, K, q * chunks + c), tq, nr, false);
+                    }
+                    epilogue(s, row0, mi, c, static_cast<const T*>(tiles), a_next);
+                }
+            }
+#pragma omp barrier
+        }
+    }
 }
 
 // a (N,T,G) = x (N,T,D) · Wx (D,G) + b (G), over all N*T rows in one GEMM.

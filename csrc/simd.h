@@ -1,0 +1,258 @@
+// ISA-generic SIMD bodies, written once with GCC vector extensions and
+// compiled for each instruction set by kernels.cpp, which inlines them into
+// functions carrying a target attribute (avx512f, avx2+fma, or the x86-64
+// baseline). Nothing here is called directly: use the table in kernels.h.
+//
+// Every function is always_inline and templated on the element type T and the
+// vector width L (elements), so each ISA gets its own instantiation.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common.h"
+
+namespace rnn_fast {
+namespace simd {
+
+#define RNN_FAST_INLINE __attribute__((always_inline)) inline
+
+template <typename T, int L>
+struct Vec {
+    typedef T type __attribute__((vector_size(L * sizeof(T))));
+};
+
+template <typename T>
+struct IntOf;  // same-width integer type: bit casts of float lanes
+template <>
+struct IntOf<float> { using type = std::int32_t; };
+template <>
+struct IntOf<double> { using type = std::int64_t; };
+
+template <typename T, int L>
+using V = typename Vec<T, L>::type;
+template <typename T, int L>
+using VI = typename Vec<typename IntOf<T>::type, L>::type;
+
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> load(const T* p) {
+    V<T, L> v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+template <typename T, int L>
+RNN_FAST_INLINE void store(T* p, V<T, L> v) { std::memcpy(p, &v, sizeof(v)); }
+
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> splat(T x) { return V<T, L>{} + x; }
+
+// Constants of the exp approximation (Cephes expf / exp, the classic
+// range reduction x = n ln2 + r, |r| <= ln2 / 2, then a polynomial in r).
+template <typename T>
+struct ExpConst;
+template <>
+struct ExpConst<float> {
+    static constexpr float hi = 88.3762626647949f;   // above: +inf
+    static constexpr float lo = -87.3365447504019f;  // below: 0 (ln of the smallest normal)
+    static constexpr int bias = 127, mant = 23;
+};
+template <>
+struct ExpConst<double> {
+    static constexpr double hi = 709.782712893384;
+    static constexpr double lo = -708.396418532264;
+    static constexpr int bias = 1023, mant = 52;
+};
+
+// e^x in every lane: +inf above hi, 0 below lo, NaN stays NaN.
+// Relative error: at most 2 ulp for float, 3 ulp for double (tested).
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
+    using C = ExpConst<T>;
+    using VT = V<T, L>;
+    using VIT = VI<T, L>;
+    const VT xc = x > C::hi ? splat<T, L>(C::hi) : (x < C::lo ? splat<T, L>(C::lo) : x);
+    // n = round(x / ln2), through truncation corrected for negative values.
+    const VT fx = xc * T(1.44269504088896341) + T(0.5);
+    VT n = __builtin_convertvector(__builtin_convertvector(fx, VIT), VT);
+    n = n > fx ? n - T(1) : n;
+    VT y;
+    if constexpr (sizeof(T) == 4) {
+        const VT r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+        const VT z = r * r;
+        y = ((((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r + 4.1665795894E-2f) * r +
+               1.6666665459E-1f) * r + 5.0000001201E-1f) * z + r + 1.0f);
+    } else {
+        const VT r = xc - n * 6.93145751953125E-1 - n * 1.42860682030941723212E-6;
+        const VT rr = r * r;
+        const VT p = r * ((1.26177193074810590878E-4 * rr + 3.02994407707441961300E-2) * rr +
+                          9.99999999999999999910E-1);
+        const VT q = ((3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3) * rr +
+                      2.27265548208155028766E-1) * rr + 2.00000000000000000009E0;
+        y = 1.0 + 2.0 * (p / (q - p));
+    }
+    // 2^n from its exponent bits.
+    const VIT e = (__builtin_convertvector(n, VIT) + C::bias) << C::mant;
+    VT r = y * (VT)e;
+    r = x > C::hi ? splat<T, L>(T(__builtin_inf())) : r;
+    r = x < C::lo ? splat<T, L>(T(0)) : r;
+    return x != x ? x : r;
+}
+
+// 1 / (1 + e^-x): exactly 0 or 1 where e^-x overflows or underflows.
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vsigmoid(V<T, L> x) {
+    return T(1) / (T(1) + vexp<T, L>(-x));
+}
+
+// tanh: a polynomial (float) or rational function (double) near 0, where
+// 1 - 2 / (e^2|x| + 1) would cancel, and that formula elsewhere (Cephes).
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vtanh(V<T, L> x) {
+    using VT = V<T, L>;
+    const VT ax = x < T(0) ? -x : x;
+    const VT z = x * x;
+    VT small;
+    if constexpr (sizeof(T) == 4) {
+        small = ((((-5.70498872745E-3f * z + 2.06390887954E-2f) * z - 5.37397155531E-2f) * z + 1.33314422036E-1f) *
+                     z - 3.33332819422E-1f) * z * x + x;
+    } else {
+        const VT p = (-9.64399179425052238628E-1 * z - 9.92877231001918586564E1) * z - 1.61468768441708447952E3;
+        const VT q = ((z + 1.12811678491632931402E2) * z + 2.23548839060100448583E3) * z + 4.84406305325125486048E3;
+        small = x + x * (z * p / q);
+    }
+    VT big = T(1) - T(2) / (vexp<T, L>(ax + ax) + T(1));
+    big = x < T(0) ? -big : big;
+    return ax < T(0.625) ? small : big;
+}
+
+// max(x, 0) that keeps NaN, as np.maximum does.
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vrelu(V<T, L> x) {
+    return x < T(0) ? splat<T, L>(T(0)) : x;
+}
+
+// ------------------------------------------------------------ GEMM tile
+
+// c (MI x NV*L, row stride ldc) = [c +] a · b over kc:
+//   a: packed A, element (i, k) at a[k * MR + i] (MI <= MR rows used)
+//   b: packed B sliver, element (k, j) at b[k * NV * L + j]
+template <typename T, int L, int MR, int NV, int MI>
+RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
+                          bool accumulate) {
+    using VT = V<T, L>;
+    // With one or two rows, MI * NV chains of dependent FMAs cannot cover the
+    // FMA latency: keep KS partial sums over k mod KS, added at the end.
+    constexpr int KS = MI <= 2 ? 4 : 1;
+    VT acc[KS][MI][NV];
+#pragma GCC unroll 4
+    for (int p = 0; p < KS; ++p)
+#pragma GCC unroll 16
+        for (int i = 0; i < MI; ++i)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[p][i][v] = VT{};
+    index_t k = 0;
+    for (; k + KS <= kc; k += KS) {
+#pragma GCC unroll 4
+        for (int p = 0; p < KS; ++p) {
+            VT bv[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) bv[v] = load<T, L>(b + ((k + p) * NV + v) * L);
+#pragma GCC unroll 16
+            for (int i = 0; i < MI; ++i) {
+                const T ai = a[(k + p) * MR + i];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[p][i][v] += ai * bv[v];
+            }
+        }
+    }
+    for (; k < kc; ++k) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MI; ++i) {
+            const T ai = a[k * MR + i];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[0][i][v] += ai * load<T, L>(b + (k * NV + v) * L);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MI; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+            VT sum = acc[0][i][v];
+#pragma GCC unroll 4
+            for (int p = 1; p < KS; ++p) sum += acc[p][i][v];
+            T* q = c + i * ldc + v * L;
+            store<T, L>(q, accumulate ? load<T, L>(q) + sum : sum);
+        }
+}
+
+// ------------------------------------------------------------ cells
+// Element-wise over n values, n a multiple of L; all arrays dense.
+
+// LSTM forward: gate pre-activations in place -> i, f, o, g; c = f*cp + i*g;
+// h = o * tanh(c).
+template <typename T, int L>
+RNN_FAST_INLINE void lstm_forward_cell(index_t n, T* ai, T* af, T* ao, T* ag, const T* cp, T* c, T* h) {
+    for (index_t k = 0; k < n; k += L) {
+        const V<T, L> i = vsigmoid<T, L>(load<T, L>(ai + k)), f = vsigmoid<T, L>(load<T, L>(af + k));
+        const V<T, L> o = vsigmoid<T, L>(load<T, L>(ao + k)), g = vtanh<T, L>(load<T, L>(ag + k));
+        const V<T, L> ct = f * load<T, L>(cp + k) + i * g;
+        store<T, L>(ai + k, i);
+        store<T, L>(af + k, f);
+        store<T, L>(ao + k, o);
+        store<T, L>(ag + k, g);
+        store<T, L>(c + k, ct);
+        store<T, L>(h + k, o * vtanh<T, L>(ct));
+    }
+}
+
+// LSTM backward of one step, from post-activation gates and the cell states:
+//   dh: total gradient of h_t; dc: in, gradient of c_t from the next step,
+//   out, gradient of c_{t-1}; da*: gradients of the pre-activations.
+template <typename T, int L>
+RNN_FAST_INLINE void lstm_backward_cell(index_t n, const T* dh, T* dc, const T* gi, const T* gf, const T* go,
+                                        const T* gg, const T* c, const T* cp, T* dai, T* daf, T* dao, T* dag) {
+    for (index_t k = 0; k < n; k += L) {
+        const V<T, L> i = load<T, L>(gi + k), f = load<T, L>(gf + k), o = load<T, L>(go + k), g = load<T, L>(gg + k);
+        const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k));
+        const V<T, L> dht = load<T, L>(dh + k);
+        const V<T, L> dct = load<T, L>(dc + k) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
+        store<T, L>(dai + k, dct * g * i * (T(1) - i));
+        store<T, L>(daf + k, dct * load<T, L>(cp + k) * f * (T(1) - f));
+        store<T, L>(dao + k, dht * tc * o * (T(1) - o));
+        store<T, L>(dag + k, dct * i * (T(1) - g * g));
+        store<T, L>(dc + k, dct * f);
+    }
+}
+
+// Vanilla RNN forward: a -> act(a) in place.
+template <typename T, int L>
+RNN_FAST_INLINE void rnn_forward_cell(index_t n, Activation act, T* a) {
+    for (index_t k = 0; k < n; k += L) {
+        const V<T, L> x = load<T, L>(a + k);
+        store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x));
+    }
+}
+
+// Vanilla RNN backward: da = dh * act'(h), from the output h.
+template <typename T, int L>
+RNN_FAST_INLINE void rnn_backward_cell(index_t n, Activation act, const T* dh, const T* h, T* da) {
+    for (index_t k = 0; k < n; k += L) {
+        const V<T, L> y = load<T, L>(h + k);
+        const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
+        store<T, L>(da + k, load<T, L>(dh + k) * d);
+    }
+}
+
+template <typename T, int L>
+RNN_FAST_INLINE void sigmoid_array(index_t n, const T* x, T* y) {
+    for (index_t k = 0; k < n; k += L) store<T, L>(y + k, vsigmoid<T, L>(load<T, L>(x + k)));
+}
+
+template <typename T, int L>
+RNN_FAST_INLINE void tanh_array(index_t n, const T* x, T* y) {
+    for (index_t k = 0; k < n; k += L) store<T, L>(y + k, vtanh<T, L>(load<T, L>(x + k)));
+}
+
+}  // namespace simd
+}  // namespace rnn_fast

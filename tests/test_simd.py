@@ -1,0 +1,67 @@
+"""The SIMD exp-based sigmoid and tanh of the active instruction set: their
+stated error bounds, and their behaviour at the extremes. Every ISA this CPU
+can run is also put through the kernel tests, in a subprocess each."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnn_fast as rf
+
+# Stated bounds, in units in the last place of the correctly rounded result.
+ULP_BOUND = {"sigmoid": 3.0, "tanh": 2.0}
+EXACT = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}
+
+
+def grid(dtype):
+    tiny = np.geomspace(1e-30, 1, 3000)
+    return np.concatenate([np.linspace(-40, 40, 200001), tiny, -tiny, [0.0, 0.625, -0.625]]).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_error_bound(name, dtype):
+    x = grid(dtype)
+    got = rf._core._simd(x, name).astype(np.longdouble)
+    exact = EXACT[name](x.astype(np.longdouble))
+    ulps = np.abs(got - exact) / np.spacing(exact.astype(dtype)).astype(np.longdouble)
+    assert ulps.max() <= ULP_BOUND[name], f"{ulps.max():.2f} ulp at x={x[ulps.argmax()]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extremes_are_finite_and_exact(dtype):
+    x = np.array([-1e4, -1e30, -np.inf, 1e4, 1e30, np.inf], dtype)
+    np.testing.assert_array_equal(rf._core._simd(x, "sigmoid"), (x > 0).astype(dtype))
+    np.testing.assert_array_equal(rf._core._simd(x, "tanh"), np.sign(x))
+    # Around exp's overflow and underflow thresholds: finite and in range.
+    edge = np.array([-89.0, 89.0, -88.5, 88.5, -710.0, 710.0, -709.0, 709.0, -745.0], dtype)
+    s, t = rf._core._simd(edge, "sigmoid"), rf._core._simd(edge, "tanh")
+    assert np.all((s >= 0) & (s <= 1)) and np.all(np.abs(t) <= 1)
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(s, EXACT["sigmoid"](edge.astype(np.float64)), rtol=0, atol=1e-30)
+    nan = np.array([np.nan], dtype)
+    assert np.isnan(rf._core._simd(nan, "sigmoid")).all() and np.isnan(rf._core._simd(nan, "tanh")).all()
+
+
+def test_isa_is_reported():
+    assert rf._core._isa() in ("avx512", "avx2", "portable")
+
+
+LOWER = {"avx512": ["avx2", "portable"], "avx2": ["portable"], "portable": []}[rf._core._isa()]
+
+
+@pytest.mark.parametrize("isa", LOWER)
+def test_kernels_on_every_instruction_set(isa):
+    """The reference and gradient tests again, with the SIMD path capped at isa."""
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "RNN_FAST_ISA": isa}
+    code = f"import rnn_fast, sys; sys.exit(rnn_fast._core._isa() != {isa!r})"
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == 0
+    tests = [os.path.join(here, f) for f in ("test_kernels.py", "test_gradcheck.py", "test_simd.py")]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "not on_every", *tests],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
