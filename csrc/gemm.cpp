@@ -9,7 +9,6 @@ namespace rnn_fast {
 
 namespace {
 
-constexpr index_t KC = 256;  // rows of op(B) per packed block: an A block and a B sliver share L1
 constexpr index_t MC = 112;  // rows of op(A) per packed block (a multiple of every mr: 14, 6, 4 -> L2-sized)
 
 // Below this many multiply-adds a product runs on the calling thread alone:
@@ -161,8 +160,19 @@ template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
           bool accumulate, T* C, index_t ldc, int nthreads) {
     if (M == 0 || N == 0) return;
+    const index_t nr = kernels<T>().nr;
+    if (2 * N <= nr && M >= 2 * nr) {
+        // Tall and skinny: most of every nr-wide sliver would be padding, so
+        // compute C^T (N x M) = op(B)^T · op(A)^T and transpose it into C.
+        Buffer<T> ct;
+        ct.reserve(static_cast<std::size_t>(N * M));
+        gemm(N, M, K, B, !transB, A, !transA, false, ct.data(), M, nthreads);
+        for (index_t i = 0; i < M; ++i)
+            for (index_t j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : T(0)) + ct.data()[j * M + i];
+        return;
+    }
     PackedB<T> packed;
-    packed.pack(K, N, B, transB, nthreads, 1, KC);
+    packed.pack(K, N, B, transB, nthreads, 1, kGemmKC);
     gemm_packed(M, A, transA, packed, accumulate, C, ldc, nthreads);
 }
 

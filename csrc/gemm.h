@@ -17,19 +17,32 @@
 
 namespace rnn_fast {
 
-// Rows of a stored row-major matrix. Row r starts at
-//   p + (r / group) * group_stride + (r % group) * ld,
-// so one view can walk rows that skip a gap every `group` rows: for example
-// time steps 0..T-2 of every sequence in a batch-first (N,T,H) array is
-// {h, H, T-1, T*H}. A dense matrix has group = "infinity".
+// Rows of a stored row-major matrix. With g = r / group and i = r % group,
+// row r starts at
+//   alt + g * alt_ld                          if alt and i == alt_index,
+//   p + g * group_stride + i * ld + shift     otherwise.
+// So one view can walk rows that skip a gap every `group` rows, or take one
+// row of each group from elsewhere: "the previous hidden state of every
+// (n, t)" of a batch-first (N,T,H) array h is
+//   {h, H, T, T*H, -H, h0, H, 0}   (h[n, t-1], and h0[n] at t = 0).
+// A dense matrix has group = "infinity".
 template <typename T>
 struct Rows {
     const T* p;
     index_t ld;
     index_t group;
     index_t group_stride;
+    index_t shift = 0;
+    const T* alt = nullptr;
+    index_t alt_ld = 0;
+    index_t alt_index = 0;
 
-    const T* row(index_t r) const { return p + (r / group) * group_stride + (r % group) * ld; }
+    const T* row(index_t r) const {
+        if (group == std::numeric_limits<index_t>::max()) return p + r * ld;  // dense: no division
+        const index_t g = r / group, i = r % group;
+        if (alt != nullptr && i == alt_index) return alt + g * alt_ld;
+        return p + (g * group_stride + i * ld + shift);
+    }
 };
 
 template <typename T>
@@ -41,6 +54,9 @@ template <typename T>
 Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride) {
     return {p, ld, group < 1 ? 1 : group, group_stride};
 }
+
+// Rows of K per packed block in ordinary products (an A block and a B sliver share L1).
+constexpr index_t kGemmKC = 256;
 
 // A 64-byte aligned scratch array that keeps its memory when shrunk.
 template <typename T>
@@ -73,7 +89,8 @@ template <typename T>
 class PackedB {
 public:
     // op(B) = B (K x N, transB = false) or B^T (B stored N x K, transB = true).
-    // kc_block = 0 packs all K rows as one block (for the recurrent step).
+    // kc_block = 0 packs all K rows as one block (for the recurrent step);
+    // products with other A use kGemmKC.
     void pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups = 1, index_t kc_block = 0);
 
     index_t K() const { return K_; }

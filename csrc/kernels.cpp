@@ -27,16 +27,18 @@ namespace {
     void tile(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                        \
         decltype(make_table(std::make_integer_sequence<int, MR>{}))::fns[mi - 1](kc, a, b, c, ldc, acc);        \
     }                                                                                                           \
-    TARGET void lstm_fwd(index_t n, T* ai, T* af, T* ao, T* ag, const T* cp, T* c, T* h) {                      \
-        simd::lstm_forward_cell<T, L>(n, ai, af, ao, ag, cp, c, h);                                             \
+    TARGET void lstm_fwd(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c, T* h) {         \
+        simd::lstm_forward_cell<T, L>(n, acc, as, a, gs, cp, c, h);                                             \
     }                                                                                                           \
-    TARGET void lstm_bwd(index_t n, const T* dh, T* dc, const T* i, const T* f, const T* o, const T* g,         \
-                         const T* c, const T* cp, T* dai, T* daf, T* dao, T* dag) {                             \
-        simd::lstm_backward_cell<T, L>(n, dh, dc, i, f, o, g, c, cp, dai, daf, dao, dag);                       \
+    TARGET void lstm_bwd(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs, const T* c,       \
+                         const T* cp, T* da) {                                                                  \
+        simd::lstm_backward_cell<T, L>(n, dh, acc, dc, a, gs, c, cp, da);                                       \
     }                                                                                                           \
-    TARGET void rnn_fwd(index_t n, Activation act, T* a) { simd::rnn_forward_cell<T, L>(n, act, a); }           \
-    TARGET void rnn_bwd(index_t n, Activation act, const T* dh, const T* h, T* da) {                            \
-        simd::rnn_backward_cell<T, L>(n, act, dh, h, da);                                                       \
+    TARGET void rnn_fwd(index_t n, Activation act, const T* acc, T* a) {                                        \
+        simd::rnn_forward_cell<T, L>(n, act, acc, a);                                                           \
+    }                                                                                                           \
+    TARGET void rnn_bwd(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da) {              \
+        simd::rnn_backward_cell<T, L>(n, act, dh, acc, h, da);                                                  \
     }                                                                                                           \
     TARGET void sigmoid(index_t n, const T* x, T* y) { simd::sigmoid_array<T, L>(n, x, y); }                    \
     TARGET void tanh(index_t n, const T* x, T* y) { simd::tanh_array<T, L>(n, x, y); }                          \

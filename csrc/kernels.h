@@ -20,13 +20,14 @@ struct Kernels {
     //   b: packed B sliver, element (k, j) at b[k * nr + j]
     void (*tile)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate);
 
-    // Element-wise cell math over n values, n a multiple of lanes, dense arrays
-    // (see simd.h for the formulas).
-    void (*lstm_forward_cell)(index_t n, T* ai, T* af, T* ao, T* ag, const T* cp, T* c, T* h);
-    void (*lstm_backward_cell)(index_t n, const T* dh, T* dc, const T* i, const T* f, const T* o, const T* g,
-                               const T* c, const T* cp, T* dai, T* daf, T* dao, T* dag);
-    void (*rnn_forward_cell)(index_t n, Activation act, T* a);
-    void (*rnn_backward_cell)(index_t n, Activation act, const T* dh, const T* h, T* da);
+    // Element-wise cell math over n values, n a multiple of lanes (see simd.h
+    // for the formulas): acc is a GEMM tile row with gate stride as, a and da
+    // have gate stride gs.
+    void (*lstm_forward_cell)(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c, T* h);
+    void (*lstm_backward_cell)(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs, const T* c,
+                               const T* cp, T* da);
+    void (*rnn_forward_cell)(index_t n, Activation act, const T* acc, T* a);
+    void (*rnn_backward_cell)(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);
 };

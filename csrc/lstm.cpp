@@ -31,27 +31,31 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
         const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-        alignas(64) F buf[7][32];  // a_i a_f a_o a_g c_prev c h, one tile row, zero-padded
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             F* gp = gates + (n * T + t) * G + j0;
             const F* cp = s == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
-            for (int q = 0; q < 4; ++q) {
-                const F* tq = tiles + (q * mr + r) * nr;
-                for (index_t u = 0; u < nr; ++u) buf[q][u] = u < uc ? tq[u] + gp[q * H + u] : F(0);
-            }
-            for (index_t u = 0; u < nr; ++u) buf[4][u] = u < uc ? cp[u] : F(0);
-            uk.lstm_forward_cell(nr, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]);
             F* ct = c + (n * T + t) * H + j0;
             F* ht = h + (n * T + t) * H + j0;
-            F* an = a_next + packed_a_index(n, j0, H, mr);
-            for (int q = 0; q < 4; ++q)
-                for (index_t u = 0; u < uc; ++u) gp[q * H + u] = buf[q][u];
-            for (index_t u = 0; u < uc; ++u) {
-                ct[u] = buf[5][u];
-                ht[u] = buf[6][u];
-                an[u * mr] = buf[6][u];
+            const F* acc = tiles + r * nr;
+            if (uc == nr) {
+                uk.lstm_forward_cell(nr, acc, mr * nr, gp, H, cp, ct, ht);
+            } else {
+                // The last chunk of units is ragged: work on zero-padded copies.
+                alignas(64) F a[4 * 32], cpb[32], cb[32], hb[32];
+                for (index_t u = 0; u < nr; ++u) {
+                    for (int q = 0; q < 4; ++q) a[q * nr + u] = u < uc ? gp[q * H + u] : F(0);
+                    cpb[u] = u < uc ? cp[u] : F(0);
+                }
+                uk.lstm_forward_cell(nr, acc, mr * nr, a, nr, cpb, cb, hb);
+                for (index_t u = 0; u < uc; ++u) {
+                    for (int q = 0; q < 4; ++q) gp[q * H + u] = a[q * nr + u];
+                    ct[u] = cb[u];
+                    ht[u] = hb[u];
+                }
             }
+            F* an = a_next + packed_a_index(n, j0, H, mr);
+            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
     });
 }
@@ -89,32 +93,36 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
         const index_t fs = T - 1 - s;
         const index_t t = step_time(fs, T, reverse);
         const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
-        // dh_total dc i f o g c c_prev da_i da_f da_o da_g, one tile row, zero-padded
-        alignas(64) F buf[12][32];
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             const index_t o = (n * T + t) * H + j0;
             const F* gp = gates + (n * T + t) * G + j0;
             const F* cp = fs == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
             F* dcn = dc0 + n * H + j0;
-            for (index_t u = 0; u < nr; ++u) {
-                const bool in = u < uc;
-                buf[0][u] = in ? dh[o + u] + tiles[r * nr + u] : F(0);
-                buf[1][u] = in ? dcn[u] : F(0);
-                for (int q = 0; q < 4; ++q) buf[2 + q][u] = in ? gp[q * H + u] : F(0);
-                buf[6][u] = in ? c[o + u] : F(0);
-                buf[7][u] = in ? cp[u] : F(0);
-            }
-            uk.lstm_backward_cell(nr, buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7], buf[8],
-                                  buf[9], buf[10], buf[11]);
             F* da = dA.data() + (n * T + t) * G + j0;
+            const F* acc = tiles + r * nr;
+            if (uc == nr) {
+                uk.lstm_backward_cell(nr, dh + o, acc, dcn, gp, H, c + o, cp, da);
+            } else {
+                // The last chunk of units is ragged: work on zero-padded copies.
+                alignas(64) F dhb[32], dcb[32], a[4 * 32], cb[32], cpb[32], dab[4 * 32];
+                for (index_t u = 0; u < nr; ++u) {
+                    const bool in = u < uc;
+                    dhb[u] = in ? dh[o + u] : F(0);
+                    dcb[u] = in ? dcn[u] : F(0);
+                    for (int q = 0; q < 4; ++q) a[q * nr + u] = in ? gp[q * H + u] : F(0);
+                    cb[u] = in ? c[o + u] : F(0);
+                    cpb[u] = in ? cp[u] : F(0);
+                }
+                uk.lstm_backward_cell(nr, dhb, acc, dcb, a, nr, cb, cpb, dab);
+                for (index_t u = 0; u < uc; ++u) {
+                    for (int q = 0; q < 4; ++q) da[q * H + u] = dab[q * nr + u];
+                    dcn[u] = dcb[u];
+                }
+            }
             F* an = a_next + packed_a_index(n, j0, G, mr);
             for (int q = 0; q < 4; ++q)
-                for (index_t u = 0; u < uc; ++u) {
-                    da[q * H + u] = buf[8 + q][u];
-                    an[(q * H + u) * mr] = buf[8 + q][u];
-                }
-            for (index_t u = 0; u < uc; ++u) dcn[u] = buf[1][u];
+                for (index_t u = 0; u < uc; ++u) an[(q * H + u) * mr] = da[q * H + u];
         }
     });
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads);

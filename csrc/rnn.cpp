@@ -26,17 +26,20 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-        alignas(64) F buf[32];
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             F* ht = h + (n * T + t) * H + j0;
-            for (index_t u = 0; u < nr; ++u) buf[u] = u < uc ? tiles[r * nr + u] + ht[u] : F(0);
-            uk.rnn_forward_cell(nr, act, buf);
-            F* an = a_next + packed_a_index(n, j0, H, mr);
-            for (index_t u = 0; u < uc; ++u) {
-                ht[u] = buf[u];
-                an[u * mr] = buf[u];
+            const F* acc = tiles + r * nr;
+            if (uc == nr) {
+                uk.rnn_forward_cell(nr, act, acc, ht);
+            } else {
+                alignas(64) F buf[32];  // the ragged last chunk, zero-padded
+                for (index_t u = 0; u < nr; ++u) buf[u] = u < uc ? ht[u] : F(0);
+                uk.rnn_forward_cell(nr, act, acc, buf);
+                for (index_t u = 0; u < uc; ++u) ht[u] = buf[u];
             }
+            F* an = a_next + packed_a_index(n, j0, H, mr);
+            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
     });
 }
@@ -66,20 +69,24 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             return;
         }
         const index_t t = step_time(T - 1 - s, T, reverse);
-        alignas(64) F buf[3][32];  // dh_total h da
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             const index_t o = (n * T + t) * H + j0;
-            for (index_t u = 0; u < nr; ++u) {
-                buf[0][u] = u < uc ? dh[o + u] + tiles[r * nr + u] : F(0);
-                buf[1][u] = u < uc ? h[o + u] : F(0);
+            F* da = dA.data() + o;
+            const F* acc = tiles + r * nr;
+            if (uc == nr) {
+                uk.rnn_backward_cell(nr, act, dh + o, acc, h + o, da);
+            } else {
+                alignas(64) F dhb[32], hb[32], dab[32];  // the ragged last chunk, zero-padded
+                for (index_t u = 0; u < nr; ++u) {
+                    dhb[u] = u < uc ? dh[o + u] : F(0);
+                    hb[u] = u < uc ? h[o + u] : F(0);
+                }
+                uk.rnn_backward_cell(nr, act, dhb, acc, hb, dab);
+                for (index_t u = 0; u < uc; ++u) da[u] = dab[u];
             }
-            uk.rnn_backward_cell(nr, act, buf[0], buf[1], buf[2]);
             F* an = a_next + packed_a_index(n, j0, H, mr);
-            for (index_t u = 0; u < uc; ++u) {
-                dA.data()[o + u] = buf[2][u];
-                an[u * mr] = buf[2][u];
-            }
+            for (index_t u = 0; u < uc; ++u) an[u * mr] = da[u];
         }
     });
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads);

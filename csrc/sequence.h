@@ -64,28 +64,25 @@ void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, inde
 
 // Given dA (N,T,G), the gradient of every step's pre-activations:
 //   dx (N,T,D) = dA · Wx^T      dWx (D,G) = x^T · dA
-//   dWh (H,G) = sum over steps of h_prev^T · dA_t, where h_prev of a step is
-//               h0 (N,H) for the first step and otherwise the state h (N,T,H)
-//               of the time before it (after it when reverse)
+//   dWh (H,G) = sum over (n,t) of h_prev[n,t]^T · dA[n,t], where h_prev is
+//               h0 (N,H) at each sequence's first step and otherwise the
+//               state h (N,T,H) of the time before it (after it when reverse)
 //   db (G) = sum of dA over N and T
+// dWx and dWh share one packing of dA.
 template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
                            index_t G, bool reverse, int nthreads) {
     gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
-    gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
-    // Steps after the first pair dA[:, t] with h[:, t-1] (h[:, t+1] when
-    // reverse): N*(T-1) rows, viewed through grouped rows that skip one
-    // time step per sequence.
-    const index_t pairs = T > 0 ? T - 1 : 0;
-    const Rows<F> h_prev = grouped_rows(reverse ? h + H : h, H, pairs, T * H);
-    const Rows<F> dA_next = grouped_rows(reverse ? dA : dA + G, G, pairs, T * G);
-    gemm<F>(H, G, N * pairs, h_prev, true, dA_next, false, false, dWh, G, nthreads);
-    if (T > 0) {
-        const index_t t0 = step_time(0, T, reverse);
-        gemm<F>(H, G, N, dense_rows(h0, H), true, dense_rows(dA + t0 * G, T * G), false, true,
-                dWh, G, nthreads);
-    }
+    PackedB<F> dA_packed;
+    dA_packed.pack(N * T, G, dense_rows(dA, G), false, nthreads, 1, kGemmKC);
+    gemm_packed<F>(D, dense_rows(x, D), true, dA_packed, false, dWx, G, nthreads);
+    Rows<F> h_prev = grouped_rows(h, H, T, T * H);
+    h_prev.shift = reverse ? H : -H;
+    h_prev.alt = h0;
+    h_prev.alt_ld = H;
+    h_prev.alt_index = reverse ? T - 1 : 0;
+    gemm_packed<F>(H, h_prev, true, dA_packed, false, dWh, G, nthreads);
     column_sums(db, dA, N * T, G, nthreads);
 }
 

@@ -187,60 +187,67 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 }
 
 // ------------------------------------------------------------ cells
-// Element-wise over n values, n a multiple of L; all arrays dense.
+// Element-wise over n values, n a multiple of L. A gate block q of an array
+// with gate stride gs is p[q * gs + k]; acc is the step's recurrent GEMM
+// tile row (gate stride as), added to the input part.
 
-// LSTM forward: gate pre-activations in place -> i, f, o, g; c = f*cp + i*g;
-// h = o * tanh(c).
+// LSTM forward: a holds x·Wx + b on entry and the post-activation gates
+// i, f, o, g on exit; c = f * cp + i * g; h = o * tanh(c).
 template <typename T, int L>
-RNN_FAST_INLINE void lstm_forward_cell(index_t n, T* ai, T* af, T* ao, T* ag, const T* cp, T* c, T* h) {
+RNN_FAST_INLINE void lstm_forward_cell(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c,
+                                       T* h) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> i = vsigmoid<T, L>(load<T, L>(ai + k)), f = vsigmoid<T, L>(load<T, L>(af + k));
-        const V<T, L> o = vsigmoid<T, L>(load<T, L>(ao + k)), g = vtanh<T, L>(load<T, L>(ag + k));
+        const V<T, L> i = vsigmoid<T, L>(load<T, L>(a + k) + load<T, L>(acc + k));
+        const V<T, L> f = vsigmoid<T, L>(load<T, L>(a + gs + k) + load<T, L>(acc + as + k));
+        const V<T, L> o = vsigmoid<T, L>(load<T, L>(a + 2 * gs + k) + load<T, L>(acc + 2 * as + k));
+        const V<T, L> g = vtanh<T, L>(load<T, L>(a + 3 * gs + k) + load<T, L>(acc + 3 * as + k));
         const V<T, L> ct = f * load<T, L>(cp + k) + i * g;
-        store<T, L>(ai + k, i);
-        store<T, L>(af + k, f);
-        store<T, L>(ao + k, o);
-        store<T, L>(ag + k, g);
+        store<T, L>(a + k, i);
+        store<T, L>(a + gs + k, f);
+        store<T, L>(a + 2 * gs + k, o);
+        store<T, L>(a + 3 * gs + k, g);
         store<T, L>(c + k, ct);
         store<T, L>(h + k, o * vtanh<T, L>(ct));
     }
 }
 
-// LSTM backward of one step, from post-activation gates and the cell states:
-//   dh: total gradient of h_t; dc: in, gradient of c_t from the next step,
-//   out, gradient of c_{t-1}; da*: gradients of the pre-activations.
+// LSTM backward of one step, from the post-activation gates a (gate stride
+// gs) and the cell states: dh + acc is the total gradient of h_t; dc holds
+// the gradient of c_t from the next step on entry, that of c_{t-1} on exit;
+// da (gate stride gs) gets the gradients of the pre-activations.
 template <typename T, int L>
-RNN_FAST_INLINE void lstm_backward_cell(index_t n, const T* dh, T* dc, const T* gi, const T* gf, const T* go,
-                                        const T* gg, const T* c, const T* cp, T* dai, T* daf, T* dao, T* dag) {
+RNN_FAST_INLINE void lstm_backward_cell(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs,
+                                        const T* c, const T* cp, T* da) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> i = load<T, L>(gi + k), f = load<T, L>(gf + k), o = load<T, L>(go + k), g = load<T, L>(gg + k);
+        const V<T, L> i = load<T, L>(a + k), f = load<T, L>(a + gs + k);
+        const V<T, L> o = load<T, L>(a + 2 * gs + k), g = load<T, L>(a + 3 * gs + k);
         const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k));
-        const V<T, L> dht = load<T, L>(dh + k);
+        const V<T, L> dht = load<T, L>(dh + k) + load<T, L>(acc + k);
         const V<T, L> dct = load<T, L>(dc + k) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
-        store<T, L>(dai + k, dct * g * i * (T(1) - i));
-        store<T, L>(daf + k, dct * load<T, L>(cp + k) * f * (T(1) - f));
-        store<T, L>(dao + k, dht * tc * o * (T(1) - o));
-        store<T, L>(dag + k, dct * i * (T(1) - g * g));
+        store<T, L>(da + k, dct * g * i * (T(1) - i));
+        store<T, L>(da + gs + k, dct * load<T, L>(cp + k) * f * (T(1) - f));
+        store<T, L>(da + 2 * gs + k, dht * tc * o * (T(1) - o));
+        store<T, L>(da + 3 * gs + k, dct * i * (T(1) - g * g));
         store<T, L>(dc + k, dct * f);
     }
 }
 
-// Vanilla RNN forward: a -> act(a) in place.
+// Vanilla RNN forward: a -> act(a + acc) in place.
 template <typename T, int L>
-RNN_FAST_INLINE void rnn_forward_cell(index_t n, Activation act, T* a) {
+RNN_FAST_INLINE void rnn_forward_cell(index_t n, Activation act, const T* acc, T* a) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> x = load<T, L>(a + k);
+        const V<T, L> x = load<T, L>(a + k) + load<T, L>(acc + k);
         store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x));
     }
 }
 
-// Vanilla RNN backward: da = dh * act'(h), from the output h.
+// Vanilla RNN backward: da = (dh + acc) * act'(h), from the output h.
 template <typename T, int L>
-RNN_FAST_INLINE void rnn_backward_cell(index_t n, Activation act, const T* dh, const T* h, T* da) {
+RNN_FAST_INLINE void rnn_backward_cell(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da) {
     for (index_t k = 0; k < n; k += L) {
         const V<T, L> y = load<T, L>(h + k);
         const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
-        store<T, L>(da + k, load<T, L>(dh + k) * d);
+        store<T, L>(da + k, (load<T, L>(dh + k) + load<T, L>(acc + k)) * d);
     }
 }
 
