@@ -23,15 +23,23 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
     const index_t padded = ceil_div(mc, mr) * mr;
     if (padded != mc) std::fill(dst, dst + padded * kc, T(0));
     if (!transA) {
-        for (index_t i = 0; i < mc; ++i) {
-            const T* src = A.row(ic + i) + pc;
-            T* d = dst + (i / mr) * kc * mr + (i % mr);
-            for (index_t k = 0; k < kc; ++k) d[k * mr] = src[k];
+        // Sliver by sliver, k outer: contiguous stores, mr row streams read in step.
+        const T* rows[64];
+        for (index_t i0 = 0; i0 < mc; i0 += mr) {
+            const index_t n = std::min(mr, mc - i0);
+            for (index_t i = 0; i < n; ++i) rows[i] = A.row(ic + i0 + i) + pc;
+            T* d = dst + i0 * kc;
+            for (index_t k = 0; k < kc; ++k)
+                for (index_t i = 0; i < n; ++i) d[k * mr + i] = rows[i][k];
         }
     } else {
         for (index_t k = 0; k < kc; ++k) {
             const T* src = A.row(pc + k) + ic;
-            for (index_t i = 0; i < mc; ++i) dst[(i / mr) * kc * mr + k * mr + (i % mr)] = src[i];
+            for (index_t i0 = 0; i0 < mc; i0 += mr) {
+                T* d = dst + i0 * kc + k * mr;
+                const index_t n = std::min(mr, mc - i0);
+                for (index_t i = 0; i < n; ++i) d[i] = src[i0 + i];
+            }
         }
     }
 }
