@@ -55,47 +55,43 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, index_t K, index_t mr) {
     }
 }
 
+// Columns [j0, j0 + nj) of rows [pc, pc + kc) of op(B), as one nr-wide sliver
+// (kc x nr, zero-padded) at d.
 template <typename T>
-void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups, index_t kc_block) {
+void pack_b_sliver(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t j0, index_t nj, index_t nr) {
+    if (nj < nr) std::fill(d, d + kc * nr, T(0));
+    if (!transB) {
+        for (index_t k = 0; k < kc; ++k) {
+            const T* src = B.row(pc + k) + j0;
+            for (index_t j = 0; j < nj; ++j) d[k * nr + j] = src[j];
+        }
+    } else {
+        for (index_t j = 0; j < nj; ++j) {
+            const T* src = B.row(j0 + j) + pc;
+            for (index_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
+        }
+    }
+}
+
+template <typename T>
+void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups) {
     nr_ = kernels<T>().nr;
     K_ = K;
     N_ = N;
-    kc_ = kc_block > 0 ? kc_block : std::max<index_t>(K, 1);
     groups_ = groups;
     group_cols_ = N / groups;
     spg_ = ceil_div(group_cols_, nr_);
     const index_t slivers = spg_ * groups_;
     data_.reserve(static_cast<std::size_t>(std::max<index_t>(1, K * slivers * nr_)));
     T* out = data_.data();
-    const index_t nr = nr_, kcb = kc_;
     // Each sliver is written by exactly one thread.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && K * N >= kParallelWork)
-    for (index_t s = 0; s < slivers; ++s) {
-        const index_t j0 = first_column(s);
-        const index_t nj = width(s);
-        for (index_t pc = 0; pc < K; pc += kcb) {
-            const index_t kc = std::min(kcb, K - pc);
-            T* d = out + pc * slivers * nr + s * kc * nr;
-            if (nj < nr) std::fill(d, d + kc * nr, T(0));
-            if (!transB) {
-                for (index_t k = 0; k < kc; ++k) {
-                    const T* src = B.row(pc + k) + j0;
-                    for (index_t j = 0; j < nj; ++j) d[k * nr + j] = src[j];
-                }
-            } else {
-                for (index_t j = 0; j < nj; ++j) {
-                    const T* src = B.row(j0 + j) + pc;
-                    for (index_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
-                }
-            }
-        }
-    }
+    for (index_t s = 0; s < slivers; ++s) pack_b_sliver(out + s * K * nr_, B, transB, 0, K, first_column(s), width(s), nr_);
 }
 
 template <typename T>
-void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool accumulate,
-                 T* C, index_t ldc, int nthreads) {
-    const index_t N = B.N(), K = B.K();
+void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
+          bool accumulate, T* C, index_t ldc, int nthreads) {
     if (M == 0 || N == 0) return;
     if (K == 0) {
         if (!accumulate)
@@ -103,14 +99,25 @@ void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool ac
         return;
     }
     const Kernels<T>& uk = kernels<T>();
-    const index_t mr = uk.mr, nr = uk.nr, KCB = B.kc_block();
-    // Work items: a panel of whole slivers (about 1 MiB of packed B, which
-    // stays in L2 while every row block of the item streams through it) times
-    // a range of row blocks. Fewer panels than threads: narrower panels, then
-    // split rows too.
+    const index_t mr = uk.mr, nr = uk.nr;
+    if (2 * N <= nr && M >= 2 * nr) {
+        // Tall and skinny: most of every nr-wide sliver would be padding, so
+        // compute C^T (N x M) = op(B)^T · op(A)^T and transpose it into C.
+        Buffer<T> ct;
+        ct.reserve(static_cast<std::size_t>(N * M));
+        gemm(N, M, K, B, !transB, A, !transA, false, ct.data(), M, nthreads);
+        for (index_t i = 0; i < M; ++i)
+            for (index_t j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : T(0)) + ct.data()[j * M + i];
+        return;
+    }
+    // Work items: a panel of whole slivers (about 1 MiB packed, which stays in
+    // L2 while every row block of the item streams through it) times a range
+    // of row blocks. Fewer panels than threads: narrower panels, then split
+    // rows too. Each item packs its own B panel and A blocks as it goes.
+    const index_t KC = std::min(kGemmKC, K);
     const index_t mblocks = ceil_div(M, MC);
-    const index_t slivers = B.slivers();
-    const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (std::min(KCB, K) * nr * index_t(sizeof(T))));
+    const index_t slivers = ceil_div(N, nr);
+    const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (KC * nr * index_t(sizeof(T))));
     index_t col_items = std::min(slivers, std::max<index_t>(ceil_div(slivers, panel), nthreads));
     const index_t per_col = ceil_div(slivers, col_items);
     col_items = ceil_div(slivers, per_col);
@@ -119,31 +126,33 @@ void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool ac
     row_items = ceil_div(mblocks, per_row);
     const index_t items = col_items * row_items;
     const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
-    // One packed-A block per thread, allocated here: nothing may throw inside
-    // the parallel region.
+    // Packing buffers for each thread, allocated here: nothing may throw
+    // inside the parallel region.
     const index_t team = parallel ? std::min<index_t>(nthreads, items) : 1;
-    const index_t apack_size = ceil_div(MC, mr) * mr * std::min(KCB, K);
-    Buffer<T> apacks;
-    apacks.reserve(static_cast<std::size_t>(team * apack_size));
+    const index_t a_size = ceil_div(MC, mr) * mr * KC, b_size = per_col * nr * KC;
+    Buffer<T> buffers;
+    buffers.reserve(static_cast<std::size_t>(team * (a_size + b_size)));
     // Items write disjoint tiles of C; each tile sums over K in block order.
 #pragma omp parallel num_threads(static_cast<int>(team)) if (parallel)
     {
-        T* apack = apacks.data() + omp_get_thread_num() * apack_size;
+        T* apack = buffers.data() + omp_get_thread_num() * (a_size + b_size);
+        T* bpack = apack + a_size;
         alignas(64) T edge[16 * 64];  // one tile whose sliver is not all real columns
 #pragma omp for schedule(static)
         for (index_t item = 0; item < items; ++item) {
             const index_t s0 = (item % col_items) * per_col, s1 = std::min(slivers, s0 + per_col);
             const index_t m0 = (item / col_items) * per_row * MC, m1 = std::min(M, m0 + per_row * MC);
-            for (index_t pc = 0; pc < K; pc += KCB) {
-                const index_t kc = std::min(KCB, K - pc);
+            for (index_t pc = 0; pc < K; pc += KC) {
+                const index_t kc = std::min(KC, K - pc);
                 const bool acc = accumulate || pc > 0;
+                for (index_t s = s0; s < s1; ++s)
+                    pack_b_sliver(bpack + (s - s0) * kc * nr, B, transB, pc, kc, s * nr, std::min(nr, N - s * nr), nr);
                 for (index_t ic = m0; ic < m1; ic += MC) {
                     const index_t mc = std::min(MC, m1 - ic);
                     pack_a(apack, A, transA, ic, mc, pc, kc, mr);
                     for (index_t s = s0; s < s1; ++s) {
-                        const T* bp = B.sliver(pc, kc, s);
-                        const index_t j0 = B.first_column(s);
-                        const index_t nj = B.width(s);
+                        const T* bp = bpack + (s - s0) * kc * nr;
+                        const index_t j0 = s * nr, nj = std::min(nr, N - j0);
                         for (index_t ir = 0; ir < mc; ir += mr) {
                             const T* ap = apack + ir * kc;
                             T* c = C + (ic + ir) * ldc + j0;
@@ -162,26 +171,6 @@ void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool ac
             }
         }
     }
-}
-
-template <typename T>
-void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
-          bool accumulate, T* C, index_t ldc, int nthreads) {
-    if (M == 0 || N == 0) return;
-    const index_t nr = kernels<T>().nr;
-    if (2 * N <= nr && M >= 2 * nr) {
-        // Tall and skinny: most of every nr-wide sliver would be padding, so
-        // compute C^T (N x M) = op(B)^T · op(A)^T and transpose it into C.
-        Buffer<T> ct;
-        ct.reserve(static_cast<std::size_t>(N * M));
-        gemm(N, M, K, B, !transB, A, !transA, false, ct.data(), M, nthreads);
-        for (index_t i = 0; i < M; ++i)
-            for (index_t j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : T(0)) + ct.data()[j * M + i];
-        return;
-    }
-    PackedB<T> packed;
-    packed.pack(K, N, B, transB, nthreads, 1, kGemmKC);
-    gemm_packed(M, A, transA, packed, accumulate, C, ldc, nthreads);
 }
 
 template <typename T>
@@ -211,7 +200,6 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
     template void pack_a_rows<T>(T*, Rows<T>, index_t, index_t, index_t);                        \
-    template void gemm_packed<T>(index_t, Rows<T>, bool, const PackedB<T>&, bool, T*, index_t, int); \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int); \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);

@@ -79,23 +79,19 @@ private:
     std::size_t capacity_ = 0;
 };
 
-// op(B) (K x N), packed once and reused by many products with different A
-// (the recurrent weights of a whole sequence). Columns come in `groups`
-// groups of N / groups (an LSTM's four gates); each group is padded to a
-// whole number of slivers of nr columns, so no sliver straddles two groups.
-// For each block of up to kc_block rows and each sliver, kc x nr values,
-// zero-padded.
+// op(B) (K x N), packed once and reused by many products with different A:
+// the recurrent weights of a whole sequence, read by recurrent_loop. Columns
+// come in `groups` groups of N / groups (an LSTM's four gates); each group is
+// padded to a whole number of slivers of nr columns, so no sliver straddles
+// two groups. Each sliver is K x nr values, zero-padded.
 template <typename T>
 class PackedB {
 public:
     // op(B) = B (K x N, transB = false) or B^T (B stored N x K, transB = true).
-    // kc_block = 0 packs all K rows as one block (for the recurrent step);
-    // products with other A use kGemmKC.
-    void pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups = 1, index_t kc_block = 0);
+    void pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads, int groups = 1);
 
     index_t K() const { return K_; }
     index_t N() const { return N_; }
-    index_t kc_block() const { return kc_; }
     index_t slivers_per_group() const { return spg_; }
     index_t slivers() const { return spg_ * groups_; }
     // First column of op(B) in sliver s, and how many of its nr columns are real.
@@ -104,11 +100,11 @@ public:
         const index_t left = group_cols_ - (s % spg_) * nr_;
         return left < nr_ ? left : nr_;
     }
-    // Sliver s of the block of rows [pc, pc + kc).
-    const T* sliver(index_t pc, index_t kc, index_t s) const { return data_.data() + pc * spg_ * groups_ * nr_ + s * kc * nr_; }
+    // Sliver s: element (k, j) at sliver(s)[k * nr + j].
+    const T* sliver(index_t s) const { return data_.data() + s * K_ * nr_; }
 
 private:
-    index_t K_ = 0, N_ = 0, kc_ = 0, nr_ = 1, groups_ = 1, group_cols_ = 0, spg_ = 0;
+    index_t K_ = 0, N_ = 0, nr_ = 1, groups_ = 1, group_cols_ = 0, spg_ = 0;
     Buffer<T> data_;
 };
 
@@ -121,13 +117,10 @@ inline index_t packed_a_index(index_t r, index_t k, index_t K, index_t mr) {
 template <typename T>
 void pack_a_rows(T* dst, Rows<T> A, index_t M, index_t K, index_t mr);
 
-// C (M x N, row stride ldc) = [C +] op(A) · op(B), op(A) being A (M x K) or
-// A^T (A stored K x M, transA = true). C must not alias A or B.
-template <typename T>
-void gemm_packed(index_t M, Rows<T> A, bool transA, const PackedB<T>& B, bool accumulate,
-                 T* C, index_t ldc, int nthreads);
-
-// The same with B packed on the fly: op(B) is K x N.
+// C (M x N, row stride ldc) = [C +] op(A) · op(B), where op(A) is A (M x K)
+// or A^T (A stored K x M, transA), and op(B) is B (K x N) or B^T (B stored
+// N x K, transB). C must not alias A or B. B is packed panel by panel as the
+// product goes, never whole.
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
           bool accumulate, T* C, index_t ldc, int nthreads);

@@ -44,7 +44,7 @@ void recurrent_loop(index_t steps, index_t rows, int gates, const PackedB<T>& B,
                     for (int q = 0; q < gates; ++q) {
                         T* tq = tiles + q * mr * nr;
                         if (zero_first && s == 0) std::fill(tq, tq + mi * nr, T(0));
-                        else uk.tile(mi, K, as + row0 * K, B.sliver(0, K, q * chunks + c), tq, nr, false);
+                        else uk.tile(mi, K, as + row0 * K, B.sliver(q * chunks + c), tq, nr, false);
                     }
                     epilogue(s, row0, mi, c, static_cast<const T*>(tiles), a_next);
                 }
@@ -68,21 +68,18 @@ void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, inde
 //               h0 (N,H) at each sequence's first step and otherwise the
 //               state h (N,T,H) of the time before it (after it when reverse)
 //   db (G) = sum of dA over N and T
-// dWx and dWh share one packing of dA.
 template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
                            index_t G, bool reverse, int nthreads) {
     gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
-    PackedB<F> dA_packed;
-    dA_packed.pack(N * T, G, dense_rows(dA, G), false, nthreads, 1, kGemmKC);
-    gemm_packed<F>(D, dense_rows(x, D), true, dA_packed, false, dWx, G, nthreads);
+    gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
     h_prev.shift = reverse ? H : -H;
     h_prev.alt = h0;
     h_prev.alt_ld = H;
     h_prev.alt_index = reverse ? T - 1 : 0;
-    gemm_packed<F>(H, h_prev, true, dA_packed, false, dWh, G, nthreads);
+    gemm<F>(H, G, N * T, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
     column_sums(db, dA, N * T, G, nthreads);
 }
 
