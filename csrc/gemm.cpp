@@ -100,6 +100,47 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     }
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr;
+    const bool big = nthreads > 1 && M * N * K >= kParallelWork;
+    if (!transA && transB && N <= 4) {
+        // A few output columns (dx when D is tiny): dot products of contiguous
+        // rows, no packing. Eight partial sums, added in a fixed order.
+        // Rows of C are disjoint.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
+        for (index_t i = 0; i < M; ++i) {
+            const T* a = A.row(i);
+            for (index_t j = 0; j < N; ++j) {
+                const T* b = B.row(j);
+                T part[8] = {};
+                index_t k = 0;
+                for (; k + 8 <= K; k += 8)
+                    for (int u = 0; u < 8; ++u) part[u] += a[k + u] * b[k + u];
+                T sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+                for (; k < K; ++k) sum += a[k] * b[k];
+                C[i * ldc + j] = accumulate ? C[i * ldc + j] + sum : sum;
+            }
+        }
+        return;
+    }
+    if (transA && !transB && M <= 4) {
+        // A few output rows (dWx when D is tiny): C[i, :] += A[k, i] * B[k, :]
+        // for k in order, no packing. Threads own disjoint column ranges.
+        constexpr index_t kChunk = 256;
+        const index_t chunks = ceil_div(N, kChunk);
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (big && chunks > 1)
+        for (index_t q = 0; q < chunks; ++q) {
+            const index_t j0 = q * kChunk, j1 = std::min(N, j0 + kChunk);
+            for (index_t i = 0; i < M; ++i) {
+                T* c = C + i * ldc;
+                if (!accumulate) std::fill(c + j0, c + j1, T(0));
+                for (index_t k = 0; k < K; ++k) {
+                    const T a = A.row(k)[i];
+                    const T* b = B.row(k);
+                    for (index_t j = j0; j < j1; ++j) c[j] += a * b[j];
+                }
+            }
+        }
+        return;
+    }
     if (2 * N <= nr && M >= 2 * nr) {
         // Tall and skinny: most of every nr-wide sliver would be padding, so
         // compute C^T (N x M) = op(B)^T · op(A)^T and transpose it into C.

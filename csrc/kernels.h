@@ -20,9 +20,9 @@ struct Kernels {
     //   b: packed B sliver, element (k, j) at b[k * nr + j]
     void (*tile)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate);
 
-    // Element-wise cell math over n values, n a multiple of lanes (see simd.h
-    // for the formulas): acc is a GEMM tile row with gate stride as, a and da
-    // have gate stride gs.
+    // Element-wise cell math over any n values (see simd.h for the formulas):
+    // acc is a GEMM tile row (at least n rounded up to lanes) with gate stride
+    // as, a and da have gate stride gs.
     void (*lstm_forward_cell)(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c, T* h);
     void (*lstm_backward_cell)(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs, const T* c,
                                const T* cp, T* da);

@@ -37,23 +37,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
             const F* cp = s == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
             F* ct = c + (n * T + t) * H + j0;
             F* ht = h + (n * T + t) * H + j0;
-            const F* acc = tiles + r * nr;
-            if (uc == nr) {
-                uk.lstm_forward_cell(nr, acc, mr * nr, gp, H, cp, ct, ht);
-            } else {
-                // The last chunk of units is ragged: work on zero-padded copies.
-                alignas(64) F a[4 * 32], cpb[32], cb[32], hb[32];
-                for (index_t u = 0; u < nr; ++u) {
-                    for (int q = 0; q < 4; ++q) a[q * nr + u] = u < uc ? gp[q * H + u] : F(0);
-                    cpb[u] = u < uc ? cp[u] : F(0);
-                }
-                uk.lstm_forward_cell(nr, acc, mr * nr, a, nr, cpb, cb, hb);
-                for (index_t u = 0; u < uc; ++u) {
-                    for (int q = 0; q < 4; ++q) gp[q * H + u] = a[q * nr + u];
-                    ct[u] = cb[u];
-                    ht[u] = hb[u];
-                }
-            }
+            uk.lstm_forward_cell(uc, tiles + r * nr, mr * nr, gp, H, cp, ct, ht);
             F* an = a_next + packed_a_index(n, j0, H, mr);
             for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
@@ -100,26 +84,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             const F* cp = fs == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
             F* dcn = dc0 + n * H + j0;
             F* da = dA.data() + (n * T + t) * G + j0;
-            const F* acc = tiles + r * nr;
-            if (uc == nr) {
-                uk.lstm_backward_cell(nr, dh + o, acc, dcn, gp, H, c + o, cp, da);
-            } else {
-                // The last chunk of units is ragged: work on zero-padded copies.
-                alignas(64) F dhb[32], dcb[32], a[4 * 32], cb[32], cpb[32], dab[4 * 32];
-                for (index_t u = 0; u < nr; ++u) {
-                    const bool in = u < uc;
-                    dhb[u] = in ? dh[o + u] : F(0);
-                    dcb[u] = in ? dcn[u] : F(0);
-                    for (int q = 0; q < 4; ++q) a[q * nr + u] = in ? gp[q * H + u] : F(0);
-                    cb[u] = in ? c[o + u] : F(0);
-                    cpb[u] = in ? cp[u] : F(0);
-                }
-                uk.lstm_backward_cell(nr, dhb, acc, dcb, a, nr, cb, cpb, dab);
-                for (index_t u = 0; u < uc; ++u) {
-                    for (int q = 0; q < 4; ++q) da[q * H + u] = dab[q * nr + u];
-                    dcn[u] = dcb[u];
-                }
-            }
+            uk.lstm_backward_cell(uc, dh + o, tiles + r * nr, dcn, gp, H, c + o, cp, da);
             F* an = a_next + packed_a_index(n, j0, G, mr);
             for (int q = 0; q < 4; ++q)
                 for (index_t u = 0; u < uc; ++u) an[(q * H + u) * mr] = da[q * H + u];

@@ -29,15 +29,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             F* ht = h + (n * T + t) * H + j0;
-            const F* acc = tiles + r * nr;
-            if (uc == nr) {
-                uk.rnn_forward_cell(nr, act, acc, ht);
-            } else {
-                alignas(64) F buf[32];  // the ragged last chunk, zero-padded
-                for (index_t u = 0; u < nr; ++u) buf[u] = u < uc ? ht[u] : F(0);
-                uk.rnn_forward_cell(nr, act, acc, buf);
-                for (index_t u = 0; u < uc; ++u) ht[u] = buf[u];
-            }
+            uk.rnn_forward_cell(uc, act, tiles + r * nr, ht);
             F* an = a_next + packed_a_index(n, j0, H, mr);
             for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
@@ -73,18 +65,7 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             const index_t n = row0 + r;
             const index_t o = (n * T + t) * H + j0;
             F* da = dA.data() + o;
-            const F* acc = tiles + r * nr;
-            if (uc == nr) {
-                uk.rnn_backward_cell(nr, act, dh + o, acc, h + o, da);
-            } else {
-                alignas(64) F dhb[32], hb[32], dab[32];  // the ragged last chunk, zero-padded
-                for (index_t u = 0; u < nr; ++u) {
-                    dhb[u] = u < uc ? dh[o + u] : F(0);
-                    hb[u] = u < uc ? h[o + u] : F(0);
-                }
-                uk.rnn_backward_cell(nr, act, dhb, acc, hb, dab);
-                for (index_t u = 0; u < uc; ++u) da[u] = dab[u];
-            }
+            uk.rnn_backward_cell(uc, act, dh + o, tiles + r * nr, h + o, da);
             F* an = a_next + packed_a_index(n, j0, H, mr);
             for (index_t u = 0; u < uc; ++u) an[u * mr] = da[u];
         }

@@ -47,6 +47,21 @@ RNN_FAST_INLINE void store(T* p, V<T, L> v) { std::memcpy(p, &v, sizeof(v)); }
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> splat(T x) { return V<T, L>{} + x; }
 
+// The first m <= L elements (zeros after them), and their store.
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> load(const T* p, index_t m) {
+    if (m == L) return load<T, L>(p);
+    V<T, L> v = V<T, L>{};
+    std::memcpy(&v, p, sizeof(T) * m);
+    return v;
+}
+
+template <typename T, int L>
+RNN_FAST_INLINE void store(T* p, V<T, L> v, index_t m) {
+    if (m == L) return store<T, L>(p, v);
+    std::memcpy(p, &v, sizeof(T) * m);
+}
+
 // Constants of the exp approximation (Cephes expf / exp, the classic
 // range reduction x = n ln2 + r, |r| <= ln2 / 2, then a polynomial in r).
 template <typename T>
@@ -187,9 +202,9 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 }
 
 // ------------------------------------------------------------ cells
-// Element-wise over n values, n a multiple of L. A gate block q of an array
-// with gate stride gs is p[q * gs + k]; acc is the step's recurrent GEMM
-// tile row (gate stride as), added to the input part.
+// Element-wise over n values (any n: the last vector is partial). A gate
+// block q of an array with gate stride gs is p[q * gs + k]; acc is the
+// step's recurrent GEMM tile row (gate stride as), added to the input part.
 
 // LSTM forward: a holds x·Wx + b on entry and the post-activation gates
 // i, f, o, g on exit; c = f * cp + i * g; h = o * tanh(c).
@@ -197,17 +212,18 @@ template <typename T, int L>
 RNN_FAST_INLINE void lstm_forward_cell(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c,
                                        T* h) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> i = vsigmoid<T, L>(load<T, L>(a + k) + load<T, L>(acc + k));
-        const V<T, L> f = vsigmoid<T, L>(load<T, L>(a + gs + k) + load<T, L>(acc + as + k));
-        const V<T, L> o = vsigmoid<T, L>(load<T, L>(a + 2 * gs + k) + load<T, L>(acc + 2 * as + k));
-        const V<T, L> g = vtanh<T, L>(load<T, L>(a + 3 * gs + k) + load<T, L>(acc + 3 * as + k));
-        const V<T, L> ct = f * load<T, L>(cp + k) + i * g;
-        store<T, L>(a + k, i);
-        store<T, L>(a + gs + k, f);
-        store<T, L>(a + 2 * gs + k, o);
-        store<T, L>(a + 3 * gs + k, g);
-        store<T, L>(c + k, ct);
-        store<T, L>(h + k, o * vtanh<T, L>(ct));
+        const index_t m = n - k < L ? n - k : L;
+        const V<T, L> i = vsigmoid<T, L>(load<T, L>(a + k, m) + load<T, L>(acc + k));
+        const V<T, L> f = vsigmoid<T, L>(load<T, L>(a + gs + k, m) + load<T, L>(acc + as + k));
+        const V<T, L> o = vsigmoid<T, L>(load<T, L>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k));
+        const V<T, L> g = vtanh<T, L>(load<T, L>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k));
+        const V<T, L> ct = f * load<T, L>(cp + k, m) + i * g;
+        store<T, L>(a + k, i, m);
+        store<T, L>(a + gs + k, f, m);
+        store<T, L>(a + 2 * gs + k, o, m);
+        store<T, L>(a + 3 * gs + k, g, m);
+        store<T, L>(c + k, ct, m);
+        store<T, L>(h + k, o * vtanh<T, L>(ct), m);
     }
 }
 
@@ -219,16 +235,17 @@ template <typename T, int L>
 RNN_FAST_INLINE void lstm_backward_cell(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs,
                                         const T* c, const T* cp, T* da) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> i = load<T, L>(a + k), f = load<T, L>(a + gs + k);
-        const V<T, L> o = load<T, L>(a + 2 * gs + k), g = load<T, L>(a + 3 * gs + k);
-        const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k));
-        const V<T, L> dht = load<T, L>(dh + k) + load<T, L>(acc + k);
-        const V<T, L> dct = load<T, L>(dc + k) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
-        store<T, L>(da + k, dct * g * i * (T(1) - i));
-        store<T, L>(da + gs + k, dct * load<T, L>(cp + k) * f * (T(1) - f));
-        store<T, L>(da + 2 * gs + k, dht * tc * o * (T(1) - o));
-        store<T, L>(da + 3 * gs + k, dct * i * (T(1) - g * g));
-        store<T, L>(dc + k, dct * f);
+        const index_t m = n - k < L ? n - k : L;
+        const V<T, L> i = load<T, L>(a + k, m), f = load<T, L>(a + gs + k, m);
+        const V<T, L> o = load<T, L>(a + 2 * gs + k, m), g = load<T, L>(a + 3 * gs + k, m);
+        const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k, m));
+        const V<T, L> dht = load<T, L>(dh + k, m) + load<T, L>(acc + k);
+        const V<T, L> dct = load<T, L>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
+        store<T, L>(da + k, dct * g * i * (T(1) - i), m);
+        store<T, L>(da + gs + k, dct * load<T, L>(cp + k, m) * f * (T(1) - f), m);
+        store<T, L>(da + 2 * gs + k, dht * tc * o * (T(1) - o), m);
+        store<T, L>(da + 3 * gs + k, dct * i * (T(1) - g * g), m);
+        store<T, L>(dc + k, dct * f, m);
     }
 }
 
@@ -236,8 +253,9 @@ RNN_FAST_INLINE void lstm_backward_cell(index_t n, const T* dh, const T* acc, T*
 template <typename T, int L>
 RNN_FAST_INLINE void rnn_forward_cell(index_t n, Activation act, const T* acc, T* a) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> x = load<T, L>(a + k) + load<T, L>(acc + k);
-        store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x));
+        const index_t m = n - k < L ? n - k : L;
+        const V<T, L> x = load<T, L>(a + k, m) + load<T, L>(acc + k);
+        store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x), m);
     }
 }
 
@@ -245,20 +263,27 @@ RNN_FAST_INLINE void rnn_forward_cell(index_t n, Activation act, const T* acc, T
 template <typename T, int L>
 RNN_FAST_INLINE void rnn_backward_cell(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da) {
     for (index_t k = 0; k < n; k += L) {
-        const V<T, L> y = load<T, L>(h + k);
+        const index_t m = n - k < L ? n - k : L;
+        const V<T, L> y = load<T, L>(h + k, m);
         const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
-        store<T, L>(da + k, (load<T, L>(dh + k) + load<T, L>(acc + k)) * d);
+        store<T, L>(da + k, (load<T, L>(dh + k, m) + load<T, L>(acc + k)) * d, m);
     }
 }
 
 template <typename T, int L>
 RNN_FAST_INLINE void sigmoid_array(index_t n, const T* x, T* y) {
-    for (index_t k = 0; k < n; k += L) store<T, L>(y + k, vsigmoid<T, L>(load<T, L>(x + k)));
+    for (index_t k = 0; k < n; k += L) {
+        const index_t m = n - k < L ? n - k : L;
+        store<T, L>(y + k, vsigmoid<T, L>(load<T, L>(x + k, m)), m);
+    }
 }
 
 template <typename T, int L>
 RNN_FAST_INLINE void tanh_array(index_t n, const T* x, T* y) {
-    for (index_t k = 0; k < n; k += L) store<T, L>(y + k, vtanh<T, L>(load<T, L>(x + k)));
+    for (index_t k = 0; k < n; k += L) {
+        const index_t m = n - k < L ? n - k : L;
+        store<T, L>(y + k, vtanh<T, L>(load<T, L>(x + k, m)), m);
+    }
 }
 
 }  // namespace simd
