@@ -627,6 +627,9 @@ void register_cache(py::module_& m, const char* name, const char* doc) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "rnn_fast's compiled kernels. Use the functions re-exported by the rnn_fast package.";
     g_threads.store(omp_get_max_threads());
+    // Start the OpenMP thread pool now, at import, rather than in a user's first call.
+#pragma omp parallel num_threads(g_threads.load())
+    { (void)0; }
 
     register_cache<RNNStepCache>(m, "RNNStepCache", "Opaque cache of rnn_step_forward, for rnn_step_backward.");
     register_cache<RNNCache>(m, "RNNCache", "Opaque cache of rnn_forward, for rnn_backward.");

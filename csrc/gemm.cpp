@@ -47,11 +47,11 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
 }  // namespace
 
 template <typename T>
-void pack_a_rows(T* dst, Rows<T> A, index_t M, index_t K, index_t mr) {
+void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks) {
     for (index_t r = 0; r < M; ++r) {
         const T* src = A.row(r);
-        T* d = dst + packed_a_index(r, 0, K, mr);
-        for (index_t k = 0; k < K; ++k) d[k * mr] = src[k];
+        T* d = dst + blocks.packed(r, 0);
+        for (index_t k = 0; k < blocks.K; ++k) d[k * blocks.mr] = src[k];
     }
 }
 
@@ -240,7 +240,7 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
 
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
-    template void pack_a_rows<T>(T*, Rows<T>, index_t, index_t, index_t);                        \
+    template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int); \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);

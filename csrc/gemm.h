@@ -108,14 +108,30 @@ private:
     Buffer<T> data_;
 };
 
-// Packs op(A) rows [0, M) (M x K) in the micro-kernel's A layout, all K as one
-// block: element (r, k) at dst[packed_a_index(r, k, K, mr)].
-inline index_t packed_a_index(index_t r, index_t k, index_t K, index_t mr) {
-    return (r / mr) * K * mr + k * mr + r % mr;
-}
+// Rows [0, M) cut into blocks of at most mr rows, as even as possible (32
+// rows with mr = 14: 11, 11, 10, rather than 14, 14, 4, whose last tile would
+// run at half speed). Block b is packed as one mr-wide sliver of all K:
+// element (r, k) of the operand at packed(r, k).
+struct RowBlocks {
+    index_t K, mr, count, base, extra;  // the first `extra` blocks have base + 1 rows
 
+    RowBlocks(index_t M, index_t K_, index_t mr_)
+        : K(K_), mr(mr_), count((M + mr_ - 1) / mr_), base(count ? M / count : 0), extra(count ? M % count : 0) {}
+    index_t start(index_t b) const { return b * base + (b < extra ? b : extra); }
+    index_t size(index_t b) const { return base + (b < extra ? 1 : 0); }
+    index_t block(index_t r) const {
+        const index_t big = extra * (base + 1);
+        return r < big ? r / (base + 1) : extra + (r - big) / base;
+    }
+    index_t packed(index_t r, index_t k) const {
+        const index_t b = block(r);
+        return b * K * mr + k * mr + (r - start(b));
+    }
+};
+
+// Packs op(A) = A (M x K) in RowBlocks' layout.
 template <typename T>
-void pack_a_rows(T* dst, Rows<T> A, index_t M, index_t K, index_t mr);
+void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks);
 
 // C (M x N, row stride ldc) = [C +] op(A) · op(B), where op(A) is A (M x K)
 // or A^T (A stored K x M, transA), and op(B) is B (K x N) or B^T (B stored

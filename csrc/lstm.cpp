@@ -20,13 +20,14 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     PackedB<F> wh;
     wh.pack(H, G, dense_rows(Wh, G), false, nthreads, 4);
     // The recurrent operand h_{t-1}, packed, double-buffered across steps.
-    const index_t a_size = std::max<index_t>(1, (N + mr - 1) / mr * mr * H);
+    const RowBlocks rows(N, H, mr);
+    const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
     Buffer<F> a_buf;
     a_buf.reserve(static_cast<std::size_t>(2 * a_size));
     F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
-    pack_a_rows(a[0], dense_rows(h0, H), N, H, mr);
+    pack_a_rows(a[0], dense_rows(h0, H), N, rows);
 
-    recurrent_loop<F>(T, N, 4, wh, a, false, nthreads,
+    recurrent_loop<F>(T, rows, 4, wh, a, false, nthreads,
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
@@ -38,7 +39,17 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
             F* ct = c + (n * T + t) * H + j0;
             F* ht = h + (n * T + t) * H + j0;
             uk.lstm_forward_cell(uc, tiles + r * nr, mr * nr, gp, H, cp, ct, ht);
-            F* an = a_next + packed_a_index(n, j0, H, mr);
+            if (s + 1 < T) {
+                // Next step's x·Wx + b for these units is long out of cache:
+                // fetch it while this step's GEMMs run.
+                const index_t o = n * T + step_time(s + 1, T, reverse);
+                for (index_t u = 0; u < uc; u += kLine<F>) {
+                    for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + j0 + u);
+                    __builtin_prefetch(c + o * H + j0 + u, 1);
+                    __builtin_prefetch(h + o * H + j0 + u, 1);
+                }
+            }
+            F* an = a_next + rows.packed(n, j0);
             for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
     });
@@ -54,42 +65,59 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     const index_t mr = uk.mr, nr = uk.nr;
     Buffer<F> dA;  // (N,T,4H) gradient of every step's pre-activations
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
-    PackedB<F> wh_t;  // Wh^T, (4H,H)
-    wh_t.pack(G, H, dense_rows(Wh, G), true, nthreads);
-    // The recurrent operand dA of the step before, packed, double-buffered.
-    const index_t a_size = std::max<index_t>(1, (N + mr - 1) / mr * mr * G);
-    Buffer<F> a_buf;
-    a_buf.reserve(static_cast<std::size_t>(2 * a_size));
-    F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
-    // dc0 carries the cell-state gradient from step to step; it ends as dc0.
-    if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
-    else std::fill(dc0, dc0 + N * H, F(0));
+    {  // the step loop's buffers are freed before the weight-gradient GEMMs
+        PackedB<F> wh_t;  // Wh^T, (4H,H)
+        wh_t.pack(G, H, dense_rows(Wh, G), true, nthreads);
+        // The recurrent operand dA of the step before, packed, double-buffered.
+        const RowBlocks rows(N, G, mr);
+        const index_t a_size = std::max<index_t>(1, rows.count * mr * G);
+        Buffer<F> a_buf;
+        a_buf.reserve(static_cast<std::size_t>(2 * a_size));
+        F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
+        // dc0 carries the cell-state gradient from step to step; it ends as dc0.
+        if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
+        else std::fill(dc0, dc0 + N * H, F(0));
 
-    // Step s handles forward step T-1-s; the extra step T computes dh0.
-    recurrent_loop<F>(T + 1, N, 1, wh_t, a, true, nthreads,
-                      [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
-        const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-        if (s == T) {
-            for (int r = 0; r < mi; ++r)
-                for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
-            return;
-        }
-        const index_t fs = T - 1 - s;
-        const index_t t = step_time(fs, T, reverse);
-        const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
-        for (int r = 0; r < mi; ++r) {
-            const index_t n = row0 + r;
-            const index_t o = (n * T + t) * H + j0;
-            const F* gp = gates + (n * T + t) * G + j0;
-            const F* cp = fs == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
-            F* dcn = dc0 + n * H + j0;
-            F* da = dA.data() + (n * T + t) * G + j0;
-            uk.lstm_backward_cell(uc, dh + o, tiles + r * nr, dcn, gp, H, c + o, cp, da);
-            F* an = a_next + packed_a_index(n, j0, G, mr);
-            for (int q = 0; q < 4; ++q)
-                for (index_t u = 0; u < uc; ++u) an[(q * H + u) * mr] = da[q * H + u];
-        }
-    });
+        // Step s handles forward step T-1-s; the extra step T computes dh0.
+        recurrent_loop<F>(T + 1, rows, 1, wh_t, a, true, nthreads,
+                          [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
+            const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+            if (s == T) {
+                for (int r = 0; r < mi; ++r)
+                    for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
+                return;
+            }
+            const index_t fs = T - 1 - s;
+            const index_t t = step_time(fs, T, reverse);
+            const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
+            for (int r = 0; r < mi; ++r) {
+                const index_t n = row0 + r;
+                const index_t o = (n * T + t) * H + j0;
+                const F* gp = gates + (n * T + t) * G + j0;
+                const F* cp = fs == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
+                F* dcn = dc0 + n * H + j0;
+                F* da = dA.data() + (n * T + t) * G + j0;
+                uk.lstm_backward_cell(uc, dh + o, tiles + r * nr, dcn, gp, H, c + o, cp, da);
+            if (fs > 0) {
+                // The next step's rows, long out of cache: fetch them while
+                // this step's GEMMs run.
+                const index_t on = n * T + tp;
+                const index_t op = n * T + (fs > 1 ? step_time(fs - 2, T, reverse) : tp);
+                for (index_t u = 0; u < uc; u += kLine<F>) {
+                    __builtin_prefetch(dh + on * H + j0 + u);
+                    for (int q = 0; q < 4; ++q) {
+                        __builtin_prefetch(gates + on * G + q * H + j0 + u);
+                        __builtin_prefetch(dA.data() + on * G + q * H + j0 + u, 1);
+                    }
+                    __builtin_prefetch(c + op * H + j0 + u);
+                }
+            }
+                F* an = a_next + rows.packed(n, j0);
+                for (int q = 0; q < 4; ++q)
+                    for (index_t u = 0; u < uc; ++u) an[(q * H + u) * mr] = da[q * H + u];
+            }
+        });
+    }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads);
 }
 

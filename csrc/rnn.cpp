@@ -16,13 +16,14 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
     PackedB<F> wh;
     wh.pack(H, H, dense_rows(Wh, H), false, nthreads);
     // The recurrent operand h_{t-1}, packed, double-buffered across steps.
-    const index_t a_size = std::max<index_t>(1, (N + mr - 1) / mr * mr * H);
+    const RowBlocks rows(N, H, mr);
+    const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
     Buffer<F> a_buf;
     a_buf.reserve(static_cast<std::size_t>(2 * a_size));
     F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
-    pack_a_rows(a[0], dense_rows(h0, H), N, H, mr);
+    pack_a_rows(a[0], dense_rows(h0, H), N, rows);
 
-    recurrent_loop<F>(T, N, 1, wh, a, false, nthreads,
+    recurrent_loop<F>(T, rows, 1, wh, a, false, nthreads,
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
@@ -30,7 +31,12 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
             const index_t n = row0 + r;
             F* ht = h + (n * T + t) * H + j0;
             uk.rnn_forward_cell(uc, act, tiles + r * nr, ht);
-            F* an = a_next + packed_a_index(n, j0, H, mr);
+            if (s + 1 < T) {
+                // Next step's x·Wx + b, long out of cache: fetch it while this step's GEMMs run.
+                const F* next = h + (n * T + step_time(s + 1, T, reverse)) * H + j0;
+                for (index_t u = 0; u < uc; u += kLine<F>) __builtin_prefetch(next + u, 1);
+            }
+            F* an = a_next + rows.packed(n, j0);
             for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
     });
@@ -44,32 +50,44 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     const index_t mr = uk.mr, nr = uk.nr;
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
-    PackedB<F> wh_t;  // Wh^T, (H,H)
-    wh_t.pack(H, H, dense_rows(Wh, H), true, nthreads);
-    const index_t a_size = std::max<index_t>(1, (N + mr - 1) / mr * mr * H);
-    Buffer<F> a_buf;
-    a_buf.reserve(static_cast<std::size_t>(2 * a_size));
-    F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
+    {  // the step loop's buffers are freed before the weight-gradient GEMMs
+        PackedB<F> wh_t;  // Wh^T, (H,H)
+        wh_t.pack(H, H, dense_rows(Wh, H), true, nthreads);
+        const RowBlocks rows(N, H, mr);
+    const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
+        Buffer<F> a_buf;
+        a_buf.reserve(static_cast<std::size_t>(2 * a_size));
+        F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
 
-    // Step s handles forward step T-1-s; the extra step T computes dh0.
-    recurrent_loop<F>(T + 1, N, 1, wh_t, a, true, nthreads,
-                      [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
-        const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-        if (s == T) {
-            for (int r = 0; r < mi; ++r)
-                for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
-            return;
-        }
-        const index_t t = step_time(T - 1 - s, T, reverse);
-        for (int r = 0; r < mi; ++r) {
-            const index_t n = row0 + r;
-            const index_t o = (n * T + t) * H + j0;
-            F* da = dA.data() + o;
-            uk.rnn_backward_cell(uc, act, dh + o, tiles + r * nr, h + o, da);
-            F* an = a_next + packed_a_index(n, j0, H, mr);
-            for (index_t u = 0; u < uc; ++u) an[u * mr] = da[u];
-        }
-    });
+        // Step s handles forward step T-1-s; the extra step T computes dh0.
+        recurrent_loop<F>(T + 1, rows, 1, wh_t, a, true, nthreads,
+                          [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
+            const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+            if (s == T) {
+                for (int r = 0; r < mi; ++r)
+                    for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
+                return;
+            }
+            const index_t t = step_time(T - 1 - s, T, reverse);
+            for (int r = 0; r < mi; ++r) {
+                const index_t n = row0 + r;
+                const index_t o = (n * T + t) * H + j0;
+                F* da = dA.data() + o;
+                uk.rnn_backward_cell(uc, act, dh + o, tiles + r * nr, h + o, da);
+            if (s + 1 < T) {
+                // The next step's rows, long out of cache: fetch them while this step's GEMMs run.
+                const index_t on = (n * T + step_time(T - 2 - s, T, reverse)) * H + j0;
+                for (index_t u = 0; u < uc; u += kLine<F>) {
+                    __builtin_prefetch(dh + on + u);
+                    __builtin_prefetch(h + on + u);
+                    __builtin_prefetch(dA.data() + on + u, 1);
+                }
+            }
+                F* an = a_next + rows.packed(n, j0);
+                for (index_t u = 0; u < uc; ++u) an[u * mr] = da[u];
+            }
+        });
+    }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads);
 }
 

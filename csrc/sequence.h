@@ -14,18 +14,22 @@ namespace rnn_fast {
 // Largest tile of any kernel table (kernels.cpp): rows x columns.
 constexpr int kMaxTile = 14 * 32;
 
+// Elements of F in a cache line: the stride of software prefetches.
+template <typename F>
+constexpr index_t kLine = 64 / sizeof(F);
+
 // The time loop shared by the cells, one parallel region for all steps.
 // Threads own contiguous ranges of chunks of nr hidden units (B's slivers per
-// gate). At step s, for each owned chunk c and each block of mr rows:
-//   tiles[q] (mi x nr, row stride nr) = A_s[rows] · sliver (q, c) of B, q < gates
+// gate). At step s, for each owned chunk c and each row block (rows):
+//   tiles[q] (mi x nr, row stride nr) = A_s[block] · sliver (q, c) of B, q < gates
 //   epilogue(s, row0, mi, c, tiles, a_next)
-// where A_s = a[s % 2] is step s's left operand packed in the micro-kernel's
-// layout (pack_a_rows), and the epilogue writes A_{s+1} into a_next. At step
-// 0 with zero_first the tiles are zeros instead (no recurrent input yet).
-// Every output is written by one thread, with one barrier per step.
+// where A_s = a[s % 2] is step s's left operand packed in rows' layout, and
+// the epilogue writes A_{s+1} into a_next. At step 0 with zero_first the
+// tiles are zeros instead (no recurrent input yet). Every output is written
+// by one thread, with one barrier per step.
 template <typename T, typename Epilogue>
-void recurrent_loop(index_t steps, index_t rows, int gates, const PackedB<T>& B, T* const a[2], bool zero_first,
-                    int nthreads, Epilogue epilogue) {
+void recurrent_loop(index_t steps, const RowBlocks& rows, int gates, const PackedB<T>& B, T* const a[2],
+                    bool zero_first, int nthreads, Epilogue epilogue) {
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K();
     const index_t chunks = B.slivers_per_group();
@@ -39,14 +43,14 @@ void recurrent_loop(index_t steps, index_t rows, int gates, const PackedB<T>& B,
             const T* as = a[s & 1];
             T* a_next = a[(s + 1) & 1];
             for (index_t c = c0; c < c1; ++c) {
-                for (index_t row0 = 0; row0 < rows; row0 += mr) {
-                    const int mi = static_cast<int>(std::min(mr, rows - row0));
+                for (index_t b = 0; b < rows.count; ++b) {
+                    const int mi = static_cast<int>(rows.size(b));
                     for (int q = 0; q < gates; ++q) {
                         T* tq = tiles + q * mr * nr;
                         if (zero_first && s == 0) std::fill(tq, tq + mi * nr, T(0));
-                        else uk.tile(mi, K, as + row0 * K, B.sliver(q * chunks + c), tq, nr, false);
+                        else uk.tile(mi, K, as + b * K * mr, B.sliver(q * chunks + c), tq, nr, false);
                     }
-                    epilogue(s, row0, mi, c, static_cast<const T*>(tiles), a_next);
+                    epilogue(s, rows.start(b), mi, c, static_cast<const T*>(tiles), a_next);
                 }
             }
 #pragma omp barrier
