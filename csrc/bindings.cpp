@@ -706,7 +706,7 @@ mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
 all cores). Results are bitwise identical whatever the count.)doc");
-    m.def("_isa", [] { return std::string(rnn_fast::kernels<float>().isa).substr(0, std::string(rnn_fast::kernels<float>().isa).find('_')); },
+    m.def("_isa", [] { return std::string(rnn_fast::kernels<float>().isa); },
           "The SIMD instruction set in use: 'avx512', 'avx2' or 'portable' (RNN_FAST_ISA caps it).");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");

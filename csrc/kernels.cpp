@@ -1,62 +1,83 @@
-// One instantiation of simd.h per instruction set. Each entry point carries a
-// target attribute and inlines the generic body, so the body is compiled for
-// that ISA only; the default build flags stay baseline x86-64.
+// One compilation of simd.h per instruction set. Each is included inside its
+// own namespace under `#pragma GCC target(...)`, which gives every function
+// in it that target attribute, so the default build flags stay baseline
+// x86-64 and the AVX code only runs where the CPU supports it.
 #include "kernels.h"
 
+#include <immintrin.h>
+
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-
-#include "simd.h"
+#include <utility>
 
 namespace rnn_fast {
 
+// The table entries of one ISA for element type T, vector width L and an
+// MR x (NV * L) GEMM tile, defined where simd.h's templates are visible.
+#define RNN_FAST_TABLE(NAME, ISA, T, L, MR, NV)                                                                         \
+    template <int MI>                                                                                              \
+    void tile_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                            \
+        tile<T, L, MR, NV, MI>(kc, a, b, c, ldc, acc);                                                             \
+    }                                                                                                              \
+    template <int... I>                                                                                            \
+    void tile_dispatch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc,             \
+                              std::integer_sequence<int, I...>) {                                                  \
+        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool) = {tile_##NAME<I + 1>...};      \
+        fns[mi - 1](kc, a, b, c, ldc, acc);                                                                        \
+    }                                                                                                              \
+    void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                    \
+        tile_dispatch_##NAME(mi, kc, a, b, c, ldc, acc, std::make_integer_sequence<int, MR>{});                    \
+    }                                                                                                              \
+    void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
+                         index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs) {                      \
+        lstm_forward_cell<T, L>(rows, n, acc, acc_rs, as, a, a_rs, gs, cp, cp_rs, c, h, ch_rs);                    \
+    }                                                                                                              \
+    void lstm_bwd_##NAME(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs, T* dc, \
+                         index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,             \
+                         index_t cp_rs, T* da) {                                                                   \
+        lstm_backward_cell<T, L>(rows, n, dh, ch_rs, acc, acc_rs, dc, dc_rs, a, a_rs, gs, c, cp, cp_rs, da);       \
+    }                                                                                                              \
+    void rnn_fwd_##NAME(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,               \
+                        index_t a_rs) {                                                                            \
+        rnn_forward_cell<T, L>(rows, n, act, acc, acc_rs, a, a_rs);                                                \
+    }                                                                                                              \
+    void rnn_bwd_##NAME(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,        \
+                        const T* h, T* da, index_t rs) {                                                           \
+        rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs);                                         \
+    }                                                                                                              \
+    void sigmoid_##NAME(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }                             \
+    void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
+    const Kernels<T> NAME{ISA,             MR,           NV * L,         L,           tile_##NAME, lstm_fwd_##NAME, \
+                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, sigmoid_##NAME, tanh_##NAME};
+
+// Tiles: 32 zmm registers fit 14 x 2 vectors of accumulators, 16 ymm or xmm
+// registers 6 x 2 or 4 x 2.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
+namespace avx512 {
+#include "simd.h"
+RNN_FAST_TABLE(f, "avx512", float, 16, 14, 2)
+RNN_FAST_TABLE(d, "avx512", double, 8, 14, 2)
+}  // namespace avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "simd.h"
+RNN_FAST_TABLE(f, "avx2", float, 8, 6, 2)
+RNN_FAST_TABLE(d, "avx2", double, 4, 6, 2)
+}  // namespace avx2
+#pragma GCC pop_options
+
+namespace portable {
+#include "simd.h"
+RNN_FAST_TABLE(f, "portable", float, 4, 4, 2)
+RNN_FAST_TABLE(d, "portable", double, 2, 4, 2)
+}  // namespace portable
+
 namespace {
-
-#define RNN_FAST_DEFINE_ISA(NS, TARGET, T, L, MR, NV)                                                          \
-    namespace NS {                                                                                              \
-    template <int MI>                                                                                           \
-    TARGET void tile_mi(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                      \
-        simd::tile<T, L, MR, NV, MI>(kc, a, b, c, ldc, acc);                                                    \
-    }                                                                                                           \
-    template <int... MI>                                                                                        \
-    struct TileTable {                                                                                          \
-        static constexpr void (*fns[])(index_t, const T*, const T*, T*, index_t, bool) = {tile_mi<MI + 1>...};  \
-    };                                                                                                          \
-    template <int... I>                                                                                         \
-    constexpr auto make_table(std::integer_sequence<int, I...>) { return TileTable<I...>{}; }                   \
-    void tile(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                        \
-        decltype(make_table(std::make_integer_sequence<int, MR>{}))::fns[mi - 1](kc, a, b, c, ldc, acc);        \
-    }                                                                                                           \
-    TARGET void lstm_fwd(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c, T* h) {         \
-        simd::lstm_forward_cell<T, L>(n, acc, as, a, gs, cp, c, h);                                             \
-    }                                                                                                           \
-    TARGET void lstm_bwd(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs, const T* c,       \
-                         const T* cp, T* da) {                                                                  \
-        simd::lstm_backward_cell<T, L>(n, dh, acc, dc, a, gs, c, cp, da);                                       \
-    }                                                                                                           \
-    TARGET void rnn_fwd(index_t n, Activation act, const T* acc, T* a) {                                        \
-        simd::rnn_forward_cell<T, L>(n, act, acc, a);                                                           \
-    }                                                                                                           \
-    TARGET void rnn_bwd(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da) {              \
-        simd::rnn_backward_cell<T, L>(n, act, dh, acc, h, da);                                                  \
-    }                                                                                                           \
-    TARGET void sigmoid(index_t n, const T* x, T* y) { simd::sigmoid_array<T, L>(n, x, y); }                    \
-    TARGET void tanh(index_t n, const T* x, T* y) { simd::tanh_array<T, L>(n, x, y); }                          \
-    const Kernels<T> table{#NS, MR, NV * L, L, tile, lstm_fwd, lstm_bwd, rnn_fwd, rnn_bwd, sigmoid, tanh};      \
-    }
-
-#define RNN_FAST_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#define RNN_FAST_AVX2 __attribute__((target("avx2,fma")))
-#define RNN_FAST_BASE
-
-// ISA namespaces hold float (f) and double (d) tables: 32 zmm registers fit a
-// 14 x 2-vector tile, 16 ymm a 6 x 2-vector tile, 16 xmm a 4 x 2-vector tile.
-RNN_FAST_DEFINE_ISA(avx512_f, RNN_FAST_AVX512, float, 16, 14, 2)
-RNN_FAST_DEFINE_ISA(avx512_d, RNN_FAST_AVX512, double, 8, 14, 2)
-RNN_FAST_DEFINE_ISA(avx2_f, RNN_FAST_AVX2, float, 8, 6, 2)
-RNN_FAST_DEFINE_ISA(avx2_d, RNN_FAST_AVX2, double, 4, 6, 2)
-RNN_FAST_DEFINE_ISA(portable_f, RNN_FAST_BASE, float, 4, 4, 2)
-RNN_FAST_DEFINE_ISA(portable_d, RNN_FAST_BASE, double, 2, 4, 2)
 
 enum class Isa { portable = 0, avx2 = 1, avx512 = 2 };
 
@@ -87,18 +108,18 @@ Isa isa() {
 template <>
 const Kernels<float>& kernels<float>() {
     switch (isa()) {
-        case Isa::avx512: return avx512_f::table;
-        case Isa::avx2: return avx2_f::table;
-        default: return portable_f::table;
+        case Isa::avx512: return avx512::f;
+        case Isa::avx2: return avx2::f;
+        default: return portable::f;
     }
 }
 
 template <>
 const Kernels<double>& kernels<double>() {
     switch (isa()) {
-        case Isa::avx512: return avx512_d::table;
-        case Isa::avx2: return avx2_d::table;
-        default: return portable_d::table;
+        case Isa::avx512: return avx512::d;
+        case Isa::avx2: return avx2::d;
+        default: return portable::d;
     }
 }
 

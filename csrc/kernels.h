@@ -10,7 +10,7 @@ namespace rnn_fast {
 
 template <typename T>
 struct Kernels {
-    const char* isa;
+    const char* isa;  // "avx512", "avx2" or "portable"
     int mr;     // rows of a GEMM tile (packed-A width)
     int nr;     // columns of a GEMM tile (packed-B sliver width), a multiple of lanes
     int lanes;  // elements per SIMD vector
@@ -20,14 +20,17 @@ struct Kernels {
     //   b: packed B sliver, element (k, j) at b[k * nr + j]
     void (*tile)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate);
 
-    // Element-wise cell math over any n values (see simd.h for the formulas):
-    // acc is a GEMM tile row (at least n rounded up to lanes) with gate stride
-    // as, a and da have gate stride gs.
-    void (*lstm_forward_cell)(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c, T* h);
-    void (*lstm_backward_cell)(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs, const T* c,
-                               const T* cp, T* da);
-    void (*rnn_forward_cell)(index_t n, Activation act, const T* acc, T* a);
-    void (*rnn_backward_cell)(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da);
+    // Element-wise cell math over `rows` rows of any n values, one call per
+    // GEMM tile (see simd.h for the formulas and the stride arguments).
+    void (*lstm_forward_cell)(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,
+                              index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs);
+    void (*lstm_backward_cell)(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs,
+                               T* dc, index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,
+                               index_t cp_rs, T* da);
+    void (*rnn_forward_cell)(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,
+                             index_t a_rs);
+    void (*rnn_backward_cell)(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,
+                              const T* h, T* da, index_t rs);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);
 };

@@ -32,13 +32,16 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
         const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        // The cell for the whole tile: rows row0.. of time t, units j0..
+        const index_t o0 = row0 * T + t;
+        const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
+        uk.lstm_forward_cell(mi, uc, tiles, nr, mr * nr, gates + o0 * G + j0, T * G, H, cp0, s == 0 ? H : T * H,
+                             c + o0 * H + j0, h + o0 * H + j0, T * H);
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
-            F* gp = gates + (n * T + t) * G + j0;
-            const F* cp = s == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
-            F* ct = c + (n * T + t) * H + j0;
-            F* ht = h + (n * T + t) * H + j0;
-            uk.lstm_forward_cell(uc, tiles + r * nr, mr * nr, gp, H, cp, ct, ht);
+            const F* ht = h + (n * T + t) * H + j0;
+            F* an = a_next + rows.packed(n, j0);
+            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
             if (s + 1 < T) {
                 // Next step's x·Wx + b for these units is long out of cache:
                 // fetch it while this step's GEMMs run.
@@ -49,8 +52,6 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
                     __builtin_prefetch(h + o * H + j0 + u, 1);
                 }
             }
-            F* an = a_next + rows.packed(n, j0);
-            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
     });
 }
@@ -90,31 +91,32 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             const index_t fs = T - 1 - s;
             const index_t t = step_time(fs, T, reverse);
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
+            // The cell for the whole tile: rows row0.. of time t, units j0..
+            const index_t o0 = row0 * T + t;
+            const F* cp0 = fs == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
+            uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tiles, nr, dc0 + row0 * H + j0, H,
+                                  gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
+                                  dA.data() + o0 * G + j0);
             for (int r = 0; r < mi; ++r) {
                 const index_t n = row0 + r;
-                const index_t o = (n * T + t) * H + j0;
-                const F* gp = gates + (n * T + t) * G + j0;
-                const F* cp = fs == 0 ? c0 + n * H + j0 : c + (n * T + tp) * H + j0;
-                F* dcn = dc0 + n * H + j0;
-                F* da = dA.data() + (n * T + t) * G + j0;
-                uk.lstm_backward_cell(uc, dh + o, tiles + r * nr, dcn, gp, H, c + o, cp, da);
-            if (fs > 0) {
-                // The next step's rows, long out of cache: fetch them while
-                // this step's GEMMs run.
-                const index_t on = n * T + tp;
-                const index_t op = n * T + (fs > 1 ? step_time(fs - 2, T, reverse) : tp);
-                for (index_t u = 0; u < uc; u += kLine<F>) {
-                    __builtin_prefetch(dh + on * H + j0 + u);
-                    for (int q = 0; q < 4; ++q) {
-                        __builtin_prefetch(gates + on * G + q * H + j0 + u);
-                        __builtin_prefetch(dA.data() + on * G + q * H + j0 + u, 1);
-                    }
-                    __builtin_prefetch(c + op * H + j0 + u);
-                }
-            }
+                const F* da = dA.data() + (n * T + t) * G + j0;
                 F* an = a_next + rows.packed(n, j0);
                 for (int q = 0; q < 4; ++q)
                     for (index_t u = 0; u < uc; ++u) an[(q * H + u) * mr] = da[q * H + u];
+                if (fs > 0) {
+                    // The next step's rows, long out of cache: fetch them
+                    // while this step's GEMMs run.
+                    const index_t on = n * T + tp;
+                    const index_t op = n * T + (fs > 1 ? step_time(fs - 2, T, reverse) : tp);
+                    for (index_t u = 0; u < uc; u += kLine<F>) {
+                        __builtin_prefetch(dh + on * H + j0 + u);
+                        for (int q = 0; q < 4; ++q) {
+                            __builtin_prefetch(gates + on * G + q * H + j0 + u);
+                            __builtin_prefetch(dA.data() + on * G + q * H + j0 + u, 1);
+                        }
+                        __builtin_prefetch(c + op * H + j0 + u);
+                    }
+                }
             }
         });
     }

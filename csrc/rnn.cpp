@@ -27,17 +27,17 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        uk.rnn_forward_cell(mi, uc, act, tiles, nr, h + (row0 * T + t) * H + j0, T * H);
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
-            F* ht = h + (n * T + t) * H + j0;
-            uk.rnn_forward_cell(uc, act, tiles + r * nr, ht);
+            const F* ht = h + (n * T + t) * H + j0;
+            F* an = a_next + rows.packed(n, j0);
+            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
             if (s + 1 < T) {
                 // Next step's x·Wx + b, long out of cache: fetch it while this step's GEMMs run.
                 const F* next = h + (n * T + step_time(s + 1, T, reverse)) * H + j0;
                 for (index_t u = 0; u < uc; u += kLine<F>) __builtin_prefetch(next + u, 1);
             }
-            F* an = a_next + rows.packed(n, j0);
-            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
         }
     });
 }
@@ -69,22 +69,22 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
                 return;
             }
             const index_t t = step_time(T - 1 - s, T, reverse);
+            const index_t o0 = (row0 * T + t) * H + j0;
+            uk.rnn_backward_cell(mi, uc, act, dh + o0, tiles, nr, h + o0, dA.data() + o0, T * H);
             for (int r = 0; r < mi; ++r) {
                 const index_t n = row0 + r;
-                const index_t o = (n * T + t) * H + j0;
-                F* da = dA.data() + o;
-                uk.rnn_backward_cell(uc, act, dh + o, tiles + r * nr, h + o, da);
-            if (s + 1 < T) {
-                // The next step's rows, long out of cache: fetch them while this step's GEMMs run.
-                const index_t on = (n * T + step_time(T - 2 - s, T, reverse)) * H + j0;
-                for (index_t u = 0; u < uc; u += kLine<F>) {
-                    __builtin_prefetch(dh + on + u);
-                    __builtin_prefetch(h + on + u);
-                    __builtin_prefetch(dA.data() + on + u, 1);
-                }
-            }
+                const F* da = dA.data() + (n * T + t) * H + j0;
                 F* an = a_next + rows.packed(n, j0);
                 for (index_t u = 0; u < uc; ++u) an[u * mr] = da[u];
+                if (s + 1 < T) {
+                    // The next step's rows, long out of cache: fetch them while this step's GEMMs run.
+                    const index_t on = (n * T + step_time(T - 2 - s, T, reverse)) * H + j0;
+                    for (index_t u = 0; u < uc; u += kLine<F>) {
+                        __builtin_prefetch(dh + on + u);
+                        __builtin_prefetch(h + on + u);
+                        __builtin_prefetch(dA.data() + on + u, 1);
+                    }
+                }
             }
         });
     }

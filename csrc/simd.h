@@ -1,19 +1,13 @@
-// ISA-generic SIMD bodies, written once with GCC vector extensions and
-// compiled for each instruction set by kernels.cpp, which inlines them into
-// functions carrying a target attribute (avx512f, avx2+fma, or the x86-64
-// baseline). Nothing here is called directly: use the table in kernels.h.
+// ISA-generic SIMD bodies, written once with GCC vector extensions. There is
+// deliberately no include guard: kernels.cpp includes this file once per
+// instruction set, each time inside its own namespace and under
+// `#pragma GCC target(...)`, so that every function here is compiled with
+// that ISA's target attribute (and may use its intrinsics), while the build
+// flags stay baseline x86-64. Nothing here is called directly: use the table
+// in kernels.h. The includes it needs (<immintrin.h>, <cstdint>, <cstring>,
+// common.h) come before, outside the namespaces.
 //
-// Every function is always_inline and templated on the element type T and the
-// vector width L (elements), so each ISA gets its own instantiation.
-#pragma once
-
-#include <cstdint>
-#include <cstring>
-
-#include "common.h"
-
-namespace rnn_fast {
-namespace simd {
+// Functions are templated on the element type T and the vector width L.
 
 #define RNN_FAST_INLINE __attribute__((always_inline)) inline
 
@@ -25,9 +19,13 @@ struct Vec {
 template <typename T>
 struct IntOf;  // same-width integer type: bit casts of float lanes
 template <>
-struct IntOf<float> { using type = std::int32_t; };
+struct IntOf<float> {
+    using type = std::int32_t;
+};
 template <>
-struct IntOf<double> { using type = std::int64_t; };
+struct IntOf<double> {
+    using type = std::int64_t;
+};
 
 template <typename T, int L>
 using V = typename Vec<T, L>::type;
@@ -47,19 +45,53 @@ RNN_FAST_INLINE void store(T* p, V<T, L> v) { std::memcpy(p, &v, sizeof(v)); }
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> splat(T x) { return V<T, L>{} + x; }
 
-// The first m <= L elements (zeros after them), and their store.
+// AVX2 masks selecting lanes below m (used only where the target has AVX2).
+template <typename I = int>
+RNN_FAST_INLINE __m256i lane_mask32(index_t m) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<I>(m)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+template <typename I = long long>
+RNN_FAST_INLINE __m256i lane_mask64(index_t m) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<I>(m)), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+// The first m <= L elements (zeros after them), and their store; nothing
+// past element m is touched: masked loads and stores on AVX-512 (64-byte
+// vectors) and AVX2 (32-byte vectors), an element loop on the baseline.
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> load(const T* p, index_t m) {
+    using VT = V<T, L>;
     if (m == L) return load<T, L>(p);
-    V<T, L> v = V<T, L>{};
-    std::memcpy(&v, p, sizeof(T) * m);
-    return v;
+    if constexpr (sizeof(VT) == 64 && sizeof(T) == 4) {
+        return (VT)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << m) - 1), p);
+    } else if constexpr (sizeof(VT) == 64) {
+        return (VT)_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << m) - 1), p);
+    } else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) {
+        return (VT)_mm256_maskload_ps(p, lane_mask32(m));
+    } else if constexpr (sizeof(VT) == 32) {
+        return (VT)_mm256_maskload_pd(p, lane_mask64(m));
+    } else {
+        VT v = VT{};
+        for (index_t i = 0; i < m; ++i) v[i] = p[i];
+        return v;
+    }
 }
 
 template <typename T, int L>
 RNN_FAST_INLINE void store(T* p, V<T, L> v, index_t m) {
+    using VT = V<T, L>;
     if (m == L) return store<T, L>(p, v);
-    std::memcpy(p, &v, sizeof(T) * m);
+    if constexpr (sizeof(VT) == 64 && sizeof(T) == 4) {
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << m) - 1), (__m512)v);
+    } else if constexpr (sizeof(VT) == 64) {
+        _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << m) - 1), (__m512d)v);
+    } else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) {
+        _mm256_maskstore_ps(p, lane_mask32(m), (__m256)v);
+    } else if constexpr (sizeof(VT) == 32) {
+        _mm256_maskstore_pd(p, lane_mask64(m), (__m256d)v);
+    } else {
+        for (index_t i = 0; i < m; ++i) p[i] = v[i];
+    }
 }
 
 // Constants of the exp approximation (Cephes expf / exp, the classic
@@ -202,71 +234,87 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 }
 
 // ------------------------------------------------------------ cells
-// Element-wise over n values (any n: the last vector is partial). A gate
-// block q of an array with gate stride gs is p[q * gs + k]; acc is the
-// step's recurrent GEMM tile row (gate stride as), added to the input part.
+// Element-wise over `rows` rows of n values each (any n: the last vector of
+// a row is partial), so that one call covers a whole GEMM tile. Each array
+// has its own row stride (*_rs); a gate block q of an array with gate stride
+// gs is p[q * gs + k]; acc is the step's recurrent GEMM tile (row stride
+// acc_rs, gate stride as), added to the input part.
 
 // LSTM forward: a holds x·Wx + b on entry and the post-activation gates
 // i, f, o, g on exit; c = f * cp + i * g; h = o * tanh(c).
 template <typename T, int L>
-RNN_FAST_INLINE void lstm_forward_cell(index_t n, const T* acc, index_t as, T* a, index_t gs, const T* cp, T* c,
-                                       T* h) {
-    for (index_t k = 0; k < n; k += L) {
-        const index_t m = n - k < L ? n - k : L;
-        const V<T, L> i = vsigmoid<T, L>(load<T, L>(a + k, m) + load<T, L>(acc + k));
-        const V<T, L> f = vsigmoid<T, L>(load<T, L>(a + gs + k, m) + load<T, L>(acc + as + k));
-        const V<T, L> o = vsigmoid<T, L>(load<T, L>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k));
-        const V<T, L> g = vtanh<T, L>(load<T, L>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k));
-        const V<T, L> ct = f * load<T, L>(cp + k, m) + i * g;
-        store<T, L>(a + k, i, m);
-        store<T, L>(a + gs + k, f, m);
-        store<T, L>(a + 2 * gs + k, o, m);
-        store<T, L>(a + 3 * gs + k, g, m);
-        store<T, L>(c + k, ct, m);
-        store<T, L>(h + k, o * vtanh<T, L>(ct), m);
+RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a,
+                                       index_t a_rs, index_t gs, const T* cp, index_t cp_rs, T* c, T* h,
+                                       index_t ch_rs) {
+    for (index_t r = 0; r < rows; ++r, acc += acc_rs, a += a_rs, cp += cp_rs, c += ch_rs, h += ch_rs) {
+        for (index_t k = 0; k < n; k += L) {
+            const index_t m = n - k < L ? n - k : L;
+            const V<T, L> i = vsigmoid<T, L>(load<T, L>(a + k, m) + load<T, L>(acc + k));
+            const V<T, L> f = vsigmoid<T, L>(load<T, L>(a + gs + k, m) + load<T, L>(acc + as + k));
+            const V<T, L> o = vsigmoid<T, L>(load<T, L>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k));
+            const V<T, L> g = vtanh<T, L>(load<T, L>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k));
+            const V<T, L> ct = f * load<T, L>(cp + k, m) + i * g;
+            store<T, L>(a + k, i, m);
+            store<T, L>(a + gs + k, f, m);
+            store<T, L>(a + 2 * gs + k, o, m);
+            store<T, L>(a + 3 * gs + k, g, m);
+            store<T, L>(c + k, ct, m);
+            store<T, L>(h + k, o * vtanh<T, L>(ct), m);
+        }
     }
 }
 
-// LSTM backward of one step, from the post-activation gates a (gate stride
-// gs) and the cell states: dh + acc is the total gradient of h_t; dc holds
+// LSTM backward of one step, from the post-activation gates a and the cell
+// states: dh + acc is the total gradient of h_t; dc (row stride dc_rs) holds
 // the gradient of c_t from the next step on entry, that of c_{t-1} on exit;
-// da (gate stride gs) gets the gradients of the pre-activations.
+// da (like a) gets the gradients of the pre-activations.
 template <typename T, int L>
-RNN_FAST_INLINE void lstm_backward_cell(index_t n, const T* dh, const T* acc, T* dc, const T* a, index_t gs,
-                                        const T* c, const T* cp, T* da) {
-    for (index_t k = 0; k < n; k += L) {
-        const index_t m = n - k < L ? n - k : L;
-        const V<T, L> i = load<T, L>(a + k, m), f = load<T, L>(a + gs + k, m);
-        const V<T, L> o = load<T, L>(a + 2 * gs + k, m), g = load<T, L>(a + 3 * gs + k, m);
-        const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k, m));
-        const V<T, L> dht = load<T, L>(dh + k, m) + load<T, L>(acc + k);
-        const V<T, L> dct = load<T, L>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
-        store<T, L>(da + k, dct * g * i * (T(1) - i), m);
-        store<T, L>(da + gs + k, dct * load<T, L>(cp + k, m) * f * (T(1) - f), m);
-        store<T, L>(da + 2 * gs + k, dht * tc * o * (T(1) - o), m);
-        store<T, L>(da + 3 * gs + k, dct * i * (T(1) - g * g), m);
-        store<T, L>(dc + k, dct * f, m);
+RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc,
+                                        index_t acc_rs, T* dc, index_t dc_rs, const T* a, index_t a_rs,
+                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da) {
+    for (index_t r = 0; r < rows;
+         ++r, dh += ch_rs, acc += acc_rs, dc += dc_rs, a += a_rs, c += ch_rs, cp += cp_rs, da += a_rs) {
+        for (index_t k = 0; k < n; k += L) {
+            const index_t m = n - k < L ? n - k : L;
+            const V<T, L> i = load<T, L>(a + k, m), f = load<T, L>(a + gs + k, m);
+            const V<T, L> o = load<T, L>(a + 2 * gs + k, m), g = load<T, L>(a + 3 * gs + k, m);
+            const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k, m));
+            const V<T, L> dht = load<T, L>(dh + k, m) + load<T, L>(acc + k);
+            const V<T, L> dct = load<T, L>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
+            store<T, L>(da + k, dct * g * i * (T(1) - i), m);
+            store<T, L>(da + gs + k, dct * load<T, L>(cp + k, m) * f * (T(1) - f), m);
+            store<T, L>(da + 2 * gs + k, dht * tc * o * (T(1) - o), m);
+            store<T, L>(da + 3 * gs + k, dct * i * (T(1) - g * g), m);
+            store<T, L>(dc + k, dct * f, m);
+        }
     }
 }
 
 // Vanilla RNN forward: a -> act(a + acc) in place.
 template <typename T, int L>
-RNN_FAST_INLINE void rnn_forward_cell(index_t n, Activation act, const T* acc, T* a) {
-    for (index_t k = 0; k < n; k += L) {
-        const index_t m = n - k < L ? n - k : L;
-        const V<T, L> x = load<T, L>(a + k, m) + load<T, L>(acc + k);
-        store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x), m);
+RNN_FAST_INLINE void rnn_forward_cell(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,
+                                      index_t a_rs) {
+    for (index_t r = 0; r < rows; ++r, acc += acc_rs, a += a_rs) {
+        for (index_t k = 0; k < n; k += L) {
+            const index_t m = n - k < L ? n - k : L;
+            const V<T, L> x = load<T, L>(a + k, m) + load<T, L>(acc + k);
+            store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x), m);
+        }
     }
 }
 
-// Vanilla RNN backward: da = (dh + acc) * act'(h), from the output h.
+// Vanilla RNN backward: da = (dh + acc) * act'(h), from the output h; dh, h
+// and da share the row stride rs.
 template <typename T, int L>
-RNN_FAST_INLINE void rnn_backward_cell(index_t n, Activation act, const T* dh, const T* acc, const T* h, T* da) {
-    for (index_t k = 0; k < n; k += L) {
-        const index_t m = n - k < L ? n - k : L;
-        const V<T, L> y = load<T, L>(h + k, m);
-        const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
-        store<T, L>(da + k, (load<T, L>(dh + k, m) + load<T, L>(acc + k)) * d, m);
+RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, const T* dh, const T* acc,
+                                       index_t acc_rs, const T* h, T* da, index_t rs) {
+    for (index_t r = 0; r < rows; ++r, dh += rs, acc += acc_rs, h += rs, da += rs) {
+        for (index_t k = 0; k < n; k += L) {
+            const index_t m = n - k < L ? n - k : L;
+            const V<T, L> y = load<T, L>(h + k, m);
+            const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
+            store<T, L>(da + k, (load<T, L>(dh + k, m) + load<T, L>(acc + k)) * d, m);
+        }
     }
 }
 
@@ -286,5 +334,4 @@ RNN_FAST_INLINE void tanh_array(index_t n, const T* x, T* y) {
     }
 }
 
-}  // namespace simd
-}  // namespace rnn_fast
+#undef RNN_FAST_INLINE
