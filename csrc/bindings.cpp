@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <initializer_list>
 #include <map>
 #include <sstream>
@@ -174,14 +175,18 @@ Activation parse_activation(const char* fn, const std::string& name) {
 // ------------------------------------------------------------------ caches
 
 // What a recurrent backward needs, all owned by the cache: the forward's
-// inputs and outputs in the dtype it ran in. Never exposed to Python.
+// inputs and outputs in the dtype it ran in, and Wh^T already packed by the
+// forward (one of wh_t_f, wh_t_d) rather than a copy of Wh. Never exposed to
+// Python.
 struct RecurrentCache {
     bool is_double = false;
     bool lstm = false;
     bool reverse = false;
     Activation act = Activation::tanh;
     index_t N = 0, T = 0, D = 0, H = 0;
-    py::array x, h0, c0, Wx, Wh, h, c, gates;
+    py::array x, h0, c0, Wx, h, c, gates;
+    std::shared_ptr<const rnn_fast::PackedB<float>> wh_t_f;
+    std::shared_ptr<const rnn_fast::PackedB<double>> wh_t_d;
 
     py::str repr(const char* cls) const {
         std::ostringstream s;
@@ -233,28 +238,49 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in) {
     cache.x = owned<F>(in.x);
     cache.h0 = owned<F>(in.h0);
     cache.Wx = owned<F>(in.Wx);
-    cache.Wh = owned<F>(in.Wh);
+    const Contiguous<F> Wh = contiguous<F>(in.Wh);
     const Contiguous<F> b = contiguous<F>(in.b);
+    auto wh_t = std::make_shared<rnn_fast::PackedB<F>>();
     cache.h = empty<F>({N, T, H});
     if (!cache.lstm) {
         py::gil_scoped_release nogil;
         rnn_fast::rnn_seq_forward<F>(mptr<F>(cache.h), cptr<F>(cache.x), cptr<F>(cache.h0), cptr<F>(cache.Wx),
-                                     cptr<F>(cache.Wh), b.data(), N, T, D, H, cache.act, cache.reverse, threads());
-        return;
-    }
-    if (in.has_c0) {
-        cache.c0 = owned<F>(in.c0);
+                                     Wh.data(), b.data(), N, T, D, H, cache.act, cache.reverse, threads(), wh_t.get());
     } else {
-        py::array_t<F> zeros = empty<F>({N, H});
-        std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
-        cache.c0 = zeros;
+        if (in.has_c0) {
+            cache.c0 = owned<F>(in.c0);
+        } else {
+            py::array_t<F> zeros = empty<F>({N, H});
+            std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
+            cache.c0 = zeros;
+        }
+        cache.c = empty<F>({N, T, H});
+        cache.gates = empty<F>({N, T, 4 * H});
+        py::gil_scoped_release nogil;
+        rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), mptr<F>(cache.gates), cptr<F>(cache.x),
+                                      cptr<F>(cache.h0), cptr<F>(cache.c0), cptr<F>(cache.Wx), Wh.data(), b.data(),
+                                      N, T, D, H, cache.reverse, threads(), wh_t.get());
     }
-    cache.c = empty<F>({N, T, H});
-    cache.gates = empty<F>({N, T, 4 * H});
-    py::gil_scoped_release nogil;
-    rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), mptr<F>(cache.gates), cptr<F>(cache.x),
-                                  cptr<F>(cache.h0), cptr<F>(cache.c0), cptr<F>(cache.Wx), cptr<F>(cache.Wh),
-                                  b.data(), N, T, D, H, cache.reverse, threads());
+    if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
+    else cache.wh_t_f = std::move(wh_t);
+}
+
+// The cache's packed Wh^T as F: itself, or (a float32 cache meeting a float64
+// gradient) unpacked, widened and packed again.
+template <typename F>
+std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c) {
+    if constexpr (std::is_same<F, double>::value) {
+        if (c.is_double) return c.wh_t_d;
+        const rnn_fast::PackedB<float>& src = *c.wh_t_f;
+        std::vector<float> narrow(static_cast<std::size_t>(src.K() * src.N()));
+        src.unpack(narrow.data());
+        const std::vector<double> wide(narrow.begin(), narrow.end());
+        auto out = std::make_shared<rnn_fast::PackedB<double>>();
+        out->pack(src.K(), src.N(), rnn_fast::dense_rows(wide.data(), src.N()), false, threads());
+        return out;
+    } else {
+        return c.wh_t_f;
+    }
 }
 
 // Checks and converts the arguments of a recurrent forward, runs it, and
@@ -328,7 +354,8 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
     const index_t N = c.N, T = c.T, D = c.D, H = c.H, G = c.lstm ? 4 * H : H;
     // A float32 cache meets a float64 gradient: promote the cache, as NumPy would.
     const Contiguous<F> x = contiguous<F>(c.x), h0 = contiguous<F>(c.h0), Wx = contiguous<F>(c.Wx),
-                        Wh = contiguous<F>(c.Wh), h = contiguous<F>(c.h), dh = contiguous<F>(dh_);
+                        h = contiguous<F>(c.h), dh = contiguous<F>(dh_);
+    const std::shared_ptr<const rnn_fast::PackedB<F>> wh_t = packed_wh_t<F>(c);
     RecurrentGrads g;
     g.dx = step ? empty<F>({N, D}) : empty<F>({N, T, D});
     g.dh0 = empty<F>({N, H});
@@ -338,7 +365,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
     if (!c.lstm) {
         py::gil_scoped_release nogil;
         rnn_fast::rnn_seq_backward<F>(mptr<F>(g.dx), mptr<F>(g.dh0), mptr<F>(g.dWx), mptr<F>(g.dWh), mptr<F>(g.db),
-                                      dh.data(), x.data(), h0.data(), Wx.data(), Wh.data(), h.data(), N, T, D, H,
+                                      dh.data(), x.data(), h0.data(), Wx.data(), *wh_t, h.data(), N, T, D, H,
                                       c.act, c.reverse, threads());
         return g;
     }
@@ -349,7 +376,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
     py::gil_scoped_release nogil;
     rnn_fast::lstm_seq_backward<F>(mptr<F>(g.dx), mptr<F>(g.dh0), mptr<F>(g.dc0), mptr<F>(g.dWx), mptr<F>(g.dWh),
                                    mptr<F>(g.db), dh.data(), dcT_ ? dcT.data() : nullptr, x.data(), h0.data(),
-                                   c0.data(), Wx.data(), Wh.data(), h.data(), cs.data(), gates.data(), N, T, D,
+                                   c0.data(), Wx.data(), *wh_t, h.data(), cs.data(), gates.data(), N, T, D,
                                    H, c.reverse, threads());
     return g;
 }

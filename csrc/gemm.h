@@ -104,11 +104,23 @@ public:
     }
     // Sliver s: element (k, j) at sliver(s)[k * nr + j].
     const T* sliver(index_t s) const { return data_.data() + s * K_ * nr_; }
+    // op(B) back out, dense row-major (K x N).
+    void unpack(T* out) const {
+        for (index_t s = 0; s < slivers(); ++s)
+            for (index_t k = 0; k < K_; ++k)
+                for (index_t j = 0; j < width(s); ++j) out[k * N_ + first_column(s) + j] = sliver(s)[k * nr_ + j];
+    }
 
 private:
     index_t K_ = 0, N_ = 0, nr_ = 1, groups_ = 1, group_cols_ = 0, spg_ = 0;
     Buffer<T> data_;
 };
+
+// Wh^T for a recurrent backward's dA · Wh^T (G x H), from Wh (H x G).
+template <typename T>
+void pack_recurrent_transpose(PackedB<T>& out, const T* Wh, index_t H, index_t G, int nthreads) {
+    out.pack(G, H, dense_rows(Wh, G), true, nthreads);
+}
 
 // Rows [0, M) cut into blocks of at most mr rows, as even as possible (32
 // rows with mr = 14: 11, 11, 10, rather than 14, 14, 4, whose last tile would

@@ -9,7 +9,7 @@ namespace rnn_fast {
 template <typename F>
 void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0, const F* Wx,
                       const F* Wh, const F* b, index_t N, index_t T, index_t D, index_t H,
-                      bool reverse, int nthreads) {
+                      bool reverse, int nthreads, PackedB<F>* wh_t) {
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr, nr = uk.nr;
@@ -19,6 +19,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     // thread's chunk of units has all four gates' tiles.
     PackedB<F> wh;
     wh.pack(H, G, dense_rows(Wh, G), false, nthreads, 4);
+    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, G, nthreads);
     // The recurrent operand h_{t-1}, packed, double-buffered across steps.
     const RowBlocks rows(N, H, mr);
     const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
@@ -58,7 +59,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
 
 template <typename F>
 void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh, const F* dcT,
-                       const F* x, const F* h0, const F* c0, const F* Wx, const F* Wh, const F* h,
+                       const F* x, const F* h0, const F* c0, const F* Wx, const PackedB<F>& wh_t, const F* h,
                        const F* c, const F* gates, index_t N, index_t T, index_t D, index_t H,
                        bool reverse, int nthreads) {
     const index_t G = 4 * H;
@@ -67,8 +68,6 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     Buffer<F> dA;  // (N,T,4H) gradient of every step's pre-activations
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        PackedB<F> wh_t;  // Wh^T, (4H,H)
-        wh_t.pack(G, H, dense_rows(Wh, G), true, nthreads);
         // The recurrent operand dA of the step before, packed, double-buffered.
         const RowBlocks rows(N, G, mr);
         const index_t a_size = std::max<index_t>(1, rows.count * mr * G);
@@ -125,10 +124,11 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
 
 #define RNN_FAST_INSTANTIATE(F)                                                                      \
     template void lstm_seq_forward<F>(F*, F*, F*, const F*, const F*, const F*, const F*, const F*,    \
-                                      const F*, index_t, index_t, index_t, index_t, bool, int);        \
+                                      const F*, index_t, index_t, index_t, index_t, bool, int,         \
+                                      PackedB<F>*);                                                    \
     template void lstm_seq_backward<F>(F*, F*, F*, F*, F*, F*, const F*, const F*, const F*, const F*, \
-                                       const F*, const F*, const F*, const F*, const F*, const F*,     \
-                                       index_t, index_t, index_t, index_t, bool, int);
+                                       const F*, const F*, const PackedB<F>&, const F*, const F*,      \
+                                       const F*, index_t, index_t, index_t, index_t, bool, int);
 
 RNN_FAST_INSTANTIATE(float)
 RNN_FAST_INSTANTIATE(double)

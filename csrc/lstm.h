@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common.h"
+#include "gemm.h"
 
 namespace rnn_fast {
 
@@ -14,20 +15,23 @@ namespace rnn_fast {
 //   gates (N,T,4H)  out: post-activation gates i, f, o, g of every step
 //   x (N,T,D) input; h0, c0 (N,H) initial states
 //   Wx (D,4H), Wh (H,4H), b (4H)
-// reverse runs time from T-1 down to 0. No argument may alias an output.
+// reverse runs time from T-1 down to 0. wh_t, if given, also gets Wh^T
+// packed for the backward (rather than the caller keeping a copy of Wh and
+// the backward packing it again). No argument may alias an output.
 template <typename F>
 void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0, const F* Wx,
                       const F* Wh, const F* b, index_t N, index_t T, index_t D, index_t H,
-                      bool reverse, int nthreads);
+                      bool reverse, int nthreads, PackedB<F>* wh_t = nullptr);
 
 // Backward over a sequence, from the forward's inputs and outputs.
 //   dx (N,T,D), dh0 (N,H), dc0 (N,H), dWx (D,4H), dWh (H,4H), db (4H)  out
 //   dh  (N,T,H)  upstream gradient of each step's h only (no recurrent part)
 //   dcT (N,H)    upstream gradient of the final cell state, or nullptr for 0
+//   wh_t         Wh^T packed by pack_recurrent_transpose (or the forward)
 // Outputs must not alias each other or the inputs.
 template <typename F>
 void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh, const F* dcT,
-                       const F* x, const F* h0, const F* c0, const F* Wx, const F* Wh, const F* h,
+                       const F* x, const F* h0, const F* c0, const F* Wx, const PackedB<F>& wh_t, const F* h,
                        const F* c, const F* gates, index_t N, index_t T, index_t D, index_t H,
                        bool reverse, int nthreads);
 
@@ -45,7 +49,9 @@ void lstm_step_backward(F* dx, F* dprev_h, F* dprev_c, F* dWx, F* dWh, F* db, co
                         const F* dnext_c, const F* x, const F* prev_h, const F* prev_c, const F* Wx,
                         const F* Wh, const F* next_h, const F* next_c, const F* gates, index_t N,
                         index_t D, index_t H, int nthreads) {
-    lstm_seq_backward(dx, dprev_h, dprev_c, dWx, dWh, db, dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh,
+    PackedB<F> wh_t;
+    pack_recurrent_transpose(wh_t, Wh, H, 4 * H, nthreads);
+    lstm_seq_backward(dx, dprev_h, dprev_c, dWx, dWh, db, dnext_h, dnext_c, x, prev_h, prev_c, Wx, wh_t,
                       next_h, next_c, gates, N, 1, D, H, false, nthreads);
 }
 

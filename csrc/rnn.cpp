@@ -8,13 +8,15 @@ namespace rnn_fast {
 
 template <typename F>
 void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, const F* b, index_t N,
-                     index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads) {
+                     index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads,
+                     PackedB<F>* wh_t) {
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr, nr = uk.nr;
     // Pre-activations of all steps, x · Wx + b, straight into h.
     input_projection(h, x, Wx, b, N, T, D, H, nthreads);
     PackedB<F> wh;
     wh.pack(H, H, dense_rows(Wh, H), false, nthreads);
+    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, H, nthreads);
     // The recurrent operand h_{t-1}, packed, double-buffered across steps.
     const RowBlocks rows(N, H, mr);
     const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
@@ -44,15 +46,13 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
 
 template <typename F>
 void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F* x, const F* h0,
-                      const F* Wx, const F* Wh, const F* h, index_t N, index_t T, index_t D,
+                      const F* Wx, const PackedB<F>& wh_t, const F* h, index_t N, index_t T, index_t D,
                       index_t H, Activation act, bool reverse, int nthreads) {
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr, nr = uk.nr;
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        PackedB<F> wh_t;  // Wh^T, (H,H)
-        wh_t.pack(H, H, dense_rows(Wh, H), true, nthreads);
         const RowBlocks rows(N, H, mr);
     const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
         Buffer<F> a_buf;
@@ -93,10 +93,10 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
 
 #define RNN_FAST_INSTANTIATE(F)                                                                   \
     template void rnn_seq_forward<F>(F*, const F*, const F*, const F*, const F*, const F*, index_t, \
-                                     index_t, index_t, index_t, Activation, bool, int);            \
+                                     index_t, index_t, index_t, Activation, bool, int, PackedB<F>*); \
     template void rnn_seq_backward<F>(F*, F*, F*, F*, F*, const F*, const F*, const F*, const F*,  \
-                                      const F*, const F*, index_t, index_t, index_t, index_t,       \
-                                      Activation, bool, int);
+                                      const PackedB<F>&, const F*, index_t, index_t, index_t,       \
+                                      index_t, Activation, bool, int);
 
 RNN_FAST_INSTANTIATE(float)
 RNN_FAST_INSTANTIATE(double)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common.h"
+#include "gemm.h"
 
 namespace rnn_fast {
 
@@ -10,18 +11,22 @@ namespace rnn_fast {
 //   x  (N,T,D)  input; h0 (N,H) initial state
 //   Wx (D,H), Wh (H,H), b (H)
 // reverse runs time from T-1 down to 0 (the backward half of a bidirectional RNN).
+// wh_t, if given, also gets Wh^T packed for the backward (rather than the
+// caller keeping a copy of Wh and the backward packing it again).
 // No argument may alias h.
 template <typename F>
 void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, const F* b, index_t N,
-                     index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads);
+                     index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads,
+                     PackedB<F>* wh_t = nullptr);
 
 // Backward over a sequence, given the forward's inputs and its output h.
 //   dx (N,T,D), dh0 (N,H), dWx (D,H), dWh (H,H), db (H)  out
 //   dh (N,T,H)  upstream gradient of each step's output only (no recurrent part)
+//   wh_t        Wh^T packed by pack_recurrent_transpose (or the forward)
 // Outputs must not alias each other or the inputs.
 template <typename F>
 void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F* x, const F* h0,
-                      const F* Wx, const F* Wh, const F* h, index_t N, index_t T, index_t D,
+                      const F* Wx, const PackedB<F>& wh_t, const F* h, index_t N, index_t T, index_t D,
                       index_t H, Activation act, bool reverse, int nthreads);
 
 // One step: the sequence kernels with T = 1 (x (N,D), next_h (N,H), ...).
@@ -35,8 +40,10 @@ template <typename F>
 void rnn_step_backward(F* dx, F* dprev_h, F* dWx, F* dWh, F* db, const F* dnext_h, const F* x,
                        const F* prev_h, const F* Wx, const F* Wh, const F* next_h, index_t N,
                        index_t D, index_t H, Activation act, int nthreads) {
-    rnn_seq_backward(dx, dprev_h, dWx, dWh, db, dnext_h, x, prev_h, Wx, Wh, next_h, N, 1, D, H, act,
-                     false, nthreads);
+    PackedB<F> wh_t;
+    pack_recurrent_transpose(wh_t, Wh, H, H, nthreads);
+    rnn_seq_backward(dx, dprev_h, dWx, dWh, db, dnext_h, x, prev_h, Wx, wh_t, next_h, N, 1, D, H, act, false,
+                     nthreads);
 }
 
 }  // namespace rnn_fast
