@@ -15,20 +15,12 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     const index_t mr = uk.mr, nr = uk.nr;
     // Pre-activations x · Wx + b of all steps, straight into the gate buffer.
     input_projection(gates, x, Wx, b, N, T, D, G, nthreads);
-    // Wh packed once, each gate's columns padded to whole slivers, so that a
-    // thread's chunk of units has all four gates' tiles.
     PackedB<F> wh;
-    wh.pack(H, G, dense_rows(Wh, G), false, nthreads, 4);
-    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, G, nthreads);
-    // The recurrent operand h_{t-1}, packed, double-buffered across steps.
-    const RowBlocks rows(N, H, mr);
-    const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
-    Buffer<F> a_buf;
-    a_buf.reserve(static_cast<std::size_t>(2 * a_size));
-    F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
-    pack_a_rows(a[0], dense_rows(h0, H), N, rows);
+    StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
+    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 4, nthreads);
+    const RowBlocks& rows = op.rows;
 
-    recurrent_loop<F>(T, rows, 4, wh, a, false, nthreads,
+    recurrent_loop<F>(T, op, 4, wh, false, nthreads,
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
@@ -69,17 +61,14 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
-        const RowBlocks rows(N, G, mr);
-        const index_t a_size = std::max<index_t>(1, rows.count * mr * G);
-        Buffer<F> a_buf;
-        a_buf.reserve(static_cast<std::size_t>(2 * a_size));
-        F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
+        StepOperand<F> op(N, G, mr);
+        const RowBlocks& rows = op.rows;
         // dc0 carries the cell-state gradient from step to step; it ends as dc0.
         if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
         else std::fill(dc0, dc0 + N * H, F(0));
 
         // Step s handles forward step T-1-s; the extra step T computes dh0.
-        recurrent_loop<F>(T + 1, rows, 1, wh_t, a, true, nthreads,
+        recurrent_loop<F>(T + 1, op, 1, wh_t, true, nthreads,
                           [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
             const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
             if (s == T) {

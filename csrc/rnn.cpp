@@ -15,17 +15,11 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
     // Pre-activations of all steps, x · Wx + b, straight into h.
     input_projection(h, x, Wx, b, N, T, D, H, nthreads);
     PackedB<F> wh;
-    wh.pack(H, H, dense_rows(Wh, H), false, nthreads);
-    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, H, nthreads);
-    // The recurrent operand h_{t-1}, packed, double-buffered across steps.
-    const RowBlocks rows(N, H, mr);
-    const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
-    Buffer<F> a_buf;
-    a_buf.reserve(static_cast<std::size_t>(2 * a_size));
-    F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
-    pack_a_rows(a[0], dense_rows(h0, H), N, rows);
+    StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
+    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 1, nthreads);
+    const RowBlocks& rows = op.rows;
 
-    recurrent_loop<F>(T, rows, 1, wh, a, false, nthreads,
+    recurrent_loop<F>(T, op, 1, wh, false, nthreads,
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
@@ -53,14 +47,12 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        const RowBlocks rows(N, H, mr);
-    const index_t a_size = std::max<index_t>(1, rows.count * mr * H);
-        Buffer<F> a_buf;
-        a_buf.reserve(static_cast<std::size_t>(2 * a_size));
-        F* const a[2] = {a_buf.data(), a_buf.data() + a_size};
+        // The recurrent operand dA of the step before, packed, double-buffered.
+        StepOperand<F> op(N, H, mr);
+        const RowBlocks& rows = op.rows;
 
         // Step s handles forward step T-1-s; the extra step T computes dh0.
-        recurrent_loop<F>(T + 1, rows, 1, wh_t, a, true, nthreads,
+        recurrent_loop<F>(T + 1, op, 1, wh_t, true, nthreads,
                           [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
             const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
             if (s == T) {

@@ -18,18 +18,48 @@ constexpr int kMaxTile = 14 * 32;
 template <typename F>
 constexpr index_t kLine = 64 / sizeof(F);
 
+// The left operand of the time loop's GEMMs (h_{t-1} in a forward, dA of
+// the step before in a backward): N rows of K in RowBlocks' layout, twice,
+// so that step s reads a[s % 2] while its epilogue writes a[(s + 1) % 2].
+template <typename T>
+struct StepOperand {
+    RowBlocks rows;
+    Buffer<T> buffer;
+    T* a[2];
+
+    StepOperand(index_t N, index_t K, index_t mr) : rows(N, K, mr) {
+        const index_t size = std::max<index_t>(1, rows.count * mr * K);
+        buffer.reserve(static_cast<std::size_t>(2 * size));
+        a[0] = buffer.data();
+        a[1] = buffer.data() + size;
+    }
+};
+
+// A forward's set-up: Wh (H x gates*H) packed for the step GEMMs, each gate's
+// columns padded to whole slivers so that a thread's chunk of units has all
+// its gates' tiles; Wh^T packed for the backward when wh_t is given; h0 (N,H)
+// packed as the first step's operand.
+template <typename F>
+void prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0, index_t N,
+                     index_t H, int gates, int nthreads) {
+    wh.pack(H, gates * H, dense_rows(Wh, gates * H), false, nthreads, gates);
+    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, gates * H, nthreads);
+    pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
+}
+
 // The time loop shared by the cells, one parallel region for all steps.
 // Threads own contiguous ranges of chunks of nr hidden units (B's slivers per
 // gate). At step s, for each owned chunk c and each row block (rows):
 //   tiles[q] (mi x nr, row stride nr) = A_s[block] · sliver (q, c) of B, q < gates
 //   epilogue(s, row0, mi, c, tiles, a_next)
-// where A_s = a[s % 2] is step s's left operand packed in rows' layout, and
-// the epilogue writes A_{s+1} into a_next. At step 0 with zero_first the
+// where A_s = op.a[s % 2] is step s's left operand, and the epilogue writes
+// A_{s+1} into a_next (at op.rows.packed(n, k)). At step 0 with zero_first the
 // tiles are zeros instead (no recurrent input yet). Every output is written
 // by one thread, with one barrier per step.
 template <typename T, typename Epilogue>
-void recurrent_loop(index_t steps, const RowBlocks& rows, int gates, const PackedB<T>& B, T* const a[2],
-                    bool zero_first, int nthreads, Epilogue epilogue) {
+void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
+                    int nthreads, Epilogue epilogue) {
+    const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K();
     const index_t chunks = B.slivers_per_group();
@@ -40,8 +70,8 @@ void recurrent_loop(index_t steps, const RowBlocks& rows, int gates, const Packe
         const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
         const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
         for (index_t s = 0; s < steps; ++s) {
-            const T* as = a[s & 1];
-            T* a_next = a[(s + 1) & 1];
+            const T* as = op.a[s & 1];
+            T* a_next = op.a[(s + 1) & 1];
             for (index_t c = c0; c < c1; ++c) {
                 for (index_t b = 0; b < rows.count; ++b) {
                     const int mi = static_cast<int>(rows.size(b));
