@@ -412,7 +412,7 @@ def main(argv=None) -> int:
         ap.error("--threads must be >= 1")
 
     configs = [c for c in CONFIGS if (args.full or not c.full_only) and (args.cell in (None, c.cell))]
-    budget, max_repeats = (1.0, 50) if args.full else (0.25, 15)
+    budget, max_repeats = (2.0, 60) if args.full else (0.25, 15)
     dtype = np.dtype(args.dtype).type
 
     def progress(msg):
