@@ -18,7 +18,6 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     PackedB<F> wh;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
     prepare_forward(wh, wh_t, op, Wh, h0, N, H, 4, nthreads);
-    const RowBlocks& rows = op.rows;
 
     recurrent_loop<F>(T, op, 4, wh, false, nthreads,
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
@@ -32,9 +31,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
                              c + o0 * H + j0, h + o0 * H + j0, T * H);
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
-            const F* ht = h + (n * T + t) * H + j0;
-            F* an = a_next + rows.packed(n, j0);
-            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
+            op.put(a_next, n, j0, h + (n * T + t) * H + j0, uc);
             if (s + 1 < T) {
                 // Next step's x·Wx + b for these units is long out of cache:
                 // fetch it while this step's GEMMs run.
@@ -62,20 +59,14 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
         StepOperand<F> op(N, G, mr);
-        const RowBlocks& rows = op.rows;
         // dc0 carries the cell-state gradient from step to step; it ends as dc0.
         if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
         else std::fill(dc0, dc0 + N * H, F(0));
 
-        // Step s handles forward step T-1-s; the extra step T computes dh0.
-        recurrent_loop<F>(T + 1, op, 1, wh_t, true, nthreads,
+        // Step s handles forward step T-1-s; the extra final step computes dh0.
+        recurrent_loop<F>(T, op, 1, wh_t, true, nthreads,
                           [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
             const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-            if (s == T) {
-                for (int r = 0; r < mi; ++r)
-                    for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
-                return;
-            }
             const index_t fs = T - 1 - s;
             const index_t t = step_time(fs, T, reverse);
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
@@ -88,9 +79,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             for (int r = 0; r < mi; ++r) {
                 const index_t n = row0 + r;
                 const F* da = dA.data() + (n * T + t) * G + j0;
-                F* an = a_next + rows.packed(n, j0);
-                for (int q = 0; q < 4; ++q)
-                    for (index_t u = 0; u < uc; ++u) an[(q * H + u) * mr] = da[q * H + u];
+                for (int q = 0; q < 4; ++q) op.put(a_next, n, j0 + q * H, da + q * H, uc);
                 if (fs > 0) {
                     // The next step's rows, long out of cache: fetch them
                     // while this step's GEMMs run.
@@ -106,7 +95,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
                     }
                 }
             }
-        });
+        }, dh0);
     }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads);
 }

@@ -17,7 +17,6 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
     PackedB<F> wh;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
     prepare_forward(wh, wh_t, op, Wh, h0, N, H, 1, nthreads);
-    const RowBlocks& rows = op.rows;
 
     recurrent_loop<F>(T, op, 1, wh, false, nthreads,
                       [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
@@ -26,9 +25,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
         uk.rnn_forward_cell(mi, uc, act, tiles, nr, h + (row0 * T + t) * H + j0, T * H);
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
-            const F* ht = h + (n * T + t) * H + j0;
-            F* an = a_next + rows.packed(n, j0);
-            for (index_t u = 0; u < uc; ++u) an[u * mr] = ht[u];
+            op.put(a_next, n, j0, h + (n * T + t) * H + j0, uc);
             if (s + 1 < T) {
                 // Next step's x·Wx + b, long out of cache: fetch it while this step's GEMMs run.
                 const F* next = h + (n * T + step_time(s + 1, T, reverse)) * H + j0;
@@ -49,25 +46,17 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
         StepOperand<F> op(N, H, mr);
-        const RowBlocks& rows = op.rows;
 
-        // Step s handles forward step T-1-s; the extra step T computes dh0.
-        recurrent_loop<F>(T + 1, op, 1, wh_t, true, nthreads,
+        // Step s handles forward step T-1-s; the extra final step computes dh0.
+        recurrent_loop<F>(T, op, 1, wh_t, true, nthreads,
                           [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
             const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-            if (s == T) {
-                for (int r = 0; r < mi; ++r)
-                    for (index_t u = 0; u < uc; ++u) dh0[(row0 + r) * H + j0 + u] = tiles[r * nr + u];
-                return;
-            }
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
             uk.rnn_backward_cell(mi, uc, act, dh + o0, tiles, nr, h + o0, dA.data() + o0, T * H);
             for (int r = 0; r < mi; ++r) {
                 const index_t n = row0 + r;
-                const F* da = dA.data() + (n * T + t) * H + j0;
-                F* an = a_next + rows.packed(n, j0);
-                for (index_t u = 0; u < uc; ++u) an[u * mr] = da[u];
+                op.put(a_next, n, j0, dA.data() + (n * T + t) * H + j0, uc);
                 if (s + 1 < T) {
                     // The next step's rows, long out of cache: fetch them while this step's GEMMs run.
                     const index_t on = (n * T + step_time(T - 2 - s, T, reverse)) * H + j0;
@@ -78,7 +67,7 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
                     }
                 }
             }
-        });
+        }, dh0);
     }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads);
 }

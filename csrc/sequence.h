@@ -33,6 +33,12 @@ struct StepOperand {
         a[0] = buffer.data();
         a[1] = buffer.data() + size;
     }
+
+    // Row n, columns [k0, k0 + count) of the next step's operand a_next := src.
+    void put(T* a_next, index_t n, index_t k0, const T* src, index_t count) const {
+        T* d = a_next + rows.packed(n, k0);
+        for (index_t u = 0; u < count; ++u) d[u * rows.mr] = src[u];
+    }
 };
 
 // A forward's set-up: Wh (H x gates*H) packed for the step GEMMs, each gate's
@@ -54,11 +60,13 @@ void prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const
 //   epilogue(s, row0, mi, c, tiles, a_next)
 // where A_s = op.a[s % 2] is step s's left operand, and the epilogue writes
 // A_{s+1} into a_next (at op.rows.packed(n, k)). At step 0 with zero_first the
-// tiles are zeros instead (no recurrent input yet). Every output is written
-// by one thread, with one barrier per step.
+// tiles are zeros instead (no recurrent input yet). With `last` (gates = 1)
+// one more step follows, whose product of the final operand with B is stored
+// in last (rows x B.N(), dense) instead: a backward's dh0. Every output is
+// written by one thread, with one barrier per step.
 template <typename T, typename Epilogue>
 void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
-                    int nthreads, Epilogue epilogue) {
+                    int nthreads, Epilogue epilogue, T* last = nullptr) {
     const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K();
@@ -69,7 +77,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
         alignas(64) T tiles[4 * kMaxTile];
         const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
         const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
-        for (index_t s = 0; s < steps; ++s) {
+        for (index_t s = 0; s < steps + (last != nullptr ? 1 : 0); ++s) {
             const T* as = op.a[s & 1];
             T* a_next = op.a[(s + 1) & 1];
             for (index_t c = c0; c < c1; ++c) {
@@ -80,7 +88,13 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                         if (zero_first && s == 0) std::fill(tq, tq + mi * nr, T(0));
                         else uk.tile(mi, K, as + b * K * mr, B.sliver(q * chunks + c), tq, nr, false);
                     }
-                    epilogue(s, rows.start(b), mi, c, static_cast<const T*>(tiles), a_next);
+                    if (s < steps) {
+                        epilogue(s, rows.start(b), mi, c, static_cast<const T*>(tiles), a_next);
+                        continue;
+                    }
+                    for (int r = 0; r < mi; ++r)
+                        std::copy(tiles + r * nr, tiles + r * nr + B.width(c),
+                                  last + (rows.start(b) + r) * B.N() + B.first_column(c));
                 }
             }
 #pragma omp barrier
