@@ -1,11 +1,23 @@
 #include "gemm.h"
 
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 
 namespace rnn_fast {
+
+void prefault(void* p, std::size_t bytes) {
+    constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, missing from older headers
+    constexpr std::size_t kMin = std::size_t(1) << 20;  // below this, faults are cheap enough
+    if (bytes < kMin) return;
+    const std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+    const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+    const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p) + bytes) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, kPopulateWrite);  // a hint
+}
 
 namespace {
 

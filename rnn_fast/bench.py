@@ -297,6 +297,9 @@ def fmt_targets(ts: List[Target]) -> str:
 
 # A script run in a fresh interpreter: the first call there pays for thread
 # creation and first-touch page faults, and the peak RSS belongs to one call.
+# It pauses before the first call as settle() does between peers: importing
+# NumPy starts OpenBLAS's workers, which spin for ~0.1 s and would take a core
+# from whatever runs then (measured: 1.3x becomes 2.0x).
 _FRESH = r"""
 import json, resource, sys, time
 import numpy as np
@@ -319,6 +322,7 @@ def run():
     h, cache = rnn_fast.lstm_forward(x, h0, Wx, Wh, b)
     return h, rnn_fast.lstm_backward(dh, cache), cache
 if what == "first":
+    time.sleep(0.25)
     t0 = time.perf_counter(); run(); first = time.perf_counter() - t0
     times = []
     for _ in range(7):
@@ -355,7 +359,8 @@ def extras(threads: int, budget_s: float, max_repeats: int, progress) -> Dict[st
     rnn_fast.set_num_threads(threads)
     out["thread_scaling"] = one / median_ms(fwd_bwd, budget_s, 3, max_repeats)
     progress("first call against steady state (fresh process)")
-    out["first_call"] = fresh(medium, threads, "first")["ratio"]
+    # One sample per process: the median of five processes.
+    out["first_call"] = float(np.median([fresh(medium, threads, "first")["ratio"] for _ in range(5)]))
     progress("peak memory of a large fwd+bwd (fresh process)")
     out["peak_memory"] = fresh(large, threads, "memory")["ratio"]
     return out
