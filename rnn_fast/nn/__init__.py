@@ -1,0 +1,36 @@
+"""rnn_fast.nn: Keras-style models on rnn_fast's C++ kernels.
+
+Keras code runs after changing its imports::
+
+    from rnn_fast.nn.models import Sequential          # keras.models
+    from rnn_fast.nn.layers import LSTM, Dropout, Dense  # keras.layers
+
+Layers: SimpleRNN, LSTM, Bidirectional, Dense, Dropout, Embedding,
+RepeatVector, Activation. Sequential: compile / fit / evaluate / predict /
+summary / save, and load_model. Stateful recurrent layers carry their state
+across batches for truncated backpropagation through time.
+"""
+from . import activations, backend, callbacks, initializers, layers, losses, models, optimizers, regularizers
+from .backend import floatx, set_floatx, set_random_seed
+from .callbacks import Callback, EarlyStopping
+from .layers import (
+    LSTM,
+    Activation,
+    Bidirectional,
+    Dense,
+    Dropout,
+    Embedding,
+    Layer,
+    RepeatVector,
+    SimpleRNN,
+)
+from .models import History, Sequential, load_model
+from .optimizers import SGD, Adam, RMSprop
+from .regularizers import l1, l1_l2, l2
+
+__all__ = [
+    "activations", "backend", "callbacks", "initializers", "layers", "losses", "models", "optimizers",
+    "regularizers", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "LSTM", "Activation",
+    "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "RepeatVector", "SimpleRNN", "History",
+    "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2",
+]

@@ -1,0 +1,691 @@
+"""Keras-style layers whose recurrent and affine math runs on rnn_fast's C++
+kernels.
+
+Every layer is a forward/backward pair over NumPy arrays with a leading
+batch axis: ``forward(x, training)`` returns the output and keeps what
+``backward(dy)`` needs; ``backward`` returns the gradient of the input and
+stores the gradients of the layer's weights in ``self.grads`` (same order as
+``self.weights``). Names, arguments, defaults and weight layouts follow Keras,
+so weights move between the two with ``get_weights`` / ``set_weights``.
+"""
+import itertools
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .. import _core
+from . import activations, backend, initializers, regularizers
+
+Shape = Tuple[Optional[int], ...]
+
+_counters: Dict[str, "itertools.count[int]"] = {}
+
+
+def _auto_name(base: str) -> str:
+    """Keras's default names: lstm, lstm_1, lstm_2, ..."""
+    n = next(_counters.setdefault(base, itertools.count()))
+    return base if n == 0 else f"{base}_{n}"
+
+
+class Layer:
+    """Base class: weights, their gradients and regularizers, build-on-first-call."""
+
+    base_name = "layer"  # default names are base_name, base_name_1, ...
+
+    def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[Optional[int]]] = None,
+                 dtype: Optional[str] = None, trainable: bool = True):
+        self.name = name if name is not None else _auto_name(self.base_name)
+        self.input_shape: Optional[Shape] = None if input_shape is None else tuple(input_shape)
+        self.dtype = np.dtype(dtype if dtype is not None else backend.floatx())
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{self.name}: dtype must be float32 or float64, got {self.dtype}")
+        self.trainable = bool(trainable)
+        self.built = False
+        self.weight_names: List[str] = []
+        self.weights: List[np.ndarray] = []
+        self.grads: List[np.ndarray] = []
+        self._regularizers: List[Optional[regularizers.Regularizer]] = []
+
+    # ---- weights -----------------------------------------------------------
+    def add_weight(self, name: str, shape: Tuple[int, ...], initializer: str,
+                   regularizer: Optional[regularizers.Regularizer] = None) -> np.ndarray:
+        w = initializers.initialize(initializer, shape, self.dtype)
+        self.weight_names.append(name)
+        self.weights.append(w)
+        self.grads.append(np.zeros_like(w))
+        self._regularizers.append(regularizer)
+        return w
+
+    def get_weights(self) -> List[np.ndarray]:
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        if len(weights) != len(self.weights):
+            raise ValueError(f"{self.name}.set_weights(): expected {len(self.weights)} arrays "
+                             f"({', '.join(self.weight_names)}), got {len(weights)}")
+        for name, w, new in zip(self.weight_names, self.weights, weights):
+            new = np.asarray(new)
+            if new.shape != w.shape:
+                raise ValueError(f"{self.name}.set_weights(): {name} must have shape {w.shape}, got {new.shape}")
+            w[...] = new  # in place: optimizers and wrappers keep referring to the same arrays
+
+    def count_params(self) -> int:
+        return int(sum(w.size for w in self.weights))
+
+    def regularization_loss(self) -> float:
+        return sum(r(w) for r, w in zip(self._regularizers, self.weights) if r is not None)
+
+    def add_regularization_grads(self) -> None:
+        for r, w, g in zip(self._regularizers, self.weights, self.grads):
+            if r is not None:
+                g += r.gradient(w)
+
+    # ---- structure ---------------------------------------------------------
+    def build(self, input_shape: Shape) -> None:
+        """input_shape excludes the batch axis."""
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = {"name": self.name, "dtype": self.dtype.name, "trainable": self.trainable}
+        if self.input_shape is not None:
+            cfg["input_shape"] = list(self.input_shape)
+        return cfg
+
+    def reset_states(self) -> None:
+        pass
+
+    def _check_rank(self, x: np.ndarray, ranks: Tuple[int, ...]) -> None:
+        if x.ndim not in ranks:
+            want = " or ".join(f"{r}-D" for r in ranks)
+            raise ValueError(f"{self.name} ({type(self).__name__}): input must be {want} with the batch "
+                             f"axis first, got shape {x.shape}")
+
+    def _check_features(self, x: np.ndarray) -> None:
+        """The last axis must match what the layer was built for."""
+        want = self.input_shape[-1] if self.input_shape else None
+        if want is not None and x.shape[-1] != want:
+            raise ValueError(f"{self.name} ({type(self).__name__}): input's last axis must be {want} "
+                             f"(built for input shape {(None,) + self.input_shape}), got shape {x.shape}")
+
+    def __call__(self, x, training: bool = False):
+        x = np.asarray(x)
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+        return self.forward(x, training=training)
+
+    def forward(self, x: np.ndarray, training: bool = False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _as_float(x, dtype: np.dtype, who: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{who}: input must be a real numeric array, got dtype {a.dtype}")
+    return a.astype(dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Recurrent layers
+# ---------------------------------------------------------------------------
+class _Recurrent(Layer):
+    """What SimpleRNN and LSTM share: the sequence in and out, returned
+    states, running backwards, state carried across batches (stateful), input
+    dropout, and the kernel calls' gradients."""
+
+    _n_states = 1
+    _gates = 1
+
+    def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", recurrent_initializer: str = "orthogonal",
+                 bias_initializer: str = "zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
+                 stateful: bool = False, unroll: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout!r}")
+        if recurrent_dropout != 0.0:
+            raise ValueError(f"{self.name}: recurrent_dropout is not supported by the fused kernels "
+                             f"(got {recurrent_dropout!r}); use dropout= on the inputs or a Dropout layer")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.dropout = float(dropout)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.states: Optional[List[np.ndarray]] = None  # carried (N,H) states of a stateful layer
+        self.state_grads: Optional[List[np.ndarray]] = None  # gradients of the initial states, after backward
+        self._ctx: Dict[str, Any] = {}
+
+    def build(self, input_shape: Shape) -> None:
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.name} ({type(self).__name__}): expects input of shape (batch, timesteps, "
+                             f"features), got {(None,) + tuple(input_shape)}")
+        D, G = input_shape[-1], self._gates * self.units
+        self.add_weight("kernel", (D, G), self.kernel_initializer, self.kernel_regularizer)
+        self.add_weight("recurrent_kernel", (self.units, G), self.recurrent_initializer, self.recurrent_regularizer)
+        if self.use_bias:
+            b = self.add_weight("bias", (G,), self.bias_initializer, self.bias_regularizer)
+            self._init_bias(b)
+        super().build(input_shape)
+
+    def _init_bias(self, b: np.ndarray) -> None:
+        pass
+
+    def output_shape_for(self, input_shape: Shape) -> Union[Shape, List[Shape]]:
+        T = input_shape[0]
+        out = (T, self.units) if self.return_sequences else (self.units,)
+        return [out] + [(self.units,)] * self._n_states if self.return_state else out
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(units=self.units, use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
+                   recurrent_initializer=self.recurrent_initializer, bias_initializer=self.bias_initializer,
+                   kernel_regularizer=_reg_config(self.kernel_regularizer),
+                   recurrent_regularizer=_reg_config(self.recurrent_regularizer),
+                   bias_regularizer=_reg_config(self.bias_regularizer), dropout=self.dropout,
+                   return_sequences=self.return_sequences, return_state=self.return_state,
+                   go_backwards=self.go_backwards, stateful=self.stateful)
+        return cfg
+
+    def reset_states(self, states: Optional[Sequence[np.ndarray]] = None) -> None:
+        """Forgets the carried state (zeros at the next batch), or sets it."""
+        if states is None:
+            self.states = None
+            return
+        if len(states) != self._n_states:
+            raise ValueError(f"{self.name}.reset_states(): expected {self._n_states} arrays, got {len(states)}")
+        self.states = [_as_float(s, self.dtype, f"{self.name}.reset_states()").copy() for s in states]
+
+    def _initial_states(self, N: int, initial_state) -> List[np.ndarray]:
+        if initial_state is not None:
+            if len(initial_state) != self._n_states:
+                raise ValueError(f"{self.name}: initial_state must hold {self._n_states} arrays of shape "
+                                 f"(batch, {self.units}), got {len(initial_state)}")
+            return [_as_float(s, self.dtype, f"{self.name}: initial_state") for s in initial_state]
+        if self.stateful and self.states is not None:
+            if self.states[0].shape[0] != N:
+                raise ValueError(f"{self.name} is stateful and holds states of batch size "
+                                 f"{self.states[0].shape[0]}, got a batch of {N}: feed equal batches "
+                                 f"(fit/predict with shuffle=False and a batch_size that divides the data) "
+                                 f"or call reset_states()")
+            return self.states
+        return [np.zeros((N, self.units), self.dtype) for _ in range(self._n_states)]
+
+    def forward(self, x: np.ndarray, training: bool = False, initial_state=None):
+        x = _as_float(x, self.dtype, self.name)
+        self._check_rank(x, (3,))
+        self._check_features(x)
+        N, T = x.shape[0], x.shape[1]
+        mask = None
+        if training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = (backend.rng().random(x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+            x = x * mask
+        states = self._initial_states(N, initial_state)
+        h, final, cache = self._run(x, states)
+        if self.stateful:
+            self.states = [s.copy() for s in final]
+        self._ctx = {"cache": cache, "mask": mask, "N": N, "T": T}
+        # Keras: with go_backwards the returned sequence is in processing order (reversed).
+        seq = h[:, ::-1] if self.go_backwards else h
+        out = seq if self.return_sequences else final[0]
+        return [out] + list(final) if self.return_state else out
+
+    def backward(self, dy):
+        """dy: the gradient of the output, or with return_state the list
+        [d output, d h_T(, d c_T)] (None entries mean zero)."""
+        ctx = self._ctx
+        if not ctx:
+            raise RuntimeError(f"{self.name}.backward() called before forward()")
+        N, T, H = ctx["N"], ctx["T"], self.units
+        dstates: List[Optional[np.ndarray]] = [None] * self._n_states
+        if self.return_state:
+            dy, dstates = dy[0], list(dy[1:])
+        last = 0 if self.go_backwards else T - 1  # kernel time index of the final state
+        if self.return_sequences:
+            dh = np.array(dy[:, ::-1] if self.go_backwards else dy, dtype=self.dtype)
+        else:
+            dh = np.zeros((N, T, H), self.dtype)
+            if dy is not None:
+                dh[:, last] = dy
+        if dstates[0] is not None:
+            dh[:, last] += dstates[0]
+        dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
+        self.grads[0][...] = dWx
+        self.grads[1][...] = dWh
+        if self.use_bias:
+            self.grads[2][...] = db
+        self.state_grads = dinit
+        if ctx["mask"] is not None:
+            dx *= ctx["mask"]
+        return dx
+
+    def _bias(self) -> np.ndarray:
+        return self.weights[2] if self.use_bias else np.zeros(self._gates * self.units, self.dtype)
+
+
+class SimpleRNN(_Recurrent):
+    """keras.layers.SimpleRNN: h_t = activation(x_t kernel + h_{t-1} recurrent_kernel + bias),
+    activation 'tanh' (default) or 'relu'."""
+
+    base_name = "simple_rnn"
+
+    def __init__(self, units: int, activation: str = "tanh", **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"{self.name}: SimpleRNN's activation must be 'tanh' or 'relu', got {activation!r}")
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["activation"] = self.activation
+        return cfg
+
+    def _run(self, x, states):
+        h, hT, cache = _core.rnn_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
+                                         activation=self.activation, reverse=self.go_backwards, return_state=True)
+        return h, [hT], cache
+
+    def _grad(self, dh, cache, dstates):
+        dx, dh0, dWx, dWh, db = _core.rnn_backward(dh, cache)
+        return dx, [dh0], dWx, dWh, db
+
+
+# Keras orders an LSTM's gates i, f, c, o; the kernels (cs231n) i, f, o, g.
+# Swapping the last two blocks maps either order to the other.
+def _lstm_perm(H: int) -> np.ndarray:
+    return np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+
+
+class LSTM(_Recurrent):
+    """keras.layers.LSTM with its defaults (tanh, sigmoid gates, unit forget
+    bias). Weights in Keras's layout: kernel (D, 4H), recurrent_kernel (H, 4H),
+    bias (4H,), gates ordered i, f, c, o."""
+
+    base_name = "lstm"
+
+    _n_states = 2
+    _gates = 4
+
+    def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 unit_forget_bias: bool = True, **kwargs):
+        if activation != "tanh" or recurrent_activation != "sigmoid":
+            raise ValueError(f"LSTM: only activation='tanh' with recurrent_activation='sigmoid' runs on the "
+                             f"fused kernels, got {activation!r} and {recurrent_activation!r}")
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self._perm = _lstm_perm(self.units)
+
+    def _init_bias(self, b: np.ndarray) -> None:
+        if self.unit_forget_bias:
+            b[self.units:2 * self.units] = 1
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["unit_forget_bias"] = self.unit_forget_bias
+        return cfg
+
+    def _run(self, x, states):
+        p = self._perm
+        h, hT, cT, cache = _core.lstm_forward(x, states[0], self.weights[0][:, p], self.weights[1][:, p],
+                                              self._bias()[p], c0=states[1], reverse=self.go_backwards,
+                                              return_state=True)
+        return h, [hT, cT], cache
+
+    def _grad(self, dh, cache, dstates):
+        dcT = dstates[0] if dstates and dstates[0] is not None else None
+        dx, dh0, dWx, dWh, db, dc0 = _core.lstm_backward(dh, cache, dcT=dcT, return_dc0=True)
+        p = self._perm
+        return dx, [dh0, dc0], dWx[:, p], dWh[:, p], db[p]
+
+
+def _reg_config(r: Optional[regularizers.Regularizer]):
+    return None if r is None else r.get_config()
+
+
+class Bidirectional(Layer):
+    """keras.layers.Bidirectional: a copy of `layer` runs the sequence
+    backwards; the two outputs are merged by merge_mode ('concat', 'sum',
+    'mul', 'ave', or None for a list of both). Weights: forward's, then backward's."""
+
+    base_name = "bidirectional"
+
+    MODES = ("concat", "sum", "mul", "ave", None)
+
+    def __init__(self, layer: _Recurrent, merge_mode: Optional[str] = "concat", backward_layer=None, **kwargs):
+        if not isinstance(layer, _Recurrent):
+            raise TypeError(f"Bidirectional(): layer must be a SimpleRNN or LSTM, got {type(layer).__name__}")
+        if merge_mode not in self.MODES:
+            raise ValueError(f"Bidirectional(): merge_mode must be one of {self.MODES}, got {merge_mode!r}")
+        if layer.return_state:
+            raise ValueError("Bidirectional(): a wrapped layer with return_state=True is not supported")
+        kwargs.setdefault("input_shape", layer.input_shape)
+        kwargs.setdefault("dtype", layer.dtype.name)
+        super().__init__(**kwargs)
+        self.merge_mode = merge_mode
+        self.forward_layer = layer
+        if backward_layer is None:
+            cfg = layer.get_config()
+            cfg.update(name="backward_" + layer.name, go_backwards=not layer.go_backwards)
+            backward_layer = type(layer).from_config(cfg)
+        self.backward_layer = backward_layer
+        self.return_sequences = layer.return_sequences
+
+    def build(self, input_shape: Shape) -> None:
+        self.forward_layer.build(input_shape)
+        self.backward_layer.build(input_shape)
+        self.weight_names = [f"forward_{n}" for n in self.forward_layer.weight_names] + \
+                            [f"backward_{n}" for n in self.backward_layer.weight_names]
+        self.weights = self.forward_layer.weights + self.backward_layer.weights
+        self.grads = self.forward_layer.grads + self.backward_layer.grads
+        self._regularizers = self.forward_layer._regularizers + self.backward_layer._regularizers
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape: Shape):
+        out = self.forward_layer.output_shape_for(input_shape)
+        if self.merge_mode == "concat":
+            return out[:-1] + (2 * out[-1],)
+        return out if self.merge_mode is not None else [out, out]
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(merge_mode=self.merge_mode,
+                   layer={"class_name": type(self.forward_layer).__name__, "config": self.forward_layer.get_config()},
+                   backward_layer={"class_name": type(self.backward_layer).__name__,
+                                   "config": self.backward_layer.get_config()})
+        return cfg
+
+    def reset_states(self) -> None:
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
+
+    def forward(self, x: np.ndarray, training: bool = False):
+        yf = self.forward_layer.forward(x, training)
+        yb = self.backward_layer.forward(x, training)
+        if self.return_sequences:
+            yb = yb[:, ::-1]  # back in input time order, as Keras does
+        self._ctx = (yf, yb)
+        if self.merge_mode == "concat":
+            return np.concatenate([yf, yb], axis=-1)
+        if self.merge_mode == "sum":
+            return yf + yb
+        if self.merge_mode == "mul":
+            return yf * yb
+        if self.merge_mode == "ave":
+            return (yf + yb) / 2
+        return [yf, yb]
+
+    def backward(self, dy):
+        yf, yb = self._ctx
+        if self.merge_mode == "concat":
+            H = yf.shape[-1]
+            dyf, dyb = dy[..., :H], dy[..., H:]
+        elif self.merge_mode == "sum":
+            dyf, dyb = dy, dy
+        elif self.merge_mode == "mul":
+            dyf, dyb = dy * yb, dy * yf
+        elif self.merge_mode == "ave":
+            dyf = dyb = dy / 2
+        else:
+            dyf, dyb = dy
+        if self.return_sequences:
+            dyb = dyb[:, ::-1]
+        return self.forward_layer.backward(dyf) + self.backward_layer.backward(dyb)
+
+
+# ---------------------------------------------------------------------------
+# Feed-forward layers
+# ---------------------------------------------------------------------------
+class Dense(Layer):
+    """keras.layers.Dense: activation(x kernel + bias) on the last axis, so a
+    3-D input (batch, time, features) gets the same layer at every step. The
+    product runs on rnn_fast's temporal affine kernel."""
+
+    base_name = "dense"
+
+    def __init__(self, units: int, activation: Optional[str] = None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def build(self, input_shape: Shape) -> None:
+        if len(input_shape) not in (1, 2):
+            raise ValueError(f"{self.name} (Dense): expects input of shape (batch, features) or "
+                             f"(batch, timesteps, features), got {(None,) + tuple(input_shape)}")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
+                   kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
+                   kernel_regularizer=_reg_config(self.kernel_regularizer),
+                   bias_regularizer=_reg_config(self.bias_regularizer))
+        return cfg
+
+    def forward(self, x: np.ndarray, training: bool = False):
+        x = _as_float(x, self.dtype, self.name)
+        self._check_rank(x, (2, 3))
+        self._check_features(x)
+        x3 = x if x.ndim == 3 else x[:, None, :]
+        b = self.weights[1] if self.use_bias else np.zeros(self.units, self.dtype)
+        z, cache = _core.temporal_affine_forward(x3, self.weights[0], b)
+        z = z if x.ndim == 3 else z[:, 0, :]
+        y = activations.forward(self.activation, z)
+        self._ctx = (z, y, cache, x.ndim)
+        return y
+
+    def backward(self, dy):
+        z, y, cache, ndim = self._ctx
+        dz = activations.backward(self.activation, z, y, np.asarray(dy, self.dtype))
+        dx, dw, db = _core.temporal_affine_backward(dz if ndim == 3 else dz[:, None, :], cache)
+        self.grads[0][...] = dw
+        if self.use_bias:
+            self.grads[1][...] = db
+        return dx if ndim == 3 else dx[:, 0, :]
+
+
+class Activation(Layer):
+    """keras.layers.Activation: 'linear', 'relu', 'tanh', 'sigmoid' or 'softmax'."""
+
+    base_name = "activation"
+
+    def __init__(self, activation: str, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["activation"] = self.activation
+        return cfg
+
+    def forward(self, x, training: bool = False):
+        x = _as_float(x, self.dtype, self.name)
+        y = activations.forward(self.activation, x)
+        self._ctx = (x, y)
+        return y
+
+    def backward(self, dy):
+        x, y = self._ctx
+        return activations.backward(self.activation, x, y, dy)
+
+
+class Dropout(Layer):
+    """keras.layers.Dropout: during training, zeroes each input with
+    probability rate and scales the rest by 1 / (1 - rate); identity otherwise."""
+
+    base_name = "dropout"
+
+    def __init__(self, rate: float, noise_shape=None, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"{self.name}: rate must be in [0, 1), got {rate!r}")
+        if noise_shape is not None:
+            raise ValueError(f"{self.name}: noise_shape is not supported (got {noise_shape!r})")
+        self.rate = float(rate)
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["rate"] = self.rate
+        return cfg
+
+    def forward(self, x, training: bool = False):
+        x = _as_float(x, self.dtype, self.name)
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.rate
+        rng = self._rng if self._rng is not None else backend.rng()
+        self._mask = (rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * self._mask
+
+    def backward(self, dy):
+        return dy if self._mask is None else dy * self._mask
+
+
+class Embedding(Layer):
+    """keras.layers.Embedding: integer indices (batch, T) -> vectors
+    (batch, T, output_dim), on rnn_fast's word-embedding kernel."""
+
+    base_name = "embedding"
+
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer: str = "uniform",
+                 embeddings_regularizer=None, mask_zero: bool = False, input_length: Optional[int] = None,
+                 **kwargs):
+        if input_length is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_length,)
+        super().__init__(**kwargs)
+        for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{self.name}: {arg} must be a positive integer, got {v!r}")
+        if mask_zero:
+            raise ValueError(f"{self.name}: mask_zero=True is not supported")
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+
+    def build(self, input_shape: Shape) -> None:
+        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
+                        self.embeddings_regularizer)
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape) + (self.output_dim,)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                   embeddings_initializer=self.embeddings_initializer,
+                   embeddings_regularizer=_reg_config(self.embeddings_regularizer))
+        return cfg
+
+    def forward(self, x, training: bool = False):
+        x = np.asarray(x)
+        if x.dtype.kind == "f":
+            if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
+                raise ValueError(f"{self.name} (Embedding): input must hold integer indices, got non-integer values")
+            x = x.astype(np.int64)
+        elif x.dtype.kind not in "iu":
+            raise TypeError(f"{self.name} (Embedding): input must hold integer indices, got dtype {x.dtype}")
+        squeeze = x.ndim == 1
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{self.name} (Embedding): input must be (batch, timesteps), got shape {x.shape}")
+        out, cache = _core.word_embedding_forward(x[:, None] if squeeze else x, self.weights[0])
+        self._ctx = (cache, squeeze)
+        return out[:, 0] if squeeze else out
+
+    def backward(self, dy):
+        cache, squeeze = self._ctx
+        self.grads[0][...] = _core.word_embedding_backward(dy[:, None] if squeeze else dy, cache)
+        return None  # indices have no gradient
+
+
+class RepeatVector(Layer):
+    """keras.layers.RepeatVector: (batch, features) -> (batch, n, features),
+    for one-to-many models."""
+
+    base_name = "repeat_vector"
+
+    def __init__(self, n: int, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{self.name}: n must be a positive integer, got {n!r}")
+        self.n = int(n)
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return (self.n,) + tuple(input_shape)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["n"] = self.n
+        return cfg
+
+    def forward(self, x, training: bool = False):
+        x = _as_float(x, self.dtype, self.name)
+        self._check_rank(x, (2,))
+        return np.repeat(x[:, None, :], self.n, axis=1)
+
+    def backward(self, dy):
+        return dy.sum(axis=1)
+
+
+LAYERS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, Bidirectional, Dense, Activation, Dropout, Embedding,
+                                        RepeatVector)}
+
+
+def _from_config(cls, config: Dict[str, Any]):
+    config = dict(config)
+    for key in [k for k in config if k.endswith("regularizer")]:
+        config[key] = regularizers.from_config(config[key])
+    if cls is Bidirectional:
+        layer = layer_from_config(config.pop("layer"))
+        back = layer_from_config(config.pop("backward_layer"))
+        return cls(layer, backward_layer=back, **config)
+    return cls(**config)
+
+
+for _cls in LAYERS.values():
+    _cls.from_config = classmethod(_from_config)
+
+
+def layer_from_config(spec: Dict[str, Any]) -> Layer:
+    """{'class_name': ..., 'config': {...}} -> a new, unbuilt layer."""
+    name = spec.get("class_name")
+    if name not in LAYERS:
+        raise ValueError(f"unknown layer class {name!r}; known: {sorted(LAYERS)}")
+    return LAYERS[name].from_config(spec["config"])

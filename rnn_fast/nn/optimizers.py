@@ -1,0 +1,173 @@
+"""Keras 3's optimizers (update rules and defaults) with its gradient
+clipping: clipnorm (each weight's gradient), global_clipnorm (all of them
+together) or clipvalue (each element)."""
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+
+class Optimizer:
+    """Keeps one list of slot arrays per weight; ``apply(weights, grads)``
+    updates the weights in place."""
+
+    slots: tuple = ()
+
+    def __init__(self, learning_rate: float = 0.001, clipnorm: Optional[float] = None,
+                 clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None):
+        name = type(self).__name__
+        if not np.isfinite(learning_rate) or learning_rate < 0:
+            raise ValueError(f"{name}: learning_rate must be a finite number >= 0, got {learning_rate!r}")
+        given = [k for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                ("global_clipnorm", global_clipnorm)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"{name}: only one of clipnorm, clipvalue, global_clipnorm can be set, got {given}")
+        for k in given:
+            v = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}[k]
+            if not np.isfinite(v) or v <= 0:
+                raise ValueError(f"{name}: {k} must be a finite number > 0, got {v!r}")
+        self.learning_rate = float(learning_rate)
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.clipvalue = None if clipvalue is None else float(clipvalue)
+        self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
+        self.iterations = 0
+        self.state: List[List[np.ndarray]] = []  # state[i][j]: slot j of weight i
+
+    def build(self, weights: List[np.ndarray]) -> None:
+        self.state = [[np.zeros_like(w) for _ in self.slots] for w in weights]
+
+    def clip(self, grads: List[np.ndarray]) -> List[np.ndarray]:
+        if self.clipnorm is not None:
+            out = []
+            for g in grads:
+                norm = np.sqrt(np.sum(np.square(g, dtype=np.float64)))
+                out.append(g * g.dtype.type(self.clipnorm / norm) if norm > self.clipnorm else g)
+            return out
+        if self.global_clipnorm is not None:
+            norm = np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads))
+            if norm > self.global_clipnorm:
+                return [g * g.dtype.type(self.global_clipnorm / norm) for g in grads]
+            return grads
+        if self.clipvalue is not None:
+            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def apply(self, weights: List[np.ndarray], grads: List[np.ndarray]) -> None:
+        if len(self.state) != len(weights):
+            self.build(weights)
+        self.iterations += 1
+        for w, g, s in zip(weights, self.clip(grads), self.state):
+            self._update(w, g.astype(w.dtype, copy=False), s)
+
+    def _update(self, w: np.ndarray, g: np.ndarray, slots: List[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "global_clipnorm": self.global_clipnorm}
+
+
+class SGD(Optimizer):
+    """velocity = momentum * velocity - lr * g; w += velocity
+    (nesterov: w += momentum * velocity - lr * g); plain w -= lr * g without momentum."""
+
+    slots = ("momentum",)
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _update(self, w, g, slots):
+        lr = w.dtype.type(self.learning_rate)
+        if self.momentum == 0:
+            w -= lr * g
+            return
+        m = slots[0]
+        m *= w.dtype.type(self.momentum)
+        m -= lr * g
+        w += w.dtype.type(self.momentum) * m - lr * g if self.nesterov else m
+
+    def get_config(self):
+        return dict(super().get_config(), momentum=self.momentum, nesterov=self.nesterov)
+
+
+class RMSprop(Optimizer):
+    """v = rho * v + (1 - rho) g^2; step = lr g / sqrt(v + eps) (centered:
+    v - mean_g^2); with momentum, m = momentum m + step and w -= m."""
+
+    slots = ("velocity", "momentum", "average_gradient")
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), bool(centered)
+
+    def _update(self, w, g, slots):
+        t = w.dtype.type
+        v, m, avg = slots
+        v *= t(self.rho)
+        v += t(1 - self.rho) * g * g
+        denom = v + t(self.epsilon)
+        if self.centered:
+            avg *= t(self.rho)
+            avg += t(1 - self.rho) * g
+            denom = denom - avg * avg
+        step = t(self.learning_rate) * g / np.sqrt(denom)
+        if self.momentum > 0:
+            m *= t(self.momentum)
+            m += step
+            w -= m
+        else:
+            w -= step
+
+    def get_config(self):
+        return dict(super().get_config(), rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
+                    centered=self.centered)
+
+
+class Adam(Optimizer):
+    """m += (1 - beta_1)(g - m); v += (1 - beta_2)(g^2 - v);
+    w -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) m / (sqrt(v) + eps)."""
+
+    slots = ("m", "v", "vhat")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), bool(amsgrad)
+
+    def _update(self, w, g, slots):
+        t = w.dtype.type
+        m, v, vhat = slots
+        n = self.iterations
+        alpha = t(self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n))
+        m += (g - m) * t(1 - self.beta_1)
+        v += (g * g - v) * t(1 - self.beta_2)
+        if self.amsgrad:
+            np.maximum(vhat, v, out=vhat)
+            w -= alpha * m / (np.sqrt(vhat) + t(self.epsilon))
+        else:
+            w -= alpha * m / (np.sqrt(v) + t(self.epsilon))
+
+    def get_config(self):
+        return dict(super().get_config(), beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                    amsgrad=self.amsgrad)
+
+
+OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+
+
+def get(value: Union[str, Optimizer]) -> Optimizer:
+    if isinstance(value, Optimizer):
+        return value
+    if isinstance(value, str) and value.lower() in OPTIMIZERS:
+        return OPTIMIZERS[value.lower()]()
+    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer object, got {value!r}")
+
+
+def from_config(class_name: str, config: Dict[str, Any]) -> Optimizer:
+    classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    if class_name not in classes:
+        raise ValueError(f"unknown optimizer class {class_name!r}; known: {sorted(classes)}")
+    return classes[class_name](**config)
