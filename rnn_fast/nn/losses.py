@@ -16,6 +16,13 @@ EPSILON = 1e-7
 Result = Tuple[float, np.ndarray]
 
 
+def match_rank(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Keras accepts targets of shape (N,) for outputs of shape (N, 1)."""
+    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        return y_true[..., None]
+    return y_true
+
+
 def _check(y_true: np.ndarray, y_pred: np.ndarray, who: str) -> None:
     if y_true.shape != y_pred.shape:
         raise ValueError(f"{who}: y must have the model output's shape {y_pred.shape}, got {y_true.shape}")
@@ -124,7 +131,7 @@ class Loss:
         y_pred = np.asarray(y_pred)
         if self.name == "sparse_categorical_crossentropy":
             return sparse_categorical_crossentropy(y_true, y_pred, self.from_logits)
-        y_true = np.asarray(y_true, dtype=y_pred.dtype)
+        y_true = match_rank(np.asarray(y_true, dtype=y_pred.dtype), y_pred)
         if "crossentropy" in self.name:
             return _FUNCTIONS[self.name](y_true, y_pred, self.from_logits)
         return _FUNCTIONS[self.name](y_true, y_pred)

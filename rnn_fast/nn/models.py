@@ -28,6 +28,8 @@ def _accuracy_kind(loss_name: str) -> str:
 
 def _metric(kind: str, y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool) -> float:
     """Mean of the metric over samples (and time steps)."""
+    if kind != "sparse_categorical_accuracy":
+        y_true = losses.match_rank(np.asarray(y_true), y_pred)
     if kind == "binary_accuracy":
         threshold = 0.0 if from_logits else 0.5
         return float(np.mean((y_pred > threshold) == (np.asarray(y_true) > 0.5)))
