@@ -2,7 +2,6 @@
 the Keras semantics it promises (weight layout, go_backwards, Bidirectional,
 stateful state and truncated BPTT, optimizers' update rules), training,
 saving, and that it all runs on the C++ kernels."""
-import io
 import os
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import rnn_fast
 from rnn_fast import nn
 from rnn_fast.nn import layers as L
-from rnn_fast.nn import losses, optimizers
+from rnn_fast.nn import losses
 
 
 @pytest.fixture(autouse=True)
