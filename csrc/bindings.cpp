@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <omp.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <cstring>
@@ -639,9 +640,20 @@ py::array simd_function(py::handle x_, const std::string& name) {
 
 // ---------------------------------------------------------------- threads
 
+// GNU OpenMP's thread pool does not survive fork(): a forked child's first
+// parallel region would wait forever for threads that live only in the
+// parent. A forked child therefore runs the kernels on one thread, as
+// PyTorch's do; the results are the same (they do not depend on the count).
+std::atomic<bool> g_forked{false};
+
+void after_fork_in_child() {
+    g_forked.store(true);
+    g_threads.store(1);
+}
+
 void set_num_threads(int n) {
     if (n < 1) throw py::value_error("set_num_threads(): n must be >= 1, got " + std::to_string(n));
-    g_threads.store(n);
+    g_threads.store(g_forked.load() ? 1 : n);
 }
 
 template <typename Cache>
@@ -657,6 +669,7 @@ PYBIND11_MODULE(_core, m) {
     // Start the OpenMP thread pool now, at import, rather than in a user's first call.
 #pragma omp parallel num_threads(g_threads.load())
     { (void)0; }
+    pthread_atfork(nullptr, nullptr, after_fork_in_child);
 
     register_cache<RNNStepCache>(m, "RNNStepCache", "Opaque cache of rnn_step_forward, for rnn_step_backward.");
     register_cache<RNNCache>(m, "RNNCache", "Opaque cache of rnn_forward, for rnn_backward.");
@@ -732,7 +745,10 @@ divided by N. x (N, T, V) scores, y (N, T) integer targets in [0, V),
 mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc");
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
-all cores). Results are bitwise identical whatever the count.)doc");
+all cores). Results are bitwise identical whatever the count. In a child
+made by fork() the kernels use one thread whatever is asked (OpenMP's
+thread pool does not survive fork); the 'spawn' and 'forkserver' start
+methods give children their full thread count.)doc");
     m.def("_isa", [] { return std::string(rnn_fast::kernels<float>().isa); },
           "The SIMD instruction set in use: 'avx512', 'avx2' or 'portable' (RNN_FAST_ISA caps it).");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");

@@ -50,3 +50,48 @@ def test_omp_num_threads_is_respected(n):
         env=env, capture_output=True, text=True, check=True, timeout=120,
     )
     assert out.stdout.strip() == n
+
+
+FORK_SCRIPT = r"""
+import multiprocessing as mp
+import numpy as np
+import rnn_fast as rf
+
+rng = np.random.default_rng(0)
+args = [rng.standard_normal(s).astype(np.float32) for s in [(32, 30, 64), (32, 96), (64, 384), (96, 384), (384,)]]
+rf.set_num_threads(2)
+h, cache = rf.lstm_forward(*args)          # the parent's OpenMP pool is busy before the fork
+expected = [h, *rf.lstm_backward(np.ones_like(h), cache)]
+
+def child(q):
+    out = []
+    for n in (None, 2):                    # asking for 2 threads in the child must not hang either
+        if n:
+            rf.set_num_threads(n)
+        h, cache = rf.lstm_forward(*args)
+        got = [h, *rf.lstm_backward(np.ones_like(h), cache)]
+        out.append(all(np.array_equal(a, b) for a, b in zip(got, expected)))
+    q.put((out, rf.get_num_threads()))
+
+if __name__ == "__main__":
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,), daemon=True)  # a hung child must not keep us alive
+    p.start()
+    p.join(60)
+    assert not p.is_alive(), "forked child hung"
+    assert p.exitcode == 0, p.exitcode
+    same, threads = q.get(timeout=5)
+    assert same == [True, True] and threads == 1, (same, threads)
+    h, cache = rf.lstm_forward(*args)      # the parent keeps its threads
+    assert rf.get_num_threads() == 2 and np.array_equal(h, expected[0])
+    print("ok")
+"""
+
+
+def test_forked_child_runs_the_kernels_to_completion(tmp_path):
+    """GNU OpenMP's pool does not survive fork(); the child must not hang in it."""
+    script = tmp_path / "fork_child.py"
+    script.write_text(FORK_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
