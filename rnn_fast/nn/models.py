@@ -125,9 +125,6 @@ class Sequential:
     def add(self, layer: layers_mod.Layer) -> None:
         if not isinstance(layer, layers_mod.Layer):
             raise TypeError(f"Sequential.add(): expected a layer, got {type(layer).__name__}")
-        if self.layers and getattr(self.layers[-1], "return_state", False):
-            raise ValueError(f"Sequential.add(): {self.layers[-1].name} has return_state=True, so its output is "
-                             f"a list; a Sequential layer must output one array")
         if any(existing.name == layer.name for existing in self.layers):
             raise ValueError(f"Sequential.add(): the model already has a layer named {layer.name!r}")
         if self.built:
