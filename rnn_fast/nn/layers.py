@@ -127,6 +127,13 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
+def positive_int(value, who: str) -> int:
+    """value as an int, or a ValueError naming it unless it is an integer >= 1."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{who} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _as_float(x, dtype: np.dtype, who: str) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "fiub":
@@ -152,14 +159,12 @@ class _Recurrent(Layer):
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
                  stateful: bool = False, unroll: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
-            raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout!r}")
         if recurrent_dropout != 0.0:
             raise ValueError(f"{self.name}: recurrent_dropout is not supported by the fused kernels "
                              f"(got {recurrent_dropout!r}); use dropout= on the inputs or a Dropout layer")
-        self.units = int(units)
+        self.units = positive_int(units, f"{self.name}: units")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -467,9 +472,7 @@ class Dense(Layer):
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
-            raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int(units, f"{self.name}: units")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -590,12 +593,10 @@ class Embedding(Layer):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)
         super().__init__(**kwargs)
-        for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{self.name}: {arg} must be a positive integer, got {v!r}")
         if mask_zero:
             raise ValueError(f"{self.name}: mask_zero=True is not supported")
-        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.input_dim = positive_int(input_dim, f"{self.name}: input_dim")
+        self.output_dim = positive_int(output_dim, f"{self.name}: output_dim")
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
 
@@ -643,9 +644,7 @@ class RepeatVector(Layer):
 
     def __init__(self, n: int, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{self.name}: n must be a positive integer, got {n!r}")
-        self.n = int(n)
+        self.n = positive_int(n, f"{self.name}: n")
 
     def output_shape_for(self, input_shape: Shape) -> Shape:
         return (self.n,) + tuple(input_shape)

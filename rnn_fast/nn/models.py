@@ -68,8 +68,8 @@ class _Progress:
     """Keras's progress bar: redrawn in place on a terminal, one line per
     epoch otherwise (logs and notebooks)."""
 
-    def __init__(self, total: int, verbose: int, stream=None):
-        self.total, self.verbose = total, verbose
+    def __init__(self, total: int, verbose: Union[int, str], stream=None):
+        self.total, self.verbose = total, 1 if verbose == "auto" else int(verbose)
         self.stream = stream if stream is not None else sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
@@ -315,11 +315,7 @@ class Sequential:
 
     @staticmethod
     def _batch_size(batch_size: Optional[int], who: str) -> int:
-        if batch_size is None:
-            return 32
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"{who}: batch_size must be a positive integer, got {batch_size!r}")
-        return int(batch_size)
+        return 32 if batch_size is None else layers_mod.positive_int(batch_size, f"{who}: batch_size")
 
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Union[int, str] = "auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
@@ -330,7 +326,7 @@ class Sequential:
         if y is None:
             raise ValueError("fit(): y is required")
         batch_size = self._batch_size(batch_size, "fit()")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = 1 if verbose == "auto" else int(verbose)  # also decides the "Epoch i/n" lines
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit(): validation_split must be in [0, 1), got {validation_split!r}")
         if validation_data is None and validation_split > 0:
@@ -395,7 +391,6 @@ class Sequential:
         if y is None:
             raise ValueError("evaluate(): y is required")
         batch_size = self._batch_size(batch_size, "evaluate()")
-        verbose = 1 if verbose == "auto" else int(verbose)
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         sums: Dict[str, float] = {}
@@ -414,7 +409,6 @@ class Sequential:
         """The model's outputs for x, in batches, in inference mode (no dropout)."""
         x, _ = self._check_data(x, None, "predict()")
         batch_size = self._batch_size(batch_size, "predict()")
-        verbose = 1 if verbose == "auto" else int(verbose)
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         outs = []
