@@ -128,6 +128,13 @@ py::array_t<std::int64_t> index_array(py::handle obj, const char* fn, const char
     return c;
 }
 
+// An LSTM step's cell-state argument, which has no default: None is refused
+// (elsewhere the bindings take None for an absent optional argument).
+void not_none(py::handle obj, const char* fn, const char* name) {
+    if (obj.is_none())
+        throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got None");
+}
+
 bool any_double(std::initializer_list<const py::array*> arrays) {
     for (const py::array* a : arrays)
         if (a->itemsize() == 8) return true;
@@ -441,7 +448,7 @@ py::tuple rnn_backward(py::handle dh, py::handle cache) {
 py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, py::handle Wx, py::handle Wh,
                             py::handle b) {
     const char* fn = "lstm_step_forward";
-    if (prev_c.is_none()) throw py::type_error("lstm_step_forward(): prev_c must be a float32 or float64 array, got None");
+    not_none(prev_c, fn, "prev_c");
     LSTMStepCache c = forward<LSTMStepCache>(fn, true, true, x, prev_h, prev_c, Wx, Wh, b, Activation::tanh, false);
     py::array next_h = copy_of(c.h, {c.N, c.H});
     py::array next_c = copy_of(c.c, {c.N, c.H});
@@ -450,6 +457,7 @@ py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, 
 
 py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle cache) {
     const char* fn = "lstm_step_backward";
+    not_none(dnext_c, fn, "dnext_c");
     const RecurrentGrads g =
         backward(fn, cache_arg<LSTMStepCache>(cache, fn, "lstm_step_forward"), dnext_h, dnext_c, true);
     return py::make_tuple(g.dx, g.dh0, g.dc0, g.dWx, g.dWh, g.db);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "gemm.h"
@@ -88,7 +89,8 @@ double temporal_softmax_loss(F* dx, const F* x, const std::int64_t* y, const F* 
     }
     double loss = 0;
     for (double l : row_loss) loss += l;
-    return N > 0 ? loss / static_cast<double>(N) : 0.0;
+    // An empty batch (N = 0) has no mean: NaN, as NumPy's 0 / 0.
+    return N > 0 ? loss / static_cast<double>(N) : std::numeric_limits<double>::quiet_NaN();
 }
 
 #define RNN_FAST_INSTANTIATE(F)                                                                         \

@@ -90,6 +90,7 @@ class RNNCache:
     Wx: np.ndarray
     Wh: np.ndarray
     reverse: bool
+    dtype: np.dtype  # of the forward's results: every input promoted
 
 
 def _times(T, reverse):
@@ -109,7 +110,7 @@ def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_st
     for t in _times(T, reverse):
         prev, steps[t] = rnn_step_forward(x[:, t], prev, Wx, Wh, b, activation=activation)
         h[:, t] = prev
-    cache = RNNCache(steps, x.shape, h0, Wx, Wh, reverse)
+    cache = RNNCache(steps, x.shape, h0, Wx, Wh, reverse, dtype)
     if return_state:
         return h, np.array(prev, dtype=dtype), cache
     return h, cache
@@ -119,7 +120,7 @@ def rnn_backward(dh, cache):
     """dh (N, T, H): upstream gradient of each step's h only.
     Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db)."""
     N, T, D = cache.shape_x
-    dtype = np.result_type(dh, cache.Wx, cache.h0)
+    dtype = np.result_type(dh, cache.dtype)
     dx = np.zeros((N, T, D), dtype=dtype)
     dprev = np.zeros(cache.h0.shape, dtype=dtype)
     dWx = np.zeros(cache.Wx.shape, dtype=dtype)
@@ -196,6 +197,7 @@ class LSTMCache:
     Wx: np.ndarray
     Wh: np.ndarray
     reverse: bool
+    dtype: np.dtype  # of the forward's results: every input promoted
 
 
 def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False):
@@ -213,7 +215,7 @@ def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False
     for t in _times(T, reverse):
         prev_h, prev_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
         h[:, t] = prev_h
-    cache = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse)
+    cache = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse, dtype)
     if return_state:
         return h, np.array(prev_h, dtype=dtype), np.array(prev_c, dtype=dtype), cache
     return h, cache
@@ -225,7 +227,7 @@ def lstm_backward(dh, cache, *, dcT=None, return_dc0=False):
     Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db), with dc0 appended when
     return_dc0."""
     N, T, D = cache.shape_x
-    dtype = np.result_type(dh, cache.Wx, cache.h0, *([] if dcT is None else [dcT]))
+    dtype = np.result_type(dh, cache.dtype, *([] if dcT is None else [dcT]))
     dx = np.zeros((N, T, D), dtype=dtype)
     dprev_h = np.zeros(cache.h0.shape, dtype=dtype)
     dprev_c = np.zeros(cache.h0.shape, dtype=dtype) if dcT is None else np.array(dcT, dtype=dtype)
@@ -251,18 +253,21 @@ def lstm_backward(dh, cache, *, dcT=None, return_dc0=False):
 class AffineCache:
     x: np.ndarray  # (N, T, D)
     w: np.ndarray  # (D, M)
+    dtype: np.dtype  # of the forward's result: every input promoted
 
 
 def temporal_affine_forward(x, w, b):
     """out (N, T, M) = x (N, T, D) . w (D, M) + b (M,). Returns (out, cache)."""
     N, T, D = x.shape
     out = x.reshape(N * T, D).dot(w).reshape(N, T, w.shape[1]) + b
-    return out, AffineCache(x, w)
+    return out, AffineCache(x, w, out.dtype)
 
 
 def temporal_affine_backward(dout, cache):
-    """Returns (dx (N, T, D), dw (D, M), db (M,))."""
+    """Returns (dx (N, T, D), dw (D, M), db (M,)), all in the dtype of the
+    forward's result promoted with dout's, as the recurrent backwards."""
     x, w = cache.x, cache.w
+    dout = dout.astype(np.result_type(dout, cache.dtype), copy=False)
     N, T, D = x.shape
     M = w.shape[1]
     dx = dout.reshape(N * T, M).dot(w.T).reshape(N, T, D)

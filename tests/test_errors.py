@@ -74,10 +74,13 @@ def test_non_array_arguments_are_type_errors():
         call(rf.rnn_forward, args)
 
 
-def test_prev_c_is_required_for_an_lstm_step():
+def test_the_cell_state_of_an_lstm_step_is_required():
     x, h0, Wx, Wh, b = recurrent_inputs((N, 1, D, H), np.float32, gates=4)
-    with pytest.raises(TypeError, match="prev_c"):
+    with pytest.raises(TypeError, match="prev_c must be a float32 or float64 array, got None"):
         rf.lstm_step_forward(x[:, 0], h0, None, Wx, Wh, b)
+    next_h, _, cache = rf.lstm_step_forward(x[:, 0], h0, h0, Wx, Wh, b)
+    with pytest.raises(TypeError, match="dnext_c must be a float32 or float64 array, got None"):
+        rf.lstm_step_backward(next_h, None, cache)
 
 
 def test_unknown_activation():

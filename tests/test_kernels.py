@@ -166,6 +166,27 @@ def test_softmax_loss_stays_finite_where_probabilities_underflow():
     np.testing.assert_allclose(dx, [[[-1.0, 1.0]]])
 
 
+def test_softmax_loss_of_an_empty_batch_is_nan_as_in_numpy():
+    # cs231n's loss divides by N: 0 / 0 for N = 0.
+    loss, dx = rf.temporal_softmax_loss(np.zeros((0, 3, 4)), np.zeros((0, 3), int), np.ones((0, 3), bool))
+    assert np.isnan(loss) and dx.shape == (0, 3, 4)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(ref.temporal_softmax_loss(np.zeros((0, 3, 4)), np.zeros((0, 3), int), np.ones((0, 3), bool))[0])
+
+
+def test_backward_dtype_is_the_forwards_promoted_with_the_gradients():
+    # One float64 argument makes the whole forward float64, and its backward
+    # too, even for a float32 upstream gradient (the reference agrees).
+    x, h0, Wx, Wh, b = recurrent_inputs((2, 3, 4, 5), np.float32, gates=4)
+    b = b.astype(np.float64)
+    for lib in (rf, ref):
+        h, cache = lib.lstm_forward(x, h0, Wx, Wh, b)
+        assert h.dtype == np.float64
+        assert all(g.dtype == np.float64 for g in lib.lstm_backward(h.astype(np.float32), cache))
+        out, cache = lib.temporal_affine_forward(x, Wx, b)
+        assert all(g.dtype == np.float64 for g in lib.temporal_affine_backward(out.astype(np.float32), cache))
+
+
 # ----------------------------------------------------------- dtypes
 
 
