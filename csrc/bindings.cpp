@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -117,15 +118,30 @@ py::array float_array(py::handle obj, const char* fn, const char* name) {
     return a;
 }
 
-// np.asarray(obj), which must hold integers, as a contiguous int64 array.
-py::array_t<std::int64_t> index_array(py::handle obj, const char* fn, const char* name) {
+// np.asarray(obj), which must hold integers (see int64_array).
+py::array index_array(py::handle obj, const char* fn, const char* name) {
     py::array a = py::array::ensure(obj);
     if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u'))
         throw py::type_error(std::string(fn) + "(): " + name + " must be an integer array, got " +
                              (a ? "dtype " + dtype_of(a) : type_name(obj)));
-    auto c = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
-    if (!c) throw py::error_already_set();
-    return c;
+    return a;
+}
+
+// Refuses, before anything is allocated, an output whose element count does
+// not fit in 64 bits (with 8-byte elements): sizes that only broadcast views,
+// whose strides are zero, can describe.
+void check_size(const char* fn, const char* name, const char* spec, std::initializer_list<index_t> dims) {
+    index_t n = 1;
+    bool over = false;
+    std::string shape;
+    for (index_t d : dims) {
+        if (d == 0) return;
+        over = over || __builtin_mul_overflow(n, d, &n);
+        shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    }
+    if (over || n > std::numeric_limits<std::int64_t>::max() / 8)
+        throw py::value_error(std::string(fn) + "(): " + name + " would have shape (" + spec + ") = (" + shape +
+                              "), more elements than any array can hold");
 }
 
 // An LSTM step's cell-state argument, which has no default: None is refused
@@ -146,11 +162,20 @@ constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
 template <typename F>
 using Contiguous = py::array_t<F, py::array::c_style | py::array::forcecast | kAligned>;
 
+// The converting constructor raises NumPy's error (MemoryError when a copy
+// cannot be allocated); array_t::ensure() would clear it.
 template <typename F>
 Contiguous<F> contiguous(const py::array& a) {
-    Contiguous<F> c = Contiguous<F>::ensure(a);
-    if (!c) throw py::error_already_set();
-    return c;
+    return Contiguous<F>(static_cast<const py::object&>(a));
+}
+
+// a (integers) as a C-contiguous int64 array of its own.
+py::array_t<std::int64_t> int64_array(const py::array& a) {
+    py::array_t<std::int64_t, py::array::c_style | py::array::forcecast | kAligned> c(static_cast<const py::object&>(a));
+    if (c.ptr() != a.ptr()) return c;
+    py::array_t<std::int64_t> copy(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+    std::memcpy(copy.mutable_data(), c.data(), sizeof(std::int64_t) * c.size());
+    return copy;
 }
 
 // Like contiguous(), but never shares memory with `a`: the caches own their
@@ -313,6 +338,9 @@ Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0
     d.expect(in.Wx, "Wx", lstm ? "D,4H" : "D,H");
     d.expect(in.Wh, "Wh", lstm ? "H,4H" : "H,H");
     d.expect(in.b, "b", lstm ? "4H" : "H");
+    if (step) check_size(fn, "next_h", "N, H", {d['N'], d['H']});
+    else check_size(fn, "h", "N, T, H", {d['N'], d['T'], d['H']});
+    if (lstm) check_size(fn, "the saved gates", "N, T, 4H", {d['N'], step ? 1 : d['T'], 4, d['H']});
     Cache cache;
     cache.lstm = lstm;
     cache.act = act;
@@ -505,6 +533,7 @@ py::tuple temporal_affine_forward(py::handle x_, py::handle w_, py::handle b_) {
     d.expect(x, "x", "N,T,D");
     d.expect(w, "w", "D,M");
     d.expect(b, "b", "M");
+    check_size(fn, "out", "N, T, M", {d['N'], d['T'], d['M']});
     AffineCache c;
     c.N = d['N'], c.T = d['T'], c.D = d['D'], c.M = d['M'];
     return any_double({&x, &w, &b}) ? affine_forward_t<double>(x, w, b, c) : affine_forward_t<float>(x, w, b, c);
@@ -554,10 +583,10 @@ py::tuple word_embedding_forward(py::handle x_, py::handle W_) {
     Dims d(fn);
     d.expect(x, "x", "N,T");
     d.expect(W, "W", "V,D");
+    check_size(fn, "out", "N, T, D", {d['N'], d['T'], d['D']});
     EmbeddingCache c;
     c.N = d['N'], c.T = d['T'], c.V = d['V'], c.D = d['D'];
-    c.x = py::array_t<std::int64_t>(std::vector<py::ssize_t>{c.N, c.T});
-    std::memcpy(c.x.mutable_data(), x.data(), sizeof(std::int64_t) * c.N * c.T);
+    c.x = int64_array(x);
     try {
         return W.itemsize() == 8 ? embedding_forward_t<double>(W, std::move(c))
                                  : embedding_forward_t<float>(W, std::move(c));
@@ -604,7 +633,7 @@ py::tuple softmax_loss_t(const py::array& x_, const py::array_t<std::int64_t>& y
 py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, bool verbose) {
     const char* fn = "temporal_softmax_loss";
     const py::array x = float_array(x_, fn, "x");
-    const py::array_t<std::int64_t> y = index_array(y_, fn, "y");
+    const py::array y = index_array(y_, fn, "y");
     const py::array mask = py::array::ensure(mask_);
     if (!mask || !(mask.dtype().kind() == 'b' || mask.dtype().kind() == 'i' || mask.dtype().kind() == 'u' ||
                    mask.dtype().kind() == 'f'))
@@ -616,8 +645,9 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
     d.expect(mask, "mask", "N,T");
     if (verbose) py::print("dx_flat: ", py::make_tuple(d['N'] * d['T'], d['V']));
     try {
-        return x.itemsize() == 8 ? softmax_loss_t<double>(x, y, mask, d['N'], d['T'], d['V'])
-                                 : softmax_loss_t<float>(x, y, mask, d['N'], d['T'], d['V']);
+        const py::array_t<std::int64_t> y64 = int64_array(y);
+        return x.itemsize() == 8 ? softmax_loss_t<double>(x, y64, mask, d['N'], d['T'], d['V'])
+                                 : softmax_loss_t<float>(x, y64, mask, d['N'], d['T'], d['V']);
     } catch (const std::invalid_argument& e) {
         throw py::value_error(std::string(fn) + "(): " + e.what());
     }
@@ -678,6 +708,15 @@ PYBIND11_MODULE(_core, m) {
 #pragma omp parallel num_threads(g_threads.load())
     { (void)0; }
     pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    // The core's own workspaces (packed weights, GEMM panels) throw
+    // std::bad_alloc when they cannot be had: a MemoryError that says so.
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::bad_alloc&) {
+            PyErr_SetString(PyExc_MemoryError, "rnn_fast: out of memory for a kernel's workspace");
+        }
+    });
 
     register_cache<RNNStepCache>(m, "RNNStepCache", "Opaque cache of rnn_step_forward, for rnn_step_backward.");
     register_cache<RNNCache>(m, "RNNCache", "Opaque cache of rnn_forward, for rnn_backward.");
