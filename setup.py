@@ -1,16 +1,27 @@
-"""Build of rnn_fast's C++ core as the extension module rnn_fast._core."""
+"""Build of rnn_fast's C++ core as the extension module rnn_fast._core.
+
+RNN_FAST_SANITIZE=1 in the environment builds it instead with
+AddressSanitizer and UndefinedBehaviorSanitizer (-O1, frame pointers, and
+any undefined behaviour aborts); .ci/sanitize shows how to run the tests
+against such a build (libasan must be preloaded into Python).
+"""
+import os
 from glob import glob
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
+
+SANITIZE = os.environ.get("RNN_FAST_SANITIZE", "") not in ("", "0")
+SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
 
 ext = Pybind11Extension(
     "rnn_fast._core",
     sorted(glob("csrc/*.cpp")),
     include_dirs=["csrc"],
     cxx_std=17,
-    extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"],
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=["-O1" if SANITIZE else "-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"]
+    + (SANITIZER_FLAGS if SANITIZE else []),
+    extra_link_args=["-fopenmp"] + (SANITIZER_FLAGS if SANITIZE else []),
     depends=sorted(glob("csrc/*.h")),
 )
 
