@@ -90,8 +90,9 @@ class Call:
 class Draw:
     """Draws arguments of one call from Hypothesis's data and a seeded rng."""
 
-    def __init__(self, data, fn):
+    def __init__(self, data, fn, valid_only=False):
         self.data = data
+        self.valid_only = valid_only  # every argument valid: a forward whose backward is under test
         self.rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
         self.call = Call(fn, {})
         # At most one argument of wrong shape: this one, if it is drawn.
@@ -104,12 +105,13 @@ class Draw:
         if self.data.draw(st.integers(0, 4), label="misshape?") == 0:
             self.misshapen = self.data.draw(st.sampled_from(names), label="misshapen")
 
-    def array(self, name, shape, kind=FLOAT, high=None, scale=1.0, valid_only=False, shared=None, optional=False):
+    def array(self, name, shape, kind=FLOAT, high=None, scale=1.0, shared=None, optional=False):
         """A float argument (or integer indices in [0, high), or a mask) of the
         given shape, in a drawn dtype and layout; records what makes it bad.
         shared: the axes whose letter another argument also fixes (default
         all), the ones that a wrong length can be detected on. optional: a
         keyword argument whose None means "absent", a valid value."""
+        valid_only = self.valid_only
         if kind == INDEX:
             values = self.rng.integers(0, max(high, 1), size=shape)
             if not valid_only and values.size and self.data.draw(st.integers(0, 5), label=f"{name} out of range?") == 0:
@@ -336,9 +338,7 @@ def other_caches(own):
 def recurrent_backward(data, cell, step):
     fwd = f"{cell}_{'step_' if step else ''}forward"
     fn = f"{cell}_{'step_' if step else ''}backward"
-    d = Draw(data, fwd)
-    plain = d.array
-    d.array = lambda *a, **k: plain(*a, **{**k, "valid_only": True})
+    d = Draw(data, fwd, valid_only=True)
     L = d.letters("NTDH")
     N, T, D, H = L["N"], L["T"], L["D"], L["H"]
     g = 4 if cell == "lstm" else 1
@@ -390,47 +390,34 @@ def recurrent_backward(data, cell, step):
         assert all(np.array_equal(a, b) for a, b in zip(again, result[0])), "a second backward differs"
 
 
-def affine_backward(data):
-    d = Draw(data, "temporal_affine_forward")
-    plain = d.array
-    d.array = lambda *a, **k: plain(*a, **{**k, "valid_only": True})
+def layer_backward(data, fn, forward_draw, dout_shape, cache_type):
+    """The backward fn(dout, cache) of a layer: a valid forward drawn by
+    forward_draw(d) -> (cache, reference cache), then dout (N,T,...) drawn
+    with every mishap, and sometimes a wrong cache."""
+    d = Draw(data, fn.replace("backward", "forward"), valid_only=True)
     L = d.letters("NTDM")
-    N, T, D, M = L["N"], L["T"], L["D"], L["M"]
-    args = [d.array("x", (N, T, D)), d.array("w", (D, M)), d.array("b", (M,))]
-    cache = rf.temporal_affine_forward(*args)[1]
-    ref_cache = ref.temporal_affine_forward(*map(np.asarray, args))[1]
-    e = Draw(data, "temporal_affine_backward")
+    cache, ref_cache = forward_draw(d, L)
+    e = Draw(data, fn)
     e.call.float32 = d.call.float32
     e.maybe_misshape(["dout"])
-    e.array("dout", (N, T, M))
+    e.array("dout", dout_shape(L))
     e.call.args["cache"] = cache
-    wrong_cache(data, e.call, other_caches("AffineCache") + [ref_cache])
+    wrong_cache(data, e.call, other_caches(cache_type) + [ref_cache])
     call = e.call
-    run_case(call, lambda: rf.temporal_affine_backward(*call.args.values()),
-             lambda: ref.temporal_affine_backward(np.asarray(call.args["dout"]), ref_cache))
+    run_case(call, lambda: getattr(rf, fn)(*call.args.values()),
+             lambda: getattr(ref, fn)(np.asarray(call.args["dout"]), ref_cache))
 
 
-def embedding_backward(data):
-    d = Draw(data, "word_embedding_forward")
-    plain = d.array
-    d.array = lambda *a, **k: plain(*a, **{**k, "valid_only": True})
-    L = d.letters("NTVD")
-    N, T, V, D = L["N"], L["T"], L["V"], L["D"]
-    if N * T and not V:
-        V = 1
-    x = d.rng.integers(0, max(V, 1), size=(N, T))
-    W = d.array("W", (V, D))
-    cache = rf.word_embedding_forward(x, W)[1]
-    ref_cache = ref.word_embedding_forward(x, np.asarray(W))[1]
-    e = Draw(data, "word_embedding_backward")
-    e.call.float32 = d.call.float32
-    e.maybe_misshape(["dout"])
-    e.array("dout", (N, T, D))
-    e.call.args["cache"] = cache
-    wrong_cache(data, e.call, other_caches("EmbeddingCache") + [ref_cache])
-    call = e.call
-    run_case(call, lambda: rf.word_embedding_backward(*call.args.values()),
-             lambda: ref.word_embedding_backward(np.asarray(call.args["dout"]), ref_cache))
+def affine_forward_valid(d, L):
+    args = [d.array("x", (L["N"], L["T"], L["D"])), d.array("w", (L["D"], L["M"])), d.array("b", (L["M"],))]
+    return rf.temporal_affine_forward(*args)[1], ref.temporal_affine_forward(*map(np.asarray, args))[1]
+
+
+def embedding_forward_valid(d, L):
+    V = L["M"] or (1 if L["N"] * L["T"] else 0)  # M as the vocabulary: some index must be valid
+    x = d.rng.integers(0, max(V, 1), size=(L["N"], L["T"]))
+    W = d.array("W", (V, L["D"]))
+    return rf.word_embedding_forward(x, W)[1], ref.word_embedding_forward(x, np.asarray(W))[1]
 
 
 PROPERTIES = {
@@ -443,9 +430,12 @@ PROPERTIES = {
     "lstm_step_backward": lambda data: recurrent_backward(data, "lstm", True),
     "lstm_backward": lambda data: recurrent_backward(data, "lstm", False),
     "temporal_affine_forward": affine_forward,
-    "temporal_affine_backward": affine_backward,
+    "temporal_affine_backward": lambda data: layer_backward(
+        data, "temporal_affine_backward", affine_forward_valid, lambda L: (L["N"], L["T"], L["M"]), "AffineCache"),
     "word_embedding_forward": embedding_forward,
-    "word_embedding_backward": embedding_backward,
+    "word_embedding_backward": lambda data: layer_backward(
+        data, "word_embedding_backward", embedding_forward_valid, lambda L: (L["N"], L["T"], L["D"]),
+        "EmbeddingCache"),
     "temporal_softmax_loss": softmax_loss,
 }
 
