@@ -118,7 +118,8 @@ py::array float_array(py::handle obj, const char* fn, const char* name) {
     return a;
 }
 
-// np.asarray(obj), which must hold integers (see int64_array).
+// np.asarray(obj), which must hold integers (converted to int64 after the
+// shape checks: no copy of a broadcast view before check_size).
 py::array index_array(py::handle obj, const char* fn, const char* name) {
     py::array a = py::array::ensure(obj);
     if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u'))
@@ -157,35 +158,26 @@ bool any_double(std::initializer_list<const py::array*> arrays) {
     return false;
 }
 
-// A C-contiguous, aligned array of F with a's values; a itself when it already is one.
+// A C-contiguous, aligned array of T with a's values; a itself when it already is one.
 constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
-template <typename F>
-using Contiguous = py::array_t<F, py::array::c_style | py::array::forcecast | kAligned>;
+template <typename T>
+using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast | kAligned>;
 
 // The converting constructor raises NumPy's error (MemoryError when a copy
 // cannot be allocated); array_t::ensure() would clear it.
-template <typename F>
-Contiguous<F> contiguous(const py::array& a) {
-    return Contiguous<F>(static_cast<const py::object&>(a));
-}
-
-// a (integers) as a C-contiguous int64 array of its own.
-py::array_t<std::int64_t> int64_array(const py::array& a) {
-    py::array_t<std::int64_t, py::array::c_style | py::array::forcecast | kAligned> c(static_cast<const py::object&>(a));
-    if (c.ptr() != a.ptr()) return c;
-    py::array_t<std::int64_t> copy(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-    std::memcpy(copy.mutable_data(), c.data(), sizeof(std::int64_t) * c.size());
-    return copy;
+template <typename T>
+Contiguous<T> contiguous(const py::array& a) {
+    return Contiguous<T>(static_cast<const py::object&>(a));
 }
 
 // Like contiguous(), but never shares memory with `a`: the caches own their
 // arrays, so a caller who later writes into an input cannot corrupt them.
-template <typename F>
-Contiguous<F> owned(const py::array& a) {
-    Contiguous<F> c = contiguous<F>(a);
+template <typename T>
+Contiguous<T> owned(const py::array& a) {
+    Contiguous<T> c = contiguous<T>(a);
     if (c.ptr() != a.ptr() && c.owndata()) return c;
-    Contiguous<F> copy(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-    std::memcpy(copy.mutable_data(), c.data(), sizeof(F) * c.size());
+    Contiguous<T> copy(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+    std::memcpy(copy.mutable_data(), c.data(), sizeof(T) * c.size());
     return copy;
 }
 
@@ -586,7 +578,7 @@ py::tuple word_embedding_forward(py::handle x_, py::handle W_) {
     check_size(fn, "out", "N, T, D", {d['N'], d['T'], d['D']});
     EmbeddingCache c;
     c.N = d['N'], c.T = d['T'], c.V = d['V'], c.D = d['D'];
-    c.x = int64_array(x);
+    c.x = owned<std::int64_t>(x);
     try {
         return W.itemsize() == 8 ? embedding_forward_t<double>(W, std::move(c))
                                  : embedding_forward_t<float>(W, std::move(c));
@@ -645,7 +637,7 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
     d.expect(mask, "mask", "N,T");
     if (verbose) py::print("dx_flat: ", py::make_tuple(d['N'] * d['T'], d['V']));
     try {
-        const py::array_t<std::int64_t> y64 = int64_array(y);
+        const Contiguous<std::int64_t> y64 = contiguous<std::int64_t>(y);
         return x.itemsize() == 8 ? softmax_loss_t<double>(x, y64, mask, d['N'], d['T'], d['V'])
                                  : softmax_loss_t<float>(x, y64, mask, d['N'], d['T'], d['V']);
     } catch (const std::invalid_argument& e) {
