@@ -610,9 +610,10 @@ py::array word_embedding_backward(py::handle dout_, py::handle cache) {
 }
 
 template <typename F>
-py::tuple softmax_loss_t(const py::array& x_, const py::array_t<std::int64_t>& y, const py::array& mask_,
-                         index_t N, index_t T, index_t V) {
+py::tuple softmax_loss_t(const py::array& x_, const py::array& y_, const py::array& mask_, index_t N, index_t T,
+                         index_t V) {
     const Contiguous<F> x = contiguous<F>(x_), mask = contiguous<F>(mask_);
+    const Contiguous<std::int64_t> y = contiguous<std::int64_t>(y_);
     py::array dx = empty<F>({N, T, V});
     double loss;
     {
@@ -637,9 +638,8 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
     d.expect(mask, "mask", "N,T");
     if (verbose) py::print("dx_flat: ", py::make_tuple(d['N'] * d['T'], d['V']));
     try {
-        const Contiguous<std::int64_t> y64 = contiguous<std::int64_t>(y);
-        return x.itemsize() == 8 ? softmax_loss_t<double>(x, y64, mask, d['N'], d['T'], d['V'])
-                                 : softmax_loss_t<float>(x, y64, mask, d['N'], d['T'], d['V']);
+        return x.itemsize() == 8 ? softmax_loss_t<double>(x, y, mask, d['N'], d['T'], d['V'])
+                                 : softmax_loss_t<float>(x, y, mask, d['N'], d['T'], d['V']);
     } catch (const std::invalid_argument& e) {
         throw py::value_error(std::string(fn) + "(): " + e.what());
     }

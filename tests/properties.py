@@ -272,7 +272,13 @@ def recurrent_forward(data, cell, step):
     ours = lambda: getattr(rf, fn)(*d.call.args.values(), **kwargs)  # noqa: E731
     reference = lambda: getattr(ref, fn)(*as_arrays(d.call).values(), **{  # noqa: E731
         k: np.asarray(v) if k == "c0" and v is not None else v for k, v in kwargs.items()})
-    return d, run_case(d.call, ours, reference)
+    run_case(d.call, ours, reference)
+
+
+def run_positional(call):
+    """run_case for a call of fn(*args) in both libraries."""
+    run_case(call, lambda: getattr(rf, call.fn)(*call.args.values()),
+             lambda: getattr(ref, call.fn)(*as_arrays(call).values()))
 
 
 def affine_forward(data):
@@ -282,9 +288,7 @@ def affine_forward(data):
     d.array("x", (L["N"], L["T"], L["D"]), shared=(2,))
     d.array("w", (L["D"], L["M"]))
     d.array("b", (L["M"],))
-    call = d.call
-    return d, run_case(call, lambda: rf.temporal_affine_forward(*call.args.values()),
-                       lambda: ref.temporal_affine_forward(*as_arrays(call).values()))
+    run_positional(d.call)
 
 
 def embedding_forward(data):
@@ -293,9 +297,7 @@ def embedding_forward(data):
     d.maybe_misshape(["x", "W"])
     d.array("x", (L["N"], L["T"]), kind=INDEX, high=L["V"], shared=())
     d.array("W", (L["V"], L["D"]), shared=())
-    call = d.call
-    return d, run_case(call, lambda: rf.word_embedding_forward(*call.args.values()),
-                       lambda: ref.word_embedding_forward(*as_arrays(call).values()))
+    run_positional(d.call)
 
 
 def softmax_loss(data):
@@ -306,9 +308,7 @@ def softmax_loss(data):
     d.array("x", (L["N"], L["T"], V), scale=3.0, shared=(0, 1))
     d.array("y", (L["N"], L["T"]), kind=INDEX, high=V)
     d.array("mask", (L["N"], L["T"]), kind=MASK)
-    call = d.call
-    run_case(call, lambda: rf.temporal_softmax_loss(*call.args.values()),
-             lambda: ref.temporal_softmax_loss(*as_arrays(call).values()))
+    run_positional(d.call)
 
 
 # ----------------------------------------------------------- backwards
