@@ -8,8 +8,11 @@ against such a build (libasan must be preloaded into Python).
 import os
 from glob import glob
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+
+# Compile the sources in parallel (one job per core unless NPY_NUM_BUILD_JOBS says otherwise).
+ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 SANITIZE = os.environ.get("RNN_FAST_SANITIZE", "") not in ("", "0")
 SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]

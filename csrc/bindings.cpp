@@ -256,16 +256,19 @@ struct RecurrentArgs {
 };
 
 // Runs the forward of cache.lstm ? LSTM : RNN and fills cache (N,T,D,H, flags set).
+// keep: the cache is for a backward, so it owns copies of the inputs and gets
+// Wh^T packed; otherwise (an inference forward) it only views the inputs and
+// is dropped after the call.
 template <typename F>
-void run_forward(RecurrentCache& cache, const RecurrentArgs& in) {
+void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep) {
     const index_t N = cache.N, T = cache.T, D = cache.D, H = cache.H;
     cache.is_double = std::is_same<F, double>::value;
-    cache.x = owned<F>(in.x);
-    cache.h0 = owned<F>(in.h0);
-    cache.Wx = owned<F>(in.Wx);
+    cache.x = keep ? owned<F>(in.x) : contiguous<F>(in.x);
+    cache.h0 = keep ? owned<F>(in.h0) : contiguous<F>(in.h0);
+    cache.Wx = keep ? owned<F>(in.Wx) : contiguous<F>(in.Wx);
     const Contiguous<F> Wh = contiguous<F>(in.Wh);
     const Contiguous<F> b = contiguous<F>(in.b);
-    auto wh_t = std::make_shared<rnn_fast::PackedB<F>>();
+    auto wh_t = keep ? std::make_shared<rnn_fast::PackedB<F>>() : nullptr;
     cache.h = empty<F>({N, T, H});
     if (!cache.lstm) {
         py::gil_scoped_release nogil;
@@ -273,7 +276,7 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in) {
                                      Wh.data(), b.data(), N, T, D, H, cache.act, cache.reverse, threads(), wh_t.get());
     } else {
         if (in.has_c0) {
-            cache.c0 = owned<F>(in.c0);
+            cache.c0 = keep ? owned<F>(in.c0) : contiguous<F>(in.c0);
         } else {
             py::array_t<F> zeros = empty<F>({N, H});
             std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
@@ -312,7 +315,7 @@ std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c)
 // returns the cache. step: x is (N,D) and there is one time step.
 template <typename Cache>
 Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0_, py::handle c0_,
-              py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse) {
+              py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse, bool keep = true) {
     const char* h0_name = step ? "prev_h" : "h0";
     const char* c0_name = step ? "prev_c" : "c0";
     RecurrentArgs in;
@@ -342,8 +345,8 @@ Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0
     cache.D = d['D'];
     cache.H = d['H'];
     const bool dbl = any_double({&in.x, &in.h0, &in.Wx, &in.Wh, &in.b}) || (in.has_c0 && in.c0.itemsize() == 8);
-    if (dbl) run_forward<double>(cache, in);
-    else run_forward<float>(cache, in);
+    if (dbl) run_forward<double>(cache, in, keep);
+    else run_forward<float>(cache, in, keep);
     return cache;
 }
 
@@ -432,13 +435,24 @@ RecurrentGrads backward(const char* fn, const RecurrentCache& c, py::handle dh_,
 
 // ------------------------------------------------------ public functions
 
+// The cache of a training forward, or None after an inference forward
+// (cache=False), whose outputs then are the kernel's own arrays, not copies.
+template <typename Cache>
+py::object cache_or_none(Cache&& c, bool keep) {
+    return keep ? py::cast(std::move(c)) : py::object(py::none());
+}
+
+py::array output(py::array a, std::vector<py::ssize_t> shape, bool keep) {
+    return keep ? copy_of(a, std::move(shape)) : a.reshape(shape);
+}
+
 py::tuple rnn_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b,
-                           const std::string& activation) {
+                           const std::string& activation, bool keep) {
     const char* fn = "rnn_step_forward";
     RNNStepCache c = forward<RNNStepCache>(fn, false, true, x, prev_h, py::none(), Wx, Wh, b,
-                                           parse_activation(fn, activation), false);
-    py::array next_h = copy_of(c.h, {c.N, c.H});
-    return py::make_tuple(next_h, std::move(c));
+                                           parse_activation(fn, activation), false, keep);
+    py::array next_h = output(c.h, {c.N, c.H}, keep);
+    return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
 }
 
 py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
@@ -449,14 +463,14 @@ py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
 }
 
 py::tuple rnn_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b,
-                      const std::string& activation, bool reverse, bool return_state) {
+                      const std::string& activation, bool reverse, bool return_state, bool keep) {
     const char* fn = "rnn_forward";
     RNNCache c = forward<RNNCache>(fn, false, false, x, h0, py::none(), Wx, Wh, b,
-                                   parse_activation(fn, activation), reverse);
-    py::array h = copy_of(c.h, {c.N, c.T, c.H});
-    if (!return_state) return py::make_tuple(h, std::move(c));
+                                   parse_activation(fn, activation), reverse, keep);
+    py::array h = output(c.h, {c.N, c.T, c.H}, keep);
+    if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
-    return py::make_tuple(h, hT, std::move(c));
+    return py::make_tuple(h, hT, cache_or_none(std::move(c), keep));
 }
 
 py::tuple rnn_backward(py::handle dh, py::handle cache) {
@@ -466,13 +480,14 @@ py::tuple rnn_backward(py::handle dh, py::handle cache) {
 }
 
 py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, py::handle Wx, py::handle Wh,
-                            py::handle b) {
+                            py::handle b, bool keep) {
     const char* fn = "lstm_step_forward";
     not_none(prev_c, fn, "prev_c");
-    LSTMStepCache c = forward<LSTMStepCache>(fn, true, true, x, prev_h, prev_c, Wx, Wh, b, Activation::tanh, false);
-    py::array next_h = copy_of(c.h, {c.N, c.H});
-    py::array next_c = copy_of(c.c, {c.N, c.H});
-    return py::make_tuple(next_h, next_c, std::move(c));
+    LSTMStepCache c =
+        forward<LSTMStepCache>(fn, true, true, x, prev_h, prev_c, Wx, Wh, b, Activation::tanh, false, keep);
+    py::array next_h = output(c.h, {c.N, c.H}, keep);
+    py::array next_c = output(c.c, {c.N, c.H}, keep);
+    return py::make_tuple(next_h, next_c, cache_or_none(std::move(c), keep));
 }
 
 py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle cache) {
@@ -484,14 +499,14 @@ py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle 
 }
 
 py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
-                       bool reverse, bool return_state) {
+                       bool reverse, bool return_state, bool keep) {
     const char* fn = "lstm_forward";
-    LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, Wx, Wh, b, Activation::tanh, reverse);
-    py::array h = copy_of(c.h, {c.N, c.T, c.H});
-    if (!return_state) return py::make_tuple(h, std::move(c));
+    LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, Wx, Wh, b, Activation::tanh, reverse, keep);
+    py::array h = output(c.h, {c.N, c.T, c.H}, keep);
+    if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
     py::array cT = final_state(c, c.c, c.c0);
-    return py::make_tuple(h, hT, cT, std::move(c));
+    return py::make_tuple(h, hT, cT, cache_or_none(std::move(c), keep));
 }
 
 py::tuple lstm_backward(py::handle dh, py::handle cache, py::handle dcT, bool return_dc0) {
@@ -719,16 +734,17 @@ PYBIND11_MODULE(_core, m) {
 
     using namespace pybind11::literals;
     m.def("rnn_step_forward", &rnn_step_forward, "x"_a, "prev_h"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(),
-          "activation"_a = "tanh", R"doc(One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b).
+          "activation"_a = "tanh", "cache"_a = true, R"doc(One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b).
 
 x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,): float32 or float64;
 mixed dtypes compute in float64. Returns (next_h (N, H), cache).
-Keyword-only: activation='tanh' or 'relu'.)doc");
+Keyword-only: activation='tanh' or 'relu'; cache=False for inference (no
+cache is kept: None in its place, and no copies of the inputs).)doc");
     m.def("rnn_step_backward", &rnn_step_backward, "dnext_h"_a, "cache"_a,
           R"doc(Backward of rnn_step_forward. dnext_h (N, H).
 Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).)doc");
     m.def("rnn_forward", &rnn_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh",
-          "reverse"_a = false, "return_state"_a = false,
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true,
           R"doc(Vanilla RNN over a sequence (batch first).
 
 x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
@@ -738,20 +754,24 @@ Keyword-only extras:
   reverse=True runs time from T-1 down to 0 (the backward half of a
     bidirectional RNN); h[:, t] is still the state at time t;
   return_state=True returns (h, h_T, cache), h_T (N, H) the state after the
-    last step (time 0 when reverse; h0 when T = 0).)doc");
+    last step (time 0 when reverse; h0 when T = 0);
+  cache=False: an inference forward, which keeps no cache (None is returned
+    in its place) and so copies no input and packs nothing for a backward.)doc");
     m.def("rnn_backward", &rnn_backward, "dh"_a, "cache"_a,
           R"doc(Backward of rnn_forward. dh (N, T, H) is the upstream gradient of
 each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
     m.def("lstm_step_forward", &lstm_step_forward, "x"_a, "prev_h"_a, "prev_c"_a, "Wx"_a, "Wh"_a, "b"_a,
+          py::kw_only(), "cache"_a = true,
           R"doc(One LSTM step, gates ordered i, f, o, g.
 
 x (N, D), prev_h and prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
-Returns (next_h (N, H), next_c (N, H), cache).)doc");
+Returns (next_h (N, H), next_c (N, H), cache).
+Keyword-only: cache=False for inference (None in the cache's place).)doc");
     m.def("lstm_step_backward", &lstm_step_backward, "dnext_h"_a, "dnext_c"_a, "cache"_a,
           R"doc(Backward of lstm_step_forward. dnext_h, dnext_c (N, H).
 Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).)doc");
     m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
-          "reverse"_a = false, "return_state"_a = false,
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true,
           R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
 
 x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,). The cell state
@@ -760,7 +780,9 @@ Keyword-only extras:
   c0 (N, H): initial cell state instead of zeros;
   reverse=True runs time from T-1 down to 0; h[:, t] is still time t;
   return_state=True returns (h, h_T, c_T, cache), the states after the last
-    step (time 0 when reverse; h0 and c0 when T = 0).)doc");
+    step (time 0 when reverse; h0 and c0 when T = 0);
+  cache=False: an inference forward, which keeps no cache (None is returned
+    in its place) and so copies no input and packs nothing for a backward.)doc");
     m.def("lstm_backward", &lstm_backward, "dh"_a, "cache"_a, py::kw_only(), "dcT"_a = py::none(),
           "return_dc0"_a = false,
           R"doc(Backward of lstm_forward. dh (N, T, H) is the upstream gradient of

@@ -64,11 +64,12 @@ class RNNStepCache:
     activation: str = "tanh"
 
 
-def rnn_step_forward(x, prev_h, Wx, Wh, b, *, activation="tanh"):
+def rnn_step_forward(x, prev_h, Wx, Wh, b, *, activation="tanh", cache=True):
     """next_h = act(x Wx + prev_h Wh + b). x (N, D), prev_h (N, H), Wx (D, H),
-    Wh (H, H), b (H,). Returns (next_h (N, H), cache)."""
+    Wh (H, H), b (H,). Returns (next_h (N, H), cache); cache=False (inference)
+    returns None in the cache's place."""
     next_h = _activate(x.dot(Wx) + prev_h.dot(Wh) + b, activation)
-    return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h, activation)
+    return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h, activation) if cache else None
 
 
 def rnn_step_backward(dnext_h, cache):
@@ -97,10 +98,11 @@ def _times(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_state=False):
+def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_state=False, cache=True):
     """Vanilla RNN over a sequence. x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H),
     b (H,). Returns (h (N, T, H), cache), or (h, h_T, cache) with return_state.
-    reverse runs time from T-1 down to 0 (h_T is then the state at t = 0)."""
+    reverse runs time from T-1 down to 0 (h_T is then the state at t = 0).
+    cache=False (inference) returns None in the cache's place."""
     N, T, _ = x.shape
     H = h0.shape[1]
     dtype = np.result_type(x, h0, Wx, Wh, b)
@@ -110,10 +112,10 @@ def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_st
     for t in _times(T, reverse):
         prev, steps[t] = rnn_step_forward(x[:, t], prev, Wx, Wh, b, activation=activation)
         h[:, t] = prev
-    cache = RNNCache(steps, x.shape, h0, Wx, Wh, reverse, dtype)
+    saved = RNNCache(steps, x.shape, h0, Wx, Wh, reverse, dtype) if cache else None
     if return_state:
-        return h, np.array(prev, dtype=dtype), cache
-    return h, cache
+        return h, np.array(prev, dtype=dtype), saved
+    return h, saved
 
 
 def rnn_backward(dh, cache):
@@ -151,9 +153,10 @@ class LSTMStepCache:
     next_c: np.ndarray  # (N, H)
 
 
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b, *, cache=True):
     """One LSTM step. x (N, D), prev_h and prev_c (N, H), Wx (D, 4H),
-    Wh (H, 4H), b (4H,). Returns (next_h, next_c, cache)."""
+    Wh (H, 4H), b (4H,). Returns (next_h, next_c, cache); cache=False
+    (inference) returns None in the cache's place."""
     H = prev_h.shape[1]
     a = x.dot(Wx) + prev_h.dot(Wh) + b
     i = sigmoid(a[:, :H])
@@ -162,7 +165,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     g = np.tanh(a[:, 3 * H :])
     next_c = f * prev_c + i * g
     next_h = o * np.tanh(next_c)
-    return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+    return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c) if cache else None
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
@@ -200,10 +203,11 @@ class LSTMCache:
     dtype: np.dtype  # of the forward's results: every input promoted
 
 
-def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False):
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False, cache=True):
     """LSTM over a sequence. x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H),
     b (4H,); the cell state starts at c0 (N, H), zeros by default.
-    Returns (h (N, T, H), cache), or (h, h_T, c_T, cache) with return_state."""
+    Returns (h (N, T, H), cache), or (h, h_T, c_T, cache) with return_state;
+    cache=False (inference) returns None in the cache's place."""
     N, T, _ = x.shape
     H = h0.shape[1]
     dtype = np.result_type(x, h0, Wx, Wh, b, *([] if c0 is None else [c0]))
@@ -215,10 +219,10 @@ def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False
     for t in _times(T, reverse):
         prev_h, prev_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
         h[:, t] = prev_h
-    cache = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse, dtype)
+    saved = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse, dtype) if cache else None
     if return_state:
-        return h, np.array(prev_h, dtype=dtype), np.array(prev_c, dtype=dtype), cache
-    return h, cache
+        return h, np.array(prev_h, dtype=dtype), np.array(prev_c, dtype=dtype), saved
+    return h, saved
 
 
 def lstm_backward(dh, cache, *, dcT=None, return_dc0=False):

@@ -102,6 +102,49 @@ def test_rnn_return_state(dtype, reverse):
     assert_all_close([h, hT], [h_ref, hT_ref], dtype, ["h", "hT"])
 
 
+INFERENCE_CASES = [
+    ("rnn_forward", 1, {"activation": "relu"}, 1),
+    ("rnn_forward", 1, {"reverse": True, "return_state": True}, 2),
+    ("lstm_forward", 4, {}, 1),
+    ("lstm_forward", 4, {"reverse": True, "return_state": True}, 3),
+    ("rnn_step_forward", 1, {}, 1),
+    ("lstm_step_forward", 4, {}, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn,gates,kwargs,outputs", INFERENCE_CASES, ids=lambda v: str(v))
+def test_inference_forward_equals_the_training_forward_and_keeps_no_cache(fn, gates, kwargs, outputs, dtype):
+    """cache=False: the same outputs bit for bit, None in the cache's place,
+    fresh writeable arrays, inputs untouched; the reference twin agrees."""
+    x, h0, Wx, Wh, b = recurrent_inputs((33, 4, 20, 19), dtype, gates=gates)
+    args = [x, h0, Wx, Wh, b]
+    if "step" in fn:
+        args[0] = x[:, 1]  # a strided view: converted, never written
+        if fn.startswith("lstm"):
+            args.insert(2, rand(h0.shape, dtype, seed=7))
+    before = [a.copy() for a in args]
+    trained = getattr(rf, fn)(*args, **kwargs)
+    inferred = getattr(rf, fn)(*args, **kwargs, cache=False)
+    assert len(trained) == len(inferred) == outputs + 1
+    assert inferred[-1] is None and trained[-1] is not None
+    for a, t in zip(inferred[:-1], trained[:-1]):
+        assert a.dtype == t.dtype and a.shape == t.shape and a.flags.c_contiguous and a.flags.writeable
+        np.testing.assert_array_equal(a, t)
+        assert not any(np.shares_memory(a, arg) for arg in args)
+    for arg, old in zip(args, before):
+        np.testing.assert_array_equal(arg, old)
+    ref_out = getattr(ref, fn)(*args, **kwargs, cache=False)
+    assert ref_out[-1] is None
+    assert_all_close(inferred[:-1], ref_out[:-1], dtype, [f"output {k}" for k in range(outputs)])
+
+
+def test_inference_forward_refuses_a_non_boolean_cache_flag():
+    args = recurrent_inputs((2, 3, 4, 5), np.float32, gates=4)
+    with pytest.raises(TypeError):
+        rf.lstm_forward(*args, cache="no")
+
+
 def test_lstm_forward_is_compiled():
     """The public lstm_forward is the C++ kernel, not a Python loop."""
     assert type(rf.lstm_forward).__name__ == "builtin_function_or_method"

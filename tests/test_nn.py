@@ -384,6 +384,33 @@ def test_training_reduces_the_loss_and_learns():
     assert model.evaluate(x, y, verbose=0)[0] < 0.5 * before[0]
 
 
+def test_inference_passes_write_no_cache_and_predict_what_the_training_pass_computes(monkeypatch):
+    model = stacked_bidirectional_model()
+    x = np.random.default_rng(0).integers(0, 12, (16, 6))
+    expected = model._forward(x, training=False, keep_cache=True)
+    flags = []
+    for name in ["lstm_forward", "rnn_forward"]:
+        kernel = getattr(rnn_fast._core, name)
+
+        def spy(*args, _k=kernel, **kwargs):
+            flags.append(kwargs["cache"])
+            return _k(*args, **kwargs)
+
+        monkeypatch.setattr(rnn_fast._core, name, spy)
+    np.testing.assert_array_equal(model.predict(x, batch_size=16, verbose=0), expected)
+    np.testing.assert_array_equal(model(x), expected)
+    assert flags and not any(flags)
+    model.evaluate(x, np.zeros(16, int), verbose=0)
+    assert not any(flags)
+    # Layers keep their caches again for training, and refuse a backward after an inference pass.
+    flags.clear()
+    model.compute_gradients(x, np.zeros(16, int))
+    assert flags and all(flags)
+    model.predict(x, verbose=0)
+    with pytest.raises(RuntimeError, match="inference forward"):
+        model._backward(np.ones_like(expected))
+
+
 def test_fit_runs_on_the_cpp_kernels(monkeypatch):
     calls = []
     for name in ["lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward", "temporal_affine_forward",

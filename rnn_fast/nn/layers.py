@@ -123,6 +123,14 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
+    # Whether forward keeps what backward needs. Models turn it off for
+    # inference passes (predict, evaluate), where the recurrent kernels then
+    # run without writing a cache.
+    _keep_cache = True
+
+    def _set_keep_cache(self, keep: bool) -> None:
+        self._keep_cache = keep
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
 
@@ -248,7 +256,7 @@ class _Recurrent(Layer):
             mask = (backend.rng().random(x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
             x = x * mask
         states = self._initial_states(N, initial_state)
-        h, final, cache = self._run(x, states)
+        h, final, cache = self._run(x, states, self._keep_cache)
         if self.stateful:
             self.states = [s.copy() for s in final]
         self._ctx = {"cache": cache, "mask": mask, "N": N, "T": T}
@@ -263,6 +271,8 @@ class _Recurrent(Layer):
         ctx = self._ctx
         if not ctx:
             raise RuntimeError(f"{self.name}.backward() called before forward()")
+        if ctx["cache"] is None:
+            raise RuntimeError(f"{self.name}.backward() after an inference forward, which keeps no cache")
         N, T, H = ctx["N"], ctx["T"], self.units
         dstates: List[Optional[np.ndarray]] = [None] * self._n_states
         if self.return_state:
@@ -306,9 +316,10 @@ class SimpleRNN(_Recurrent):
         cfg["activation"] = self.activation
         return cfg
 
-    def _run(self, x, states):
+    def _run(self, x, states, keep_cache):
         h, hT, cache = _core.rnn_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
-                                         activation=self.activation, reverse=self.go_backwards, return_state=True)
+                                         activation=self.activation, reverse=self.go_backwards, return_state=True,
+                                         cache=keep_cache)
         return h, [hT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -350,11 +361,11 @@ class LSTM(_Recurrent):
         cfg["unit_forget_bias"] = self.unit_forget_bias
         return cfg
 
-    def _run(self, x, states):
+    def _run(self, x, states, keep_cache):
         p = self._perm
         h, hT, cT, cache = _core.lstm_forward(x, states[0], self.weights[0][:, p], self.weights[1][:, p],
                                               self._bias()[p], c0=states[1], reverse=self.go_backwards,
-                                              return_state=True)
+                                              return_state=True, cache=keep_cache)
         return h, [hT, cT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -423,6 +434,11 @@ class Bidirectional(Layer):
     def reset_states(self) -> None:
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
+
+    def _set_keep_cache(self, keep: bool) -> None:
+        self._keep_cache = keep
+        self.forward_layer._set_keep_cache(keep)
+        self.backward_layer._set_keep_cache(keep)
 
     def forward(self, x: np.ndarray, training: bool = False):
         yf = self.forward_layer.forward(x, training)

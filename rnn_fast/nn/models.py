@@ -249,11 +249,19 @@ class Sequential:
         return out
 
     # ---- the passes ----------------------------------------------------------
-    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def _forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
+        """keep_cache=False: an inference pass, no backward follows, so the
+        layers keep nothing for one (the recurrent kernels write no cache)."""
         if not self.built:
             self.build((None,) + tuple(np.shape(x)[1:]))
         for layer in self.layers:
-            x = layer.forward(x, training=training)
+            layer._set_keep_cache(keep_cache)
+        try:
+            for layer in self.layers:
+                x = layer.forward(x, training=training)
+        finally:
+            for layer in self.layers:
+                layer._set_keep_cache(True)
         return x
 
     def _backward(self, dy: np.ndarray) -> None:
@@ -293,12 +301,12 @@ class Sequential:
 
     def test_on_batch(self, x, y) -> Dict[str, float]:
         self._require_compiled("test_on_batch")
-        pred = self._forward(x, training=False)
+        pred = self._forward(x, training=False, keep_cache=False)
         loss = self.loss(y, pred)[0] + self._regularization()
         return dict(loss=loss, **self._metric_values(y, pred))
 
     def predict_on_batch(self, x) -> np.ndarray:
-        return self._forward(x, training=False)
+        return self._forward(x, training=False, keep_cache=False)
 
     # ---- loops ---------------------------------------------------------------
     @staticmethod
@@ -413,12 +421,13 @@ class Sequential:
         bar = _Progress(steps, verbose)
         outs = []
         for step in range(steps):
-            outs.append(self._forward(x[step * batch_size:(step + 1) * batch_size], training=False))
+            outs.append(self._forward(x[step * batch_size:(step + 1) * batch_size], training=False,
+                                      keep_cache=False))
             bar.update(step + 1, {}, final=step + 1 == steps)
         return np.concatenate(outs, axis=0)
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
-        return self._forward(np.asarray(x), training=training)
+        return self._forward(np.asarray(x), training=training, keep_cache=False)
 
     # ---- saving --------------------------------------------------------------
     def get_config(self) -> Dict[str, Any]:
