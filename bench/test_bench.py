@@ -2,40 +2,41 @@
 
     pytest bench/ --benchmark-only [--benchmark-save NAME | --benchmark-compare]
 
-Each configuration and pass is one group, so that rnn_fast, its NumPy
-reference and (when installed) PyTorch stand side by side; every benchmark
-checks its output before it is timed.
+Each configuration and pass is one group, so that rnn_fast and the peers
+installed (the NumPy loop, PyTorch, ONNX Runtime) stand side by side; every
+benchmark checks its output against rnn_fast's NumPy reference before it is
+timed (PyTorch's, whose weights are its own, only for finiteness).
 """
 import numpy as np
 import pytest
 
-import rnn_fast
-from rnn_fast import reference
-from rnn_fast.bench import CONFIGS, load_torch, numpy_like, torch_peer
+from rnn_fast.bench import CONFIGS, PASSES, implementations
+from rnn_fast.bench.peers import reference_peer
 
-torch = load_torch()
-PEERS = ["rnn_fast", "reference"] + (["torch"] if torch is not None else [])
-CASES = [(c, p) for c in CONFIGS if not c.full_only for p in ("fwd", "fwd+bwd")]
+CASES = [(c, p, i) for c in CONFIGS if not c.full_only for p in PASSES
+         for i in ("rnn_fast", "numpy", "torch", "onnxruntime") if i != "onnxruntime" or p == "infer"]
 
 
-def closures(cfg, peer, dtype=np.float32):
-    if peer == "torch":
-        return torch_peer(torch, cfg, dtype)
-    return numpy_like(rnn_fast if peer == "rnn_fast" else reference, cfg, dtype)
+def output(value):
+    """The h a pass returns, as a NumPy array (train passes return (h, caches))."""
+    if isinstance(value, tuple):
+        value = value[0]
+    if value is None:  # PyTorch's fwd+bwd leaves its results in .grad
+        return None
+    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
 
 
-@pytest.mark.parametrize("peer", PEERS)
-@pytest.mark.parametrize("cfg,pass_", CASES, ids=[f"{c.name}-{p}" for c, p in CASES])
-def test_speed(benchmark, cfg, pass_, peer):
+@pytest.mark.parametrize("cfg,pass_,impl", CASES, ids=[f"{c.name}-{p}-{i}" for c, p, i in CASES])
+def test_speed(benchmark, cfg, pass_, impl):
+    fns = implementations(cfg, np.float32, threads=2).get(impl)
+    if fns is None:
+        pytest.skip(f"{impl} is not installed (pip install -e '.[bench]'; torch==2.13.0)")
     benchmark.group = f"{cfg.name} {pass_} (N={cfg.N} T={cfg.T} D={cfg.D} H={cfg.H} x{cfg.layers})"
-    fwd, fwd_bwd = closures(cfg, peer)
-    if peer != "torch":
-        # The output is checked against the reference before anything is timed.
-        h, _ = fwd()
-        h_ref, _ = closures(cfg, "reference")[0]()
-        np.testing.assert_allclose(h, h_ref, rtol=2e-4, atol=2e-5)
-        if pass_ == "fwd+bwd":
-            np.testing.assert_allclose(fwd_bwd(), closures(cfg, "reference")[1](), rtol=2e-3, atol=2e-4)
+    fn = fns[pass_]
+    result = output(fn())
+    if impl == "torch":
+        assert result is None if pass_ == "fwd+bwd" else np.isfinite(result).all()
     else:
-        assert np.isfinite(fwd().numpy()).all()
-    benchmark(fwd if pass_ == "fwd" else fwd_bwd)
+        expected = dict(zip(PASSES, reference_peer(cfg, np.float32)))[pass_]()
+        np.testing.assert_allclose(result, output(expected), rtol=2e-3, atol=2e-4)
+    benchmark(fn)

@@ -683,6 +683,35 @@ py::array simd_function(py::handle x_, const std::string& name) {
     return x.itemsize() == 8 ? simd_map<double>(x, name == "sigmoid") : simd_map<float>(x, name == "sigmoid");
 }
 
+// The FMA throughput of `threads()` threads running the active ISA's widest
+// multiply-adds for about `seconds`, in GFLOP/s (F = float32 or float64).
+template <typename F>
+double peak_gflops(double seconds) {
+    const rnn_fast::Kernels<F>& k = rnn_fast::kernels<F>();
+    const int team = threads();
+    const double per_iter = 2.0 * k.lanes * 12;
+    py::gil_scoped_release nogil;
+    index_t iters = 1 << 16;
+    double elapsed = 0, sink = 0;
+    for (;;) {  // grow the count until one run lasts a tenth of the budget
+        const double t0 = omp_get_wtime();
+        sink += k.fma_chains(iters);
+        elapsed = omp_get_wtime() - t0;
+        if (elapsed > seconds / 10) break;
+        iters *= 4;
+    }
+    iters = static_cast<index_t>(iters * (seconds / 3) / elapsed) + 1;
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        const double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(team) reduction(+ : sink)
+        sink += k.fma_chains(iters);
+        const double rate = per_iter * iters * team / (omp_get_wtime() - t0) / 1e9;
+        best = rate > best ? rate : best;
+    }
+    return sink == 12345.678 ? 0 : best;  // sink is read: the loops are not dropped
+}
+
 // ---------------------------------------------------------------- threads
 
 // GNU OpenMP's thread pool does not survive fork(): a forked child's first
@@ -812,6 +841,12 @@ thread pool does not survive fork); the 'spawn' and 'forkserver' start
 methods give children their full thread count.)doc");
     m.def("_isa", [] { return std::string(rnn_fast::kernels<float>().isa); },
           "The SIMD instruction set in use: 'avx512', 'avx2' or 'portable' (RNN_FAST_ISA caps it).");
+    m.def("_peak_gflops", [](double seconds, const std::string& dtype) {
+              if (dtype != "float32" && dtype != "float64")
+                  throw py::value_error("_peak_gflops(): dtype must be 'float32' or 'float64'");
+              return dtype == "float32" ? peak_gflops<float>(seconds) : peak_gflops<double>(seconds);
+          }, "seconds"_a = 0.5, "dtype"_a = "float32",
+          "GFLOP/s of the active ISA's multiply-adds on get_num_threads() threads (the benchmark's FMA peak).");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
 }

@@ -48,8 +48,10 @@ namespace rnn_fast {
     }                                                                                                              \
     void sigmoid_##NAME(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }                             \
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
+    T fma_##NAME(index_t iters) { return fma_chains<T, L>(iters); }                                                \
     const Kernels<T> NAME{ISA,             MR,           NV * L,         L,           tile_##NAME, lstm_fwd_##NAME, \
-                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, sigmoid_##NAME, tanh_##NAME};
+                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, sigmoid_##NAME, tanh_##NAME,           \
+                          fma_##NAME};
 
 // Tiles: 32 zmm registers fit 14 x 2 vectors of accumulators, 16 ymm or xmm
 // registers 6 x 2 or 4 x 2.

@@ -33,6 +33,9 @@ struct Kernels {
                               const T* h, T* da, index_t rs);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);
+    // 2 * lanes * 12 * iters flops of independent multiply-adds: the peak
+    // that the benchmark reports beside the GEMM's.
+    T (*fma_chains)(index_t iters);
 };
 
 // The kernels for this CPU (and RNN_FAST_ISA), chosen on first use.

@@ -334,4 +334,24 @@ RNN_FAST_INLINE void tanh_array(index_t n, const T* x, T* y) {
     }
 }
 
+// The FMA units' throughput: 12 independent chains of vector multiply-adds
+// (more than latency x pipes on any x86 core), `iters` rounds. Returns a sum
+// of the results so that nothing is optimized away. 2 * L * 12 * iters flops.
+template <typename T, int L>
+RNN_FAST_INLINE T fma_chains(index_t iters) {
+    using VT = V<T, L>;
+    VT acc[12];
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = splat<T, L>(T(i) * T(1e-3));
+    const VT m = splat<T, L>(T(0.999999)), c = splat<T, L>(T(1e-6));
+    for (index_t k = 0; k < iters; ++k) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; ++i) acc[i] = acc[i] * m + c;
+    }
+    VT sum = acc[0];
+#pragma GCC unroll 12
+    for (int i = 1; i < 12; ++i) sum += acc[i];
+    return sum[0];
+}
+
 #undef RNN_FAST_INLINE
