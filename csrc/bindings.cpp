@@ -21,6 +21,7 @@
 #include "layers.h"
 #include "lstm.h"
 #include "rnn.h"
+#include "sequence.h"
 
 namespace py = pybind11;
 using rnn_fast::Activation;
@@ -847,6 +848,13 @@ methods give children their full thread count.)doc");
               return dtype == "float32" ? peak_gflops<float>(seconds) : peak_gflops<double>(seconds);
           }, "seconds"_a = 0.5, "dtype"_a = "float32",
           "GFLOP/s of the active ISA's multiply-adds on get_num_threads() threads (the benchmark's FMA peak).");
+    m.def("_set_partition", [](const std::string& how) {
+              if (how == "auto") rnn_fast::set_partition(rnn_fast::Partition::automatic);
+              else if (how == "rows") rnn_fast::set_partition(rnn_fast::Partition::rows);
+              else if (how == "columns") rnn_fast::set_partition(rnn_fast::Partition::columns);
+              else throw py::value_error("_set_partition(): how must be 'auto', 'rows' or 'columns', got '" + how + "'");
+          }, "how"_a,
+          "Test hook: force how the recurrent time loops share a step among threads (results are the same).");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
 }

@@ -21,7 +21,6 @@ void prefault(void* p, std::size_t bytes) {
 
 namespace {
 
-constexpr index_t MC = 112;  // rows of op(A) per packed block (a multiple of every mr: 14, 6, 4 -> L2-sized)
 
 // Below this many multiply-adds a product runs on the calling thread alone:
 // waking a team costs more than it saves.
@@ -167,7 +166,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     // L2 while every row block of the item streams through it) times a range
     // of row blocks. Fewer panels than threads: narrower panels, then split
     // rows too. Each item packs its own B panel and A blocks as it goes.
-    const index_t KC = std::min(kGemmKC, K);
+    const index_t KC = std::min(uk.kc, K), MC = uk.mc;
     const index_t mblocks = ceil_div(M, MC);
     const index_t slivers = ceil_div(N, nr);
     const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (KC * nr * index_t(sizeof(T))));

@@ -55,11 +55,6 @@ Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride
     return {p, ld, group < 1 ? 1 : group, group_stride};
 }
 
-// Rows of K per packed block in ordinary products: larger blocks mean fewer
-// read-modify-write passes over C (measured: 512 is 15% faster than 256 on
-// a 1600x4096x1024 product, no slower on the backward shapes).
-constexpr index_t kGemmKC = 512;
-
 // Maps the pages of [p, p + bytes) for writing in one system call before a
 // kernel writes them from several threads (Linux 5.14+; elsewhere a no-op).
 // Pages that are mapped already cost a page-table walk (~0.1 ms for 20 MB);

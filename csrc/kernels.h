@@ -14,6 +14,11 @@ struct Kernels {
     int mr;     // rows of a GEMM tile (packed-A width)
     int nr;     // columns of a GEMM tile (packed-B sliver width), a multiple of lanes
     int lanes;  // elements per SIMD vector
+    // GEMM cache blocking: rows of K per packed block (one B sliver, kc x nr,
+    // stays in L1 while the row tiles of an A block stream through it) and
+    // rows of A per packed block (a multiple of mr; mc x kc stays in L2).
+    index_t kc;
+    index_t mc;
 
     // c (mi x nr, row stride ldc) = [c +] a · b, 1 <= mi <= mr:
     //   a: packed A block, element (i, k) at a[k * mr + i]

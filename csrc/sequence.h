@@ -6,13 +6,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "gemm.h"
 
 namespace rnn_fast {
-
-// Largest tile of any kernel table (kernels.cpp): rows x columns.
-constexpr int kMaxTile = 14 * 32;
 
 // Elements of F in a cache line: the stride of software prefetches.
 template <typename F>
@@ -53,51 +51,112 @@ void prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const
     pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
 }
 
-// The time loop shared by the cells, one parallel region for all steps.
-// Threads own contiguous ranges of chunks of nr hidden units (B's slivers per
-// gate). At step s, for each owned chunk c and each row block (rows):
-//   tiles[q] (mi x nr, row stride nr) = A_s[block] · sliver (q, c) of B, q < gates
+// How recurrent_loop shares a step's work among threads (see there).
+enum class Partition { automatic = 0, rows = 1, columns = 2 };
+
+// The partition recurrent_loop uses: `automatic`, unless a test forced one
+// (a test hook; results are bitwise the same either way).
+inline std::atomic<int>& partition_flag() {
+    static std::atomic<int> flag{0};
+    return flag;
+}
+inline Partition forced_partition() { return static_cast<Partition>(partition_flag().load(std::memory_order_relaxed)); }
+inline void set_partition(Partition p) { partition_flag().store(static_cast<int>(p)); }
+
+// Packed recurrent weights up to this size are read by every thread at every
+// step when threads own rows (each core's L2 holds them); larger ones are
+// split by columns, each thread keeping its share.
+constexpr index_t kRowPartitionBytes = 384 * 1024;
+
+// Row blocks whose tiles one pass of recurrent_loop keeps (their A rows,
+// kc deep, stay in L2 while each B sliver, kc x nr, is reused from L1).
+constexpr index_t kBlocksPerPass = 16;
+
+// The time loop shared by the cells, one parallel region for all steps. At
+// step s, for a row block b (op.rows) and a chunk c of nr hidden units (B's
+// slivers per gate):
+//   tiles[q] (mi x nr, row stride nr) = A_s[block b] · sliver (q, c) of B, q < gates
 //   epilogue(s, row0, mi, c, tiles, a_next)
 // where A_s = op.a[s % 2] is step s's left operand, and the epilogue writes
-// A_{s+1} into a_next (at op.rows.packed(n, k)). At step 0 with zero_first the
-// tiles are zeros instead (no recurrent input yet). With `last` (gates = 1)
-// one more step follows, whose product of the final operand with B is stored
-// in last (rows x B.N(), dense) instead: a backward's dh0. Every output is
-// written by one thread, with one barrier per step.
+// A_{s+1} into a_next (at op.rows.packed(n, k)) for rows row0.. only. At step
+// 0 with zero_first the tiles are zeros instead (no recurrent input yet).
+// With `last` (gates = 1) one more step follows, whose product of the final
+// operand with B is stored in last (rows x B.N(), dense) instead: a
+// backward's dh0. The products run over K in blocks of the ISA's kc, every
+// row block of a pass against one sliver at a time.
+// Threads own either
+//   - whole row blocks, and run every step of them with no barrier at all
+//     (a row's step reads only its own row of the previous step), when there
+//     are row blocks for every thread and B is small (kRowPartitionBytes);
+//   - or contiguous ranges of chunks, all row blocks, one barrier per step.
+// Either way each output is written by one thread, and a row's arithmetic is
+// the same (row blocks and K blocks do not depend on the thread count):
+// bitwise equal results for any thread count and either partition.
 template <typename T, typename Epilogue>
 void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
                     int nthreads, Epilogue epilogue, T* last = nullptr) {
     const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
-    const index_t mr = uk.mr, nr = uk.nr, K = B.K();
+    const index_t mr = uk.mr, nr = uk.nr, K = B.K(), kc = std::max<index_t>(1, uk.kc);
     const index_t chunks = B.slivers_per_group();
-    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, chunks)));
-#pragma omp parallel num_threads(team) if (team > 1)
-    {
-        alignas(64) T tiles[4 * kMaxTile];
-        const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
-        for (index_t s = 0; s < steps + (last != nullptr ? 1 : 0); ++s) {
-            const T* as = op.a[s & 1];
-            T* a_next = op.a[(s + 1) & 1];
-            for (index_t c = c0; c < c1; ++c) {
-                for (index_t b = 0; b < rows.count; ++b) {
-                    const int mi = static_cast<int>(rows.size(b));
-                    for (int q = 0; q < gates; ++q) {
-                        T* tq = tiles + q * mr * nr;
-                        if (zero_first && s == 0) std::fill(tq, tq + mi * nr, T(0));
-                        else uk.tile(mi, K, as + b * K * mr, B.sliver(q * chunks + c), tq, nr, false);
-                    }
-                    if (s < steps) {
-                        epilogue(s, rows.start(b), mi, c, static_cast<const T*>(tiles), a_next);
-                        continue;
-                    }
-                    for (int r = 0; r < mi; ++r)
-                        std::copy(tiles + r * nr, tiles + r * nr + B.width(c),
-                                  last + (rows.start(b) + r) * B.N() + B.first_column(c));
+    const index_t total = steps + (last != nullptr ? 1 : 0);
+    const index_t tile_size = mr * nr, pass_size = kBlocksPerPass * gates * tile_size;
+    // Chunk c of step s for row blocks [b0, b1), at most kBlocksPerPass;
+    // tiles holds pass_size values, block b's gate q at ((b - b0) * gates + q) * tile_size.
+    auto pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
+        const T* as = op.a[s & 1];
+        T* a_next = op.a[(s + 1) & 1];
+        if (zero_first && s == 0) {
+            std::fill(tiles, tiles + (b1 - b0) * gates * tile_size, T(0));
+        } else {
+            for (index_t k0 = 0; k0 < K; k0 += kc) {
+                const index_t kn = std::min(kc, K - k0);
+                for (int q = 0; q < gates; ++q) {
+                    const T* bq = B.sliver(q * chunks + c) + k0 * nr;
+                    for (index_t b = b0; b < b1; ++b)
+                        uk.tile(static_cast<int>(rows.size(b)), kn, as + b * K * mr + k0 * mr, bq,
+                                tiles + ((b - b0) * gates + q) * tile_size, nr, k0 > 0);
                 }
             }
+        }
+        for (index_t b = b0; b < b1; ++b) {
+            const int mi = static_cast<int>(rows.size(b));
+            const T* tb = tiles + (b - b0) * gates * tile_size;
+            if (s < steps) {
+                epilogue(s, rows.start(b), mi, c, tb, a_next);
+                continue;
+            }
+            for (int r = 0; r < mi; ++r)
+                std::copy(tb + r * nr, tb + r * nr + B.width(c), last + (rows.start(b) + r) * B.N() + B.first_column(c));
+        }
+    };
+    // Row blocks [b0, b1) of chunk c, in passes.
+    auto blocks = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
+        for (index_t p = b0; p < b1; p += kBlocksPerPass) pass(s, c, p, std::min(b1, p + kBlocksPerPass), tiles);
+    };
+    Partition how = forced_partition();
+    if (how == Partition::automatic)
+        how = rows.count >= nthreads && B.slivers() * K * nr * index_t(sizeof(T)) <= kRowPartitionBytes
+                  ? Partition::rows
+                  : Partition::columns;
+    const bool by_rows = how == Partition::rows;
+    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, by_rows ? rows.count : chunks)));
+    Buffer<T> scratch;  // each thread's tiles, allocated here: nothing may throw in the region
+    scratch.reserve(static_cast<std::size_t>(team * pass_size));
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        T* tiles = scratch.data() + tid * pass_size;
+        if (by_rows) {
+            const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth;
+            for (index_t s = 0; s < total; ++s)
+                for (index_t c = 0; c < chunks; ++c) blocks(s, c, b0, b1, tiles);
+        } else {
+            const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
+            for (index_t s = 0; s < total; ++s) {
+                for (index_t c = c0; c < c1; ++c) blocks(s, c, 0, rows.count, tiles);
 #pragma omp barrier
+            }
         }
     }
 }

@@ -191,6 +191,13 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
     // With one or two rows, MI * NV chains of dependent FMAs cannot cover the
     // FMA latency: keep KS partial sums over k mod KS, added at the end.
     constexpr int KS = MI <= 2 ? 4 : 1;
+    // C's rows are far apart (ldc) and long out of cache: fetch them while
+    // the products run, so that the final update does not stall on them.
+#pragma GCC unroll 16
+    for (int i = 0; i < MI; ++i) {
+        __builtin_prefetch(c + i * ldc, 1);
+        __builtin_prefetch(c + i * ldc + NV * L - 1, 1);
+    }
     VT acc[KS][MI][NV];
 #pragma GCC unroll 4
     for (int p = 0; p < KS; ++p)

@@ -42,6 +42,42 @@ def test_results_are_bitwise_identical_for_any_thread_count(dtype):
             assert np.array_equal(a, e), f"output {k} differs with {n} threads"
 
 
+def run_recurrent(dtype, shape):
+    out = []
+    for cell, gates in (("rnn", 1), ("lstm", 4)):
+        args = recurrent_inputs(shape, dtype, gates=gates)
+        for reverse in (False, True):
+            h, cache = getattr(rf, f"{cell}_forward")(*args, reverse=reverse)
+            out += [h, getattr(rf, f"{cell}_forward")(*args, reverse=reverse, cache=False)[0]]
+            out += getattr(rf, f"{cell}_backward")(rand(h.shape, dtype), cache)
+    return out
+
+
+# (N, T, D, H): more row blocks than one pass keeps (N = 100), and recurrent
+# products deeper than one K block (H = 300 forward, 4H backward).
+PARTITION_SHAPES = [(40, 9, 70, 96), (100, 5, 20, 300), (3, 4, 5, 7)]
+
+
+@pytest.mark.parametrize("shape", PARTITION_SHAPES, ids=lambda s: "N{}T{}D{}H{}".format(*s))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_time_loop_partitions_give_bitwise_identical_results(dtype, shape):
+    """Threads owning rows (no barriers) or owning columns (a barrier per
+    step), at any thread count: the same bits as one thread."""
+    rf.set_num_threads(1)
+    expected = run_recurrent(dtype, shape)
+    try:
+        for how in ("rows", "columns", "auto"):
+            rf._core._set_partition(how)
+            for n in (1, 2, 3):
+                rf.set_num_threads(n)
+                for k, (a, e) in enumerate(zip(run_recurrent(dtype, shape), expected)):
+                    assert np.array_equal(a, e), f"output {k} differs with partition {how} on {n} threads"
+    finally:
+        rf._core._set_partition("auto")
+    with pytest.raises(ValueError, match="partition"):
+        rf._core._set_partition("diagonal")
+
+
 @pytest.mark.parametrize("n", ["1", "2", "3"])
 def test_omp_num_threads_is_respected(n):
     env = {**os.environ, "OMP_NUM_THREADS": n}

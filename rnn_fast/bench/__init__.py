@@ -24,6 +24,7 @@ and prints the kernel OpenBLAS chose (threadpoolctl's 'architecture').
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -172,7 +173,10 @@ def run(configs: List[Config], dtype, threads: int, budget_s: float, max_repeats
     for k, cfg in enumerate(configs):
         progress(f"[{k + 1}/{len(configs)}] {cfg.name} ({cfg.cell}, N={cfg.N} T={cfg.T} D={cfg.D} H={cfg.H}"
                  f"{f' x{cfg.layers} layers' if cfg.layers > 1 else ''})")
+        impls = None
+        gc.collect()  # the previous configuration's sessions and their threads go first
         impls = implementations(cfg, dtype, threads)
+        settle(0.5)  # new thread pools (ONNX Runtime's session) start up spinning
         for pass_ in PASSES:
             r = Result(cfg.name, cfg.cell, np.dtype(dtype).name, threads, pass_, cfg.flops(pass_))
             names = [n for n in impls if pass_ in impls[n]]
