@@ -132,6 +132,22 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
         }
         return;
     }
+    if (!transA && !transB && K <= 4) {
+        // A shallow product (x·Wx of a one-feature series): C[i, :] (+)= A[i, k] * B[k, :]
+        // for k in order, row by row, no packing. Rows of C are disjoint.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
+        for (index_t i = 0; i < M; ++i) {
+            T* c = C + i * ldc;
+            const T* a = A.row(i);
+            if (!accumulate) std::fill(c, c + N, T(0));
+            for (index_t k = 0; k < K; ++k) {
+                const T ak = a[k];
+                const T* b = B.row(k);
+                for (index_t j = 0; j < N; ++j) c[j] += ak * b[j];
+            }
+        }
+        return;
+    }
     if (transA && !transB && M <= 4) {
         // A few output rows (dWx when D is tiny): C[i, :] += A[k, i] * B[k, :]
         // for k in order, no packing. Threads own disjoint column ranges.

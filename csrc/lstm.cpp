@@ -19,18 +19,19 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     input_projection(gates, x, Wx, b, N, T, D, G, nthreads);
     PackedB<F> wh;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
-    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 4, nthreads);
+    const Partition how = choose_partition<F>(N, H, G, nthreads);
+    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 4, how, nthreads);
 
-    recurrent_loop<F>(T, op, 4, wh, false, nthreads,
-                      [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
+    recurrent_loop<F>(T, op, 4, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
-        const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
+        const int mi = tile.mi;
         // The cell for the whole tile: rows row0.. of time t, units j0..
         const index_t o0 = row0 * T + t;
         const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
-        uk.lstm_forward_cell(mi, uc, tiles, nr, mr * nr, gates + o0 * G + j0, T * G, H, cp0, s == 0 ? H : T * H,
-                             c + o0 * H + j0, h + o0 * H + j0, T * H);
+        uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, gates + o0 * G + j0, T * G, H, cp0,
+                             s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H);
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             op.put(a_next, n, j0, h + (n * T + t) * H + j0, uc);
@@ -66,16 +67,17 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
         else std::fill(dc0, dc0 + N * H, F(0));
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
-        recurrent_loop<F>(T, op, 1, wh_t, true, nthreads,
-                          [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
-            const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        recurrent_loop<F>(T, op, 1, wh_t, true, choose_partition<F>(N, G, H, nthreads), nthreads,
+                          [&](index_t s, const StepTile<F>& tile, F* a_next) {
+            const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
+            const int mi = tile.mi;
             const index_t fs = T - 1 - s;
             const index_t t = step_time(fs, T, reverse);
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
             // The cell for the whole tile: rows row0.. of time t, units j0..
             const index_t o0 = row0 * T + t;
             const F* cp0 = fs == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
-            uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tiles, nr, dc0 + row0 * H + j0, H,
+            uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tile.acc, tile.row_stride, dc0 + row0 * H + j0, H,
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
                                   dA.data() + o0 * G + j0);
             for (int r = 0; r < mi; ++r) {

@@ -16,13 +16,14 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
     input_projection(h, x, Wx, b, N, T, D, H, nthreads);
     PackedB<F> wh;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
-    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 1, nthreads);
+    const Partition how = choose_partition<F>(N, H, H, nthreads);
+    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 1, how, nthreads);
 
-    recurrent_loop<F>(T, op, 1, wh, false, nthreads,
-                      [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
+    recurrent_loop<F>(T, op, 1, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
-        const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
-        uk.rnn_forward_cell(mi, uc, act, tiles, nr, h + (row0 * T + t) * H + j0, T * H);
+        const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
+        const int mi = tile.mi;
+        uk.rnn_forward_cell(mi, uc, act, tile.acc, tile.row_stride, h + (row0 * T + t) * H + j0, T * H);
         for (int r = 0; r < mi; ++r) {
             const index_t n = row0 + r;
             op.put(a_next, n, j0, h + (n * T + t) * H + j0, uc);
@@ -48,12 +49,13 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
         StepOperand<F> op(N, H, mr);
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
-        recurrent_loop<F>(T, op, 1, wh_t, true, nthreads,
-                          [&](index_t s, index_t row0, int mi, index_t chunk, const F* tiles, F* a_next) {
-            const index_t j0 = chunk * nr, uc = std::min(nr, H - j0);
+        recurrent_loop<F>(T, op, 1, wh_t, true, choose_partition<F>(N, H, H, nthreads), nthreads,
+                          [&](index_t s, const StepTile<F>& tile, F* a_next) {
+            const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
+            const int mi = tile.mi;
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
-            uk.rnn_backward_cell(mi, uc, act, dh + o0, tiles, nr, h + o0, dA.data() + o0, T * H);
+            uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
             for (int r = 0; r < mi; ++r) {
                 const index_t n = row0 + r;
                 op.put(a_next, n, j0, dA.data() + (n * T + t) * H + j0, uc);

@@ -39,18 +39,6 @@ struct StepOperand {
     }
 };
 
-// A forward's set-up: Wh (H x gates*H) packed for the step GEMMs, each gate's
-// columns padded to whole slivers so that a thread's chunk of units has all
-// its gates' tiles; Wh^T packed for the backward when wh_t is given; h0 (N,H)
-// packed as the first step's operand.
-template <typename F>
-void prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0, index_t N,
-                     index_t H, int gates, int nthreads) {
-    wh.pack(H, gates * H, dense_rows(Wh, gates * H), false, nthreads, gates);
-    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, gates * H, nthreads);
-    pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
-}
-
 // How recurrent_loop shares a step's work among threads (see there).
 enum class Partition { automatic = 0, rows = 1, columns = 2 };
 
@@ -68,44 +56,107 @@ inline void set_partition(Partition p) { partition_flag().store(static_cast<int>
 // split by columns, each thread keeping its share.
 constexpr index_t kRowPartitionBytes = 384 * 1024;
 
-// Row blocks whose tiles one pass of recurrent_loop keeps (their A rows,
-// kc deep, stay in L2 while each B sliver, kc x nr, is reused from L1).
+// The partition of a time loop over N rows whose recurrent weights are K x G.
+template <typename T>
+Partition choose_partition(index_t N, index_t K, index_t G, int nthreads) {
+    const Partition forced = forced_partition();
+    if (forced != Partition::automatic) return forced;
+    const Kernels<T>& uk = kernels<T>();
+    const index_t blocks = (N + uk.mr - 1) / uk.mr;
+    const index_t bytes = K * ((G + uk.nr - 1) / uk.nr * uk.nr) * index_t(sizeof(T));
+    return blocks >= nthreads && bytes <= kRowPartitionBytes ? Partition::rows : Partition::columns;
+}
+
+// A forward's set-up: Wh (H x gates*H) packed for the step GEMMs, and h0 (N,H)
+// packed as the first step's operand. When threads own columns, each gate's
+// columns are padded to whole slivers, so that a thread's chunk of units has
+// all its gates' tiles; when they own rows, the gates' columns follow each
+// other unpadded (the cell runs on whole rows). Wh^T is packed for the
+// backward when wh_t is given.
+template <typename F>
+void prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0, index_t N,
+                     index_t H, int gates, Partition how, int nthreads) {
+    wh.pack(H, gates * H, dense_rows(Wh, gates * H), false, nthreads, how == Partition::rows ? 1 : gates);
+    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, gates * H, nthreads);
+    pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
+}
+
+// What recurrent_loop hands its epilogue: the recurrent products of rows
+// row0 .. row0+mi-1 for hidden units j0 .. j0+units-1, gate q of unit j0+u of
+// row r at acc[r * row_stride + q * gate_stride + u].
+template <typename T>
+struct StepTile {
+    index_t row0;
+    int mi;
+    index_t j0, units;
+    const T* acc;
+    index_t row_stride, gate_stride;
+};
+
+// Row blocks whose tiles one pass of recurrent_loop keeps when threads own
+// columns (their A rows, kc deep, stay in L2 while each B sliver, kc x nr, is
+// reused from L1).
 constexpr index_t kBlocksPerPass = 16;
 
 // The time loop shared by the cells, one parallel region for all steps. At
-// step s, for a row block b (op.rows) and a chunk c of nr hidden units (B's
-// slivers per gate):
-//   tiles[q] (mi x nr, row stride nr) = A_s[block b] · sliver (q, c) of B, q < gates
-//   epilogue(s, row0, mi, c, tiles, a_next)
-// where A_s = op.a[s % 2] is step s's left operand, and the epilogue writes
-// A_{s+1} into a_next (at op.rows.packed(n, k)) for rows row0.. only. At step
-// 0 with zero_first the tiles are zeros instead (no recurrent input yet).
-// With `last` (gates = 1) one more step follows, whose product of the final
-// operand with B is stored in last (rows x B.N(), dense) instead: a
-// backward's dh0. The products run over K in blocks of the ISA's kc, every
-// row block of a pass against one sliver at a time.
-// Threads own either
-//   - whole row blocks, and run every step of them with no barrier at all
-//     (a row's step reads only its own row of the previous step), when there
-//     are row blocks for every thread and B is small (kRowPartitionBytes);
-//   - or contiguous ranges of chunks, all row blocks, one barrier per step.
-// Either way each output is written by one thread, and a row's arithmetic is
-// the same (row blocks and K blocks do not depend on the thread count):
-// bitwise equal results for any thread count and either partition.
+// step s the recurrent products A_s · B (A_s = op.a[s % 2], step s's left
+// operand, N x K; B = K x gates*U, U units per gate) go to
+//   epilogue(s, StepTile tile, a_next)
+// for tiles covering every row and unit once; the epilogue applies the cell
+// and writes A_{s+1} into a_next (at op.rows.packed(n, k)) for the tile's
+// rows only. At step 0 with zero_first the products are zeros instead (no
+// recurrent input yet). With `last` (gates = 1) one more step follows, whose
+// product of the final operand with B is stored in last (N x U, dense)
+// instead: a backward's dh0. Products run over K in blocks of the ISA's kc.
+// Threads own, as `how` says (choose_partition; B packed to match, see
+// prepare_forward):
+//   - rows: whole row blocks, every step of them with no barrier at all (a
+//     row's step reads only its own row of the previous step); a tile is a
+//     row block's whole rows (B packed in one group);
+//   - columns: contiguous ranges of chunks of nr units (B packed per gate),
+//     every row block, one barrier per step; a tile is a row block x chunk.
+// Either way each output is written by one thread, and an element's
+// arithmetic is the same (row blocks and K blocks do not depend on the
+// thread count or partition): bitwise equal results for any thread count.
 template <typename T, typename Epilogue>
 void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
-                    int nthreads, Epilogue epilogue, T* last = nullptr) {
+                    Partition how, int nthreads, Epilogue epilogue, T* last = nullptr) {
     const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K(), kc = std::max<index_t>(1, uk.kc);
-    const index_t chunks = B.slivers_per_group();
     const index_t total = steps + (last != nullptr ? 1 : 0);
-    const index_t tile_size = mr * nr, pass_size = kBlocksPerPass * gates * tile_size;
-    // Chunk c of step s for row blocks [b0, b1), at most kBlocksPerPass;
-    // tiles holds pass_size values, block b's gate q at ((b - b0) * gates + q) * tile_size.
-    auto pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
+    const index_t units = B.N() / gates;
+    const bool by_rows = how == Partition::rows;
+    // Rows: one block's products for all slivers, row stride wide.
+    const index_t wide = B.slivers() * nr;
+    // Columns: for each chunk, up to kBlocksPerPass blocks x gates tiles.
+    const index_t chunks = B.slivers_per_group(), tile_size = mr * nr;
+    const index_t scratch_size = by_rows ? mr * wide : kBlocksPerPass * gates * tile_size;
+    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, by_rows ? rows.count : chunks)));
+    Buffer<T> scratch;  // each thread's, allocated here: nothing may throw in the region
+    scratch.reserve(static_cast<std::size_t>(team * scratch_size));
+
+    // Rows: block b of step s, all units.
+    auto row_block = [&](index_t s, index_t b, T* acc) {
+        const T* as = op.a[s & 1] + b * K * mr;
+        const int mi = static_cast<int>(rows.size(b));
+        if (zero_first && s == 0) {
+            std::fill(acc, acc + mi * wide, T(0));
+        } else {
+            for (index_t k0 = 0; k0 < K; k0 += kc)
+                for (index_t q = 0; q < B.slivers(); ++q)
+                    uk.tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0);
+        }
+        if (s < steps) {
+            epilogue(s, StepTile<T>{rows.start(b), mi, 0, units, acc, wide, units}, op.a[(s + 1) & 1]);
+            return;
+        }
+        for (int r = 0; r < mi; ++r) std::copy(acc + r * wide, acc + r * wide + units, last + (rows.start(b) + r) * units);
+    };
+    // Columns: chunk c of step s for row blocks [b0, b1), at most kBlocksPerPass;
+    // block b's gate q at tiles + ((b - b0) * gates + q) * tile_size.
+    auto column_pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
         const T* as = op.a[s & 1];
-        T* a_next = op.a[(s + 1) & 1];
         if (zero_first && s == 0) {
             std::fill(tiles, tiles + (b1 - b0) * gates * tile_size, T(0));
         } else {
@@ -123,38 +174,27 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
             const int mi = static_cast<int>(rows.size(b));
             const T* tb = tiles + (b - b0) * gates * tile_size;
             if (s < steps) {
-                epilogue(s, rows.start(b), mi, c, tb, a_next);
+                epilogue(s, StepTile<T>{rows.start(b), mi, c * nr, B.width(c), tb, nr, tile_size}, op.a[(s + 1) & 1]);
                 continue;
             }
             for (int r = 0; r < mi; ++r)
-                std::copy(tb + r * nr, tb + r * nr + B.width(c), last + (rows.start(b) + r) * B.N() + B.first_column(c));
+                std::copy(tb + r * nr, tb + r * nr + B.width(c), last + (rows.start(b) + r) * units + c * nr);
         }
     };
-    // Row blocks [b0, b1) of chunk c, in passes.
-    auto blocks = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
-        for (index_t p = b0; p < b1; p += kBlocksPerPass) pass(s, c, p, std::min(b1, p + kBlocksPerPass), tiles);
-    };
-    Partition how = forced_partition();
-    if (how == Partition::automatic)
-        how = rows.count >= nthreads && B.slivers() * K * nr * index_t(sizeof(T)) <= kRowPartitionBytes
-                  ? Partition::rows
-                  : Partition::columns;
-    const bool by_rows = how == Partition::rows;
-    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, by_rows ? rows.count : chunks)));
-    Buffer<T> scratch;  // each thread's tiles, allocated here: nothing may throw in the region
-    scratch.reserve(static_cast<std::size_t>(team * pass_size));
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        T* tiles = scratch.data() + tid * pass_size;
+        T* mine = scratch.data() + tid * scratch_size;
         if (by_rows) {
             const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth;
             for (index_t s = 0; s < total; ++s)
-                for (index_t c = 0; c < chunks; ++c) blocks(s, c, b0, b1, tiles);
+                for (index_t b = b0; b < b1; ++b) row_block(s, b, mine);
         } else {
             const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
             for (index_t s = 0; s < total; ++s) {
-                for (index_t c = c0; c < c1; ++c) blocks(s, c, 0, rows.count, tiles);
+                for (index_t c = c0; c < c1; ++c)
+                    for (index_t p = 0; p < rows.count; p += kBlocksPerPass)
+                        column_pass(s, c, p, std::min(rows.count, p + kBlocksPerPass), mine);
 #pragma omp barrier
             }
         }
