@@ -12,7 +12,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
                       bool reverse, int nthreads, PackedB<F>* wh_t) {
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
-    const index_t mr = uk.mr, nr = uk.nr;
+    const index_t mr = uk.mr;
     prefault(c, sizeof(F) * N * T * H);
     prefault(h, sizeof(F) * N * T * H);
     // Pre-activations x · Wx + b of all steps, straight into the gate buffer.
@@ -56,7 +56,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
                        bool reverse, int nthreads) {
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
-    const index_t mr = uk.mr, nr = uk.nr;
+    const index_t mr = uk.mr;
     Buffer<F> dA;  // (N,T,4H) gradient of every step's pre-activations
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
     {  // the step loop's buffers are freed before the weight-gradient GEMMs

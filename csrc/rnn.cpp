@@ -11,7 +11,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
                      index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads,
                      PackedB<F>* wh_t) {
     const Kernels<F>& uk = kernels<F>();
-    const index_t mr = uk.mr, nr = uk.nr;
+    const index_t mr = uk.mr;
     // Pre-activations of all steps, x · Wx + b, straight into h.
     input_projection(h, x, Wx, b, N, T, D, H, nthreads);
     PackedB<F> wh;
@@ -41,7 +41,7 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
                       const F* Wx, const PackedB<F>& wh_t, const F* h, index_t N, index_t T, index_t D,
                       index_t H, Activation act, bool reverse, int nthreads) {
     const Kernels<F>& uk = kernels<F>();
-    const index_t mr = uk.mr, nr = uk.nr;
+    const index_t mr = uk.mr;
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
