@@ -57,7 +57,9 @@ RNN_FAST_INLINE __m256i lane_mask64(index_t m) {
 
 // The first m <= L elements (zeros after them), and their store; nothing
 // past element m is touched: masked loads and stores on AVX-512 (64-byte
-// vectors) and AVX2 (32-byte vectors), an element loop on the baseline.
+// vectors), masked loads and an element loop of stores on AVX2 (32-byte
+// vectors: vmaskmov stores are microcoded on AMD cores, measured ~10x slower
+// than the loop), element loops on the baseline.
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> load(const T* p, index_t m) {
     using VT = V<T, L>;
@@ -85,13 +87,31 @@ RNN_FAST_INLINE void store(T* p, V<T, L> v, index_t m) {
         _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << m) - 1), (__m512)v);
     } else if constexpr (sizeof(VT) == 64) {
         _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << m) - 1), (__m512d)v);
-    } else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) {
-        _mm256_maskstore_ps(p, lane_mask32(m), (__m256)v);
-    } else if constexpr (sizeof(VT) == 32) {
-        _mm256_maskstore_pd(p, lane_mask64(m), (__m256d)v);
     } else {
         for (index_t i = 0; i < m; ++i) p[i] = v[i];
     }
+}
+
+// Loads and stores of a whole vector (Full) or of its first m elements.
+template <typename T, int L, bool Full>
+RNN_FAST_INLINE V<T, L> ld(const T* p, index_t m) {
+    if constexpr (Full) return load<T, L>(p);
+    else return load<T, L>(p, m);
+}
+template <typename T, int L, bool Full>
+RNN_FAST_INLINE void st(T* p, V<T, L> v, index_t m) {
+    if constexpr (Full) store<T, L>(p, v);
+    else store<T, L>(p, v, m);
+}
+
+// body(k, full, m) for the vectors k = 0, L, 2L, ... of n elements: whole
+// ones with full = std::true_type (m = L), then at most one tail of m < L
+// elements with std::false_type, so that the main loop has no tail checks.
+template <typename T, int L, typename Body>
+RNN_FAST_INLINE void for_vectors(index_t n, Body&& body) {
+    index_t k = 0;
+    for (; k + L <= n; k += L) body(k, std::true_type{}, index_t(L));
+    if (k < n) body(k, std::false_type{}, n - k);
 }
 
 // Constants of the exp approximation (Cephes expf / exp, the classic
@@ -254,20 +274,20 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
                                        index_t a_rs, index_t gs, const T* cp, index_t cp_rs, T* c, T* h,
                                        index_t ch_rs) {
     for (index_t r = 0; r < rows; ++r, acc += acc_rs, a += a_rs, cp += cp_rs, c += ch_rs, h += ch_rs) {
-        for (index_t k = 0; k < n; k += L) {
-            const index_t m = n - k < L ? n - k : L;
-            const V<T, L> i = vsigmoid<T, L>(load<T, L>(a + k, m) + load<T, L>(acc + k));
-            const V<T, L> f = vsigmoid<T, L>(load<T, L>(a + gs + k, m) + load<T, L>(acc + as + k));
-            const V<T, L> o = vsigmoid<T, L>(load<T, L>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k));
-            const V<T, L> g = vtanh<T, L>(load<T, L>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k));
-            const V<T, L> ct = f * load<T, L>(cp + k, m) + i * g;
-            store<T, L>(a + k, i, m);
-            store<T, L>(a + gs + k, f, m);
-            store<T, L>(a + 2 * gs + k, o, m);
-            store<T, L>(a + 3 * gs + k, g, m);
-            store<T, L>(c + k, ct, m);
-            store<T, L>(h + k, o * vtanh<T, L>(ct), m);
-        }
+        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+            constexpr bool F = decltype(full)::value;
+            const V<T, L> i = vsigmoid<T, L>(ld<T, L, F>(a + k, m) + load<T, L>(acc + k));
+            const V<T, L> f = vsigmoid<T, L>(ld<T, L, F>(a + gs + k, m) + load<T, L>(acc + as + k));
+            const V<T, L> o = vsigmoid<T, L>(ld<T, L, F>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k));
+            const V<T, L> g = vtanh<T, L>(ld<T, L, F>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k));
+            const V<T, L> ct = f * ld<T, L, F>(cp + k, m) + i * g;
+            st<T, L, F>(a + k, i, m);
+            st<T, L, F>(a + gs + k, f, m);
+            st<T, L, F>(a + 2 * gs + k, o, m);
+            st<T, L, F>(a + 3 * gs + k, g, m);
+            st<T, L, F>(c + k, ct, m);
+            st<T, L, F>(h + k, o * vtanh<T, L>(ct), m);
+        });
     }
 }
 
@@ -281,19 +301,19 @@ RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, in
                                         index_t gs, const T* c, const T* cp, index_t cp_rs, T* da) {
     for (index_t r = 0; r < rows;
          ++r, dh += ch_rs, acc += acc_rs, dc += dc_rs, a += a_rs, c += ch_rs, cp += cp_rs, da += a_rs) {
-        for (index_t k = 0; k < n; k += L) {
-            const index_t m = n - k < L ? n - k : L;
-            const V<T, L> i = load<T, L>(a + k, m), f = load<T, L>(a + gs + k, m);
-            const V<T, L> o = load<T, L>(a + 2 * gs + k, m), g = load<T, L>(a + 3 * gs + k, m);
-            const V<T, L> tc = vtanh<T, L>(load<T, L>(c + k, m));
-            const V<T, L> dht = load<T, L>(dh + k, m) + load<T, L>(acc + k);
-            const V<T, L> dct = load<T, L>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
-            store<T, L>(da + k, dct * g * i * (T(1) - i), m);
-            store<T, L>(da + gs + k, dct * load<T, L>(cp + k, m) * f * (T(1) - f), m);
-            store<T, L>(da + 2 * gs + k, dht * tc * o * (T(1) - o), m);
-            store<T, L>(da + 3 * gs + k, dct * i * (T(1) - g * g), m);
-            store<T, L>(dc + k, dct * f, m);
-        }
+        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+            constexpr bool F = decltype(full)::value;
+            const V<T, L> i = ld<T, L, F>(a + k, m), f = ld<T, L, F>(a + gs + k, m);
+            const V<T, L> o = ld<T, L, F>(a + 2 * gs + k, m), g = ld<T, L, F>(a + 3 * gs + k, m);
+            const V<T, L> tc = vtanh<T, L>(ld<T, L, F>(c + k, m));
+            const V<T, L> dht = ld<T, L, F>(dh + k, m) + load<T, L>(acc + k);
+            const V<T, L> dct = ld<T, L, F>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
+            st<T, L, F>(da + k, dct * g * i * (T(1) - i), m);
+            st<T, L, F>(da + gs + k, dct * ld<T, L, F>(cp + k, m) * f * (T(1) - f), m);
+            st<T, L, F>(da + 2 * gs + k, dht * tc * o * (T(1) - o), m);
+            st<T, L, F>(da + 3 * gs + k, dct * i * (T(1) - g * g), m);
+            st<T, L, F>(dc + k, dct * f, m);
+        });
     }
 }
 
@@ -302,11 +322,11 @@ template <typename T, int L>
 RNN_FAST_INLINE void rnn_forward_cell(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,
                                       index_t a_rs) {
     for (index_t r = 0; r < rows; ++r, acc += acc_rs, a += a_rs) {
-        for (index_t k = 0; k < n; k += L) {
-            const index_t m = n - k < L ? n - k : L;
-            const V<T, L> x = load<T, L>(a + k, m) + load<T, L>(acc + k);
-            store<T, L>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x), m);
-        }
+        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+            constexpr bool F = decltype(full)::value;
+            const V<T, L> x = ld<T, L, F>(a + k, m) + load<T, L>(acc + k);
+            st<T, L, F>(a + k, act == Activation::tanh ? vtanh<T, L>(x) : vrelu<T, L>(x), m);
+        });
     }
 }
 
@@ -316,34 +336,31 @@ template <typename T, int L>
 RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, const T* dh, const T* acc,
                                        index_t acc_rs, const T* h, T* da, index_t rs) {
     for (index_t r = 0; r < rows; ++r, dh += rs, acc += acc_rs, h += rs, da += rs) {
-        for (index_t k = 0; k < n; k += L) {
-            const index_t m = n - k < L ? n - k : L;
-            const V<T, L> y = load<T, L>(h + k, m);
+        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+            constexpr bool F = decltype(full)::value;
+            const V<T, L> y = ld<T, L, F>(h + k, m);
             const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
-            store<T, L>(da + k, (load<T, L>(dh + k, m) + load<T, L>(acc + k)) * d, m);
-        }
+            st<T, L, F>(da + k, (ld<T, L, F>(dh + k, m) + load<T, L>(acc + k)) * d, m);
+        });
     }
 }
 
 template <typename T, int L>
 RNN_FAST_INLINE void sigmoid_array(index_t n, const T* x, T* y) {
-    for (index_t k = 0; k < n; k += L) {
-        const index_t m = n - k < L ? n - k : L;
-        store<T, L>(y + k, vsigmoid<T, L>(load<T, L>(x + k, m)), m);
-    }
+    for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+        constexpr bool F = decltype(full)::value;
+        st<T, L, F>(y + k, vsigmoid<T, L>(ld<T, L, F>(x + k, m)), m);
+    });
 }
 
 template <typename T, int L>
 RNN_FAST_INLINE void tanh_array(index_t n, const T* x, T* y) {
-    for (index_t k = 0; k < n; k += L) {
-        const index_t m = n - k < L ? n - k : L;
-        store<T, L>(y + k, vtanh<T, L>(load<T, L>(x + k, m)), m);
-    }
+    for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+        constexpr bool F = decltype(full)::value;
+        st<T, L, F>(y + k, vtanh<T, L>(ld<T, L, F>(x + k, m)), m);
+    });
 }
 
-// The FMA units' throughput: 12 independent chains of vector multiply-adds
-// (more than latency x pipes on any x86 core), `iters` rounds. Returns a sum
-// of the results so that nothing is optimized away. 2 * L * 12 * iters flops.
 template <typename T, int L>
 RNN_FAST_INLINE T fma_chains(index_t iters) {
     using VT = V<T, L>;
