@@ -114,6 +114,41 @@ RNN_FAST_INLINE void for_vectors(index_t n, Body&& body) {
     if (k < n) body(k, std::false_type{}, n - k);
 }
 
+// Lane-wise min, max (either of equal values; the second operand where one
+// is NaN, which callers put back) and floor: one instruction on AVX2 and
+// AVX-512, compares and conversions on the baseline (SSE2 has no round).
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vmin(V<T, L> a, V<T, L> b) {
+    using VT = V<T, L>;
+    if constexpr (sizeof(VT) == 64 && sizeof(T) == 4) return (VT)_mm512_min_ps((__m512)a, (__m512)b);
+    else if constexpr (sizeof(VT) == 64) return (VT)_mm512_min_pd((__m512d)a, (__m512d)b);
+    else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) return (VT)_mm256_min_ps((__m256)a, (__m256)b);
+    else if constexpr (sizeof(VT) == 32) return (VT)_mm256_min_pd((__m256d)a, (__m256d)b);
+    else return a < b ? a : b;
+}
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vmax(V<T, L> a, V<T, L> b) {
+    using VT = V<T, L>;
+    if constexpr (sizeof(VT) == 64 && sizeof(T) == 4) return (VT)_mm512_max_ps((__m512)a, (__m512)b);
+    else if constexpr (sizeof(VT) == 64) return (VT)_mm512_max_pd((__m512d)a, (__m512d)b);
+    else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) return (VT)_mm256_max_ps((__m256)a, (__m256)b);
+    else if constexpr (sizeof(VT) == 32) return (VT)_mm256_max_pd((__m256d)a, (__m256d)b);
+    else return a > b ? a : b;
+}
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vfloor(V<T, L> x) {
+    using VT = V<T, L>;
+    constexpr int down = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+    if constexpr (sizeof(VT) == 64 && sizeof(T) == 4) return (VT)_mm512_roundscale_ps((__m512)x, down);
+    else if constexpr (sizeof(VT) == 64) return (VT)_mm512_roundscale_pd((__m512d)x, down);
+    else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) return (VT)_mm256_round_ps((__m256)x, down);
+    else if constexpr (sizeof(VT) == 32) return (VT)_mm256_round_pd((__m256d)x, down);
+    else {  // truncation, corrected for negative values (|x| is small enough for the integers)
+        const VT n = __builtin_convertvector(__builtin_convertvector(x, VI<T, L>), VT);
+        return n > x ? n - T(1) : n;
+    }
+}
+
 // Constants of the exp approximation (Cephes expf / exp, the classic
 // range reduction x = n ln2 + r, |r| <= ln2 / 2, then a polynomial in r).
 template <typename T>
@@ -138,11 +173,9 @@ RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
     using C = ExpConst<T>;
     using VT = V<T, L>;
     using VIT = VI<T, L>;
-    const VT xc = x > C::hi ? splat<T, L>(C::hi) : (x < C::lo ? splat<T, L>(C::lo) : x);
-    // n = round(x / ln2), through truncation corrected for negative values.
-    const VT fx = xc * T(1.44269504088896341) + T(0.5);
-    VT n = __builtin_convertvector(__builtin_convertvector(fx, VIT), VT);
-    n = n > fx ? n - T(1) : n;
+    const VT xc = vmin<T, L>(vmax<T, L>(x, splat<T, L>(C::lo)), splat<T, L>(C::hi));
+    // n = round(x / ln2) = floor(x / ln2 + 1/2).
+    const VT n = vfloor<T, L>(xc * T(1.44269504088896341) + T(0.5));
     VT y;
     if constexpr (sizeof(T) == 4) {
         const VT r = xc - n * 0.693359375f + n * 2.12194440e-4f;
