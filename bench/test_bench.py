@@ -40,3 +40,18 @@ def test_speed(benchmark, cfg, pass_, impl):
         expected = dict(zip(PASSES, reference_peer(cfg, np.float32)))[pass_]()
         np.testing.assert_allclose(result, output(expected), rtol=2e-3, atol=2e-4)
     benchmark(fn)
+
+
+def test_keras_workflow_script_times_rnn_fast():
+    """bench/keras_workflow.py's rnn_fast side runs and reports both timings
+    (its Keras side needs TensorFlow in another venv: see the script)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "keras_workflow.py")
+    out = subprocess.run([sys.executable, script, "--backend", "rnn_fast"], capture_output=True, text=True,
+                         timeout=600, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "rnn_fast" and result["fit_epoch_s"] > 0 and result["predict_s"] > 0
