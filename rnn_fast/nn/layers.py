@@ -590,7 +590,10 @@ class Dropout(Layer):
             return x
         keep = 1.0 - self.rate
         rng = self._rng if self._rng is not None else backend.rng()
-        self._mask = (rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        # Uniforms in the layer's dtype: float32 draws and passes cost half.
+        draws = rng.random(x.shape, dtype=x.dtype) if x.dtype in (np.float32, np.float64) else rng.random(x.shape)
+        self._mask = (draws < keep).astype(x.dtype)
+        self._mask *= x.dtype.type(1) / x.dtype.type(keep)
         return x * self._mask
 
     def backward(self, dy):
