@@ -306,20 +306,24 @@ template <typename T, int L>
 RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a,
                                        index_t a_rs, index_t gs, const T* cp, index_t cp_rs, T* c, T* h,
                                        index_t ch_rs) {
+    // Two passes over each row: the four gates, then the states from them.
+    // Every vector of a pass is independent of the others, so that the
+    // core overlaps their long exp/division chains (one fused pass, whose
+    // tanh(c) waits on all four gates, took ~8% longer on AVX2, measured).
     for (index_t r = 0; r < rows; ++r, acc += acc_rs, a += a_rs, cp += cp_rs, c += ch_rs, h += ch_rs) {
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
-            const V<T, L> i = vsigmoid<T, L>(ld<T, L, F>(a + k, m) + load<T, L>(acc + k));
-            const V<T, L> f = vsigmoid<T, L>(ld<T, L, F>(a + gs + k, m) + load<T, L>(acc + as + k));
-            const V<T, L> o = vsigmoid<T, L>(ld<T, L, F>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k));
-            const V<T, L> g = vtanh<T, L>(ld<T, L, F>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k));
-            const V<T, L> ct = f * ld<T, L, F>(cp + k, m) + i * g;
-            st<T, L, F>(a + k, i, m);
-            st<T, L, F>(a + gs + k, f, m);
-            st<T, L, F>(a + 2 * gs + k, o, m);
-            st<T, L, F>(a + 3 * gs + k, g, m);
+            st<T, L, F>(a + k, vsigmoid<T, L>(ld<T, L, F>(a + k, m) + load<T, L>(acc + k)), m);
+            st<T, L, F>(a + gs + k, vsigmoid<T, L>(ld<T, L, F>(a + gs + k, m) + load<T, L>(acc + as + k)), m);
+            st<T, L, F>(a + 2 * gs + k, vsigmoid<T, L>(ld<T, L, F>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k)), m);
+            st<T, L, F>(a + 3 * gs + k, vtanh<T, L>(ld<T, L, F>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k)), m);
+        });
+        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+            constexpr bool F = decltype(full)::value;
+            const V<T, L> ct = ld<T, L, F>(a + gs + k, m) * ld<T, L, F>(cp + k, m) +
+                               ld<T, L, F>(a + k, m) * ld<T, L, F>(a + 3 * gs + k, m);
             st<T, L, F>(c + k, ct, m);
-            st<T, L, F>(h + k, o * vtanh<T, L>(ct), m);
+            st<T, L, F>(h + k, ld<T, L, F>(a + 2 * gs + k, m) * vtanh<T, L>(ct), m);
         });
     }
 }
