@@ -126,21 +126,19 @@ void pack_recurrent_transpose(PackedB<T>& out, const T* Wh, index_t H, index_t G
     out.pack(G, H, dense_rows(Wh, G), true, nthreads);
 }
 
-// Rows [0, M) cut into blocks of at most mr rows, as even as possible (32
-// rows with mr = 14: 11, 11, 10, rather than 14, 14, 4, whose last tile would
-// run at half speed). Block b is packed as one mr-wide sliver of all K:
-// element (r, k) of the operand at packed(r, k).
+// Rows [0, M) cut into blocks of at most mr rows, as even as possible, the
+// larger ones spread evenly: block b is rows [b M / count, (b+1) M / count).
+// (32 rows with mr = 6: 5, 6, 5, 5, 6, 5, so that halves of the blocks hold
+// 16 rows each; 32 with mr = 14: 10, 11, 11 rather than 14, 14, 4, whose last
+// tile would run at half speed.) Block b is packed as one mr-wide sliver of
+// all K: element (r, k) of the operand at packed(r, k).
 struct RowBlocks {
-    index_t K, mr, count, base, extra;  // the first `extra` blocks have base + 1 rows
+    index_t M, K, mr, count;
 
-    RowBlocks(index_t M, index_t K_, index_t mr_)
-        : K(K_), mr(mr_), count((M + mr_ - 1) / mr_), base(count ? M / count : 0), extra(count ? M % count : 0) {}
-    index_t start(index_t b) const { return b * base + (b < extra ? b : extra); }
-    index_t size(index_t b) const { return base + (b < extra ? 1 : 0); }
-    index_t block(index_t r) const {
-        const index_t big = extra * (base + 1);
-        return r < big ? r / (base + 1) : extra + (r - big) / base;
-    }
+    RowBlocks(index_t M_, index_t K_, index_t mr_) : M(M_), K(K_), mr(mr_), count((M_ + mr_ - 1) / mr_) {}
+    index_t start(index_t b) const { return b * M / count; }
+    index_t size(index_t b) const { return start(b + 1) - start(b); }
+    index_t block(index_t r) const { return ((r + 1) * count - 1) / M; }  // the last b with start(b) <= r
     index_t packed(index_t r, index_t k) const {
         const index_t b = block(r);
         return b * K * mr + k * mr + (r - start(b));
