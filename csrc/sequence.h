@@ -136,7 +136,9 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     const index_t wide = B.slivers() * nr;
     // Columns: for each chunk, up to kBlocksPerPass blocks x gates tiles.
     const index_t chunks = B.slivers_per_group(), tile_size = mr * nr;
-    const index_t scratch_size = by_rows ? mr * wide : kBlocksPerPass * gates * tile_size;
+    // (Rows: plus one vector, which the cells' tail loads of the last row may
+    // read past its units; those lanes are never stored.)
+    const index_t scratch_size = by_rows ? mr * wide + uk.lanes : kBlocksPerPass * gates * tile_size;
     const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, by_rows ? rows.count : chunks)));
     Buffer<T> scratch;  // each thread's, allocated here: nothing may throw in the region
     scratch.reserve(static_cast<std::size_t>(team * scratch_size));

@@ -298,7 +298,9 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 // a row is partial), so that one call covers a whole GEMM tile. Each array
 // has its own row stride (*_rs); a gate block q of an array with gate stride
 // gs is p[q * gs + k]; acc is the step's recurrent GEMM tile (row stride
-// acc_rs, gate stride as), added to the input part.
+// acc_rs, gate stride as), added to the input part; acc is read whole vectors
+// at a time, tails included, so it must be readable up to a vector past each
+// gate's last unit (the lanes past n are never stored).
 
 // LSTM forward: a holds x·Wx + b on entry and the post-activation gates
 // i, f, o, g on exit; c = f * cp + i * g; h = o * tanh(c).
