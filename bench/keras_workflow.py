@@ -14,7 +14,9 @@ enters the project's:
     python bench/keras_workflow.py --keras-python /tmp/tf/bin/python
 
 One epoch of fit and one predict over all windows are each timed three
-times after a warm-up epoch (Keras traces its graph there), medians kept.
+times after a warm-up epoch (Keras traces its graph there), medians kept;
+the two sides run in alternating processes (--rounds, default 3) and each
+side's median over them is reported.
 Targets (issue 10): fit >= 6x and predict >= 4x faster than Keras.
 """
 import argparse
@@ -90,20 +92,31 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", choices=["rnn_fast", "keras"], help="time one side only and print JSON")
     ap.add_argument("--keras-python", default=sys.executable, help="the Python that has Keras (a separate venv)")
+    ap.add_argument("--rounds", type=int, default=3, help="processes per side, in alternating order (medians)")
     args = ap.parse_args()
     if args.backend:
         print(json.dumps(run(args.backend)))
         return 0
-    ours = side(sys.executable, "rnn_fast")
-    try:
-        theirs = side(args.keras_python, "keras")
-    except SystemExit as e:
-        print(json.dumps(ours))
-        print(f"Keras not timed: {e}", file=sys.stderr)
-        return 1
+    # Processes in alternating order, each side's median over the rounds: the
+    # host's speed drifts by tens of percent from one minute to the next.
+    runs = {"rnn_fast": [], "keras": []}
+    for round_ in range(args.rounds):
+        for backend in (("rnn_fast", "keras") if round_ % 2 == 0 else ("keras", "rnn_fast")):
+            try:
+                runs[backend].append(side(sys.executable if backend == "rnn_fast" else args.keras_python, backend))
+            except SystemExit as e:
+                print(f"Keras not timed: {e}", file=sys.stderr)
+                return 1
+
+    def median_run(rs):
+        return dict(rs[0], fit_epoch_s=statistics.median(r["fit_epoch_s"] for r in rs),
+                    predict_s=statistics.median(r["predict_s"] for r in rs))
+
+    ours, theirs = median_run(runs["rnn_fast"]), median_run(runs["keras"])
     fit_x, predict_x = theirs["fit_epoch_s"] / ours["fit_epoch_s"], theirs["predict_s"] / ours["predict_s"]
     print(f"seed workflow: 4 x LSTM({UNITS}) + Dropout(0.2), Dense(1), adam, MSE, batch {BATCH}, "
           f"{WINDOWS} windows of {STEPS} steps")
+    print(f"medians of {args.rounds} alternating processes per side")
     print(f"{'':10} {'fit, one epoch':>16} {'predict':>10}")
     for r in (ours, theirs):
         print(f"{r['backend']:10} {r['fit_epoch_s']:>14.3f} s {r['predict_s']:>8.3f} s   {r['version']}")
