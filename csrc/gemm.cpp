@@ -150,8 +150,9 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     }
     if (transA && !transB && M <= 4) {
         // A few output rows (dWx when D is tiny): C[i, :] += A[k, i] * B[k, :]
-        // for k in order, no packing. Threads own disjoint column ranges.
-        constexpr index_t kChunk = 256;
+        // for k in order, no packing. Threads own disjoint column ranges (an
+        // element's sum does not depend on them), one per thread, at most 256.
+        const index_t kChunk = std::min<index_t>(256, std::max<index_t>(16, ceil_div(ceil_div(N, nthreads), 16) * 16));
         const index_t chunks = ceil_div(N, kChunk);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (big && chunks > 1)
         for (index_t q = 0; q < chunks; ++q) {
@@ -252,8 +253,9 @@ template <typename T>
 void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
     std::fill(out, out + cols, T(0));
     if (cols == 0) return;
-    // Threads own disjoint column ranges; each column is summed in row order.
-    constexpr index_t kChunk = 64;
+    // Threads own disjoint column ranges, one per thread (at most 256 columns
+    // wide, at least 16); each column is summed in row order, whatever the ranges.
+    const index_t kChunk = std::min<index_t>(256, std::max<index_t>(16, ceil_div(ceil_div(cols, nthreads), 16) * 16));
     const index_t chunks = ceil_div(cols, kChunk);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && chunks > 1 && rows * cols >= kParallelWork)
     for (index_t q = 0; q < chunks; ++q) {
