@@ -126,10 +126,6 @@ def block_ms(fn: Callable[[], object], budget_s: float, min_repeats: int, max_re
     return times
 
 
-def median_ms(fn: Callable[[], object], budget_s: float, min_repeats: int, max_repeats: int) -> float:
-    return statistics.median(block_ms(fn, budget_s, min_repeats, max_repeats))
-
-
 def settle(seconds: float = 0.15) -> None:
     """Let a peer's worker threads (OpenBLAS, OpenMP, ONNX Runtime) stop
     spinning before the next peer is timed: a spinner would take a core."""
