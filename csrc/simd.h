@@ -199,31 +199,62 @@ RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
     return x != x ? x : r;
 }
 
-// 1 / (1 + e^-x): exactly 0 or 1 where e^-x overflows or underflows.
+// float tanh: a rational function, odd degree 13 over even degree 6 (the
+// coefficients of Eigen's generic_fast_tanh_float, which TensorFlow uses),
+// on x clamped to +-9, where tanh rounds to +-1 (the fit holds to 9.1), the
+// result clamped to [-1, 1]; x itself below 4e-4. About 18 vector operations
+// and one division, against an exp and a division for the formula below.
+// Error: at most 6 ulp (tested; 4.4 measured with FMA, 5.3 without).
 template <typename T, int L>
-RNN_FAST_INLINE V<T, L> vsigmoid(V<T, L> x) {
-    return T(1) / (T(1) + vexp<T, L>(-x));
+RNN_FAST_INLINE V<T, L> vtanh_rational(V<T, L> x) {
+    using VT = V<T, L>;
+    static_assert(sizeof(T) == 4, "a float32 approximation");
+    // Clamp with the bound first: min/max return their second operand where
+    // one is NaN, so NaN stays NaN.
+    const VT one = splat<T, L>(1.0f);
+    const VT xc = vmin<T, L>(splat<T, L>(9.0f), vmax<T, L>(splat<T, L>(-9.0f), x));
+    const VT z = xc * xc;
+    VT p = z * -2.76076847742355e-16f + 2.00018790482477e-13f;
+    p = p * z + -8.60467152213735e-11f;
+    p = p * z + 5.12229709037114e-08f;
+    p = p * z + 1.48572235717979e-05f;
+    p = p * z + 6.37261928875436e-04f;
+    p = p * z + 4.89352455891786e-03f;
+    p = p * xc;
+    VT q = z * 1.19825839466702e-06f + 1.18534705686654e-04f;
+    q = q * z + 2.26843463243900e-03f;
+    q = q * z + 4.89352518554385e-03f;
+    const VT ax = x < T(0) ? -x : x;
+    return ax < T(0.0004f) ? x : vmin<T, L>(one, vmax<T, L>(-one, p / q));
 }
 
-// tanh: a polynomial (float) or rational function (double) near 0, where
-// 1 - 2 / (e^2|x| + 1) would cancel, and that formula elsewhere (Cephes).
+// 1 / (1 + e^-x) (double), 1/2 + tanh(x/2) / 2 (float: the rational tanh,
+// absolute error at most 3.5 ulp of 1/2 and relative at most 3.5 ulp for
+// x >= 0, tested): exactly 0 or 1 where x is far from 0.
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vsigmoid(V<T, L> x) {
+    if constexpr (sizeof(T) == 4) return T(0.5) + T(0.5) * vtanh_rational<T, L>(T(0.5) * x);
+    else return T(1) / (T(1) + vexp<T, L>(-x));
+}
+
+// tanh: the rational function above (float); for double a rational function
+// near 0, where 1 - 2 / (e^2|x| + 1) would cancel, and that formula
+// elsewhere (Cephes).
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> vtanh(V<T, L> x) {
     using VT = V<T, L>;
-    const VT ax = x < T(0) ? -x : x;
-    const VT z = x * x;
-    VT small;
     if constexpr (sizeof(T) == 4) {
-        small = ((((-5.70498872745E-3f * z + 2.06390887954E-2f) * z - 5.37397155531E-2f) * z + 1.33314422036E-1f) *
-                     z - 3.33332819422E-1f) * z * x + x;
+        return vtanh_rational<T, L>(x);
     } else {
+        const VT ax = x < T(0) ? -x : x;
+        const VT z = x * x;
         const VT p = (-9.64399179425052238628E-1 * z - 9.92877231001918586564E1) * z - 1.61468768441708447952E3;
         const VT q = ((z + 1.12811678491632931402E2) * z + 2.23548839060100448583E3) * z + 4.84406305325125486048E3;
-        small = x + x * (z * p / q);
+        const VT small = x + x * (z * p / q);
+        VT big = T(1) - T(2) / (vexp<T, L>(ax + ax) + T(1));
+        big = x < T(0) ? -big : big;
+        return ax < T(0.625) ? small : big;
     }
-    VT big = T(1) - T(2) / (vexp<T, L>(ax + ax) + T(1));
-    big = x < T(0) ? -big : big;
-    return ax < T(0.625) ? small : big;
 }
 
 // max(x, 0) that keeps NaN, as np.maximum does.
