@@ -184,7 +184,13 @@ Contiguous<T> owned(const py::array& a) {
 
 template <typename F>
 py::array_t<F> empty(std::initializer_list<index_t> shape) {
-    return py::array_t<F>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    py::array_t<F> a(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    // Fresh from NumPy's allocator, often pages the heap has just been given
+    // back: mapped here, in one call, rather than faulted in by the kernel's
+    // threads (the core's own scratch comes mapped from its BlockCache).
+    py::gil_scoped_release nogil;
+    rnn_fast::prefault(a.mutable_data(), sizeof(F) * static_cast<std::size_t>(a.size()));
+    return a;
 }
 
 template <typename F>
@@ -284,11 +290,21 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep) {
             cache.c0 = zeros;
         }
         cache.c = empty<F>({N, T, H});
-        cache.gates = empty<F>({N, T, 4 * H});
+        // The gates: the cache's array, or (inference) the core's scratch,
+        // whose block the next call reuses.
+        rnn_fast::Buffer<F> scratch;
+        F* gates;
+        if (keep) {
+            cache.gates = empty<F>({N, T, 4 * H});
+            gates = mptr<F>(cache.gates);
+        } else {
+            scratch.reserve(static_cast<std::size_t>(std::max<index_t>(1, 4 * N * T * H)));
+            gates = scratch.data();
+        }
         py::gil_scoped_release nogil;
-        rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), mptr<F>(cache.gates), cptr<F>(cache.x),
-                                      cptr<F>(cache.h0), cptr<F>(cache.c0), cptr<F>(cache.Wx), Wh.data(), b.data(),
-                                      N, T, D, H, cache.reverse, threads(), wh_t.get());
+        rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), gates, cptr<F>(cache.x), cptr<F>(cache.h0),
+                                      cptr<F>(cache.c0), cptr<F>(cache.Wx), Wh.data(), b.data(), N, T, D, H,
+                                      cache.reverse, threads(), wh_t.get());
     }
     if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
     else cache.wh_t_f = std::move(wh_t);

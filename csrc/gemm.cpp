@@ -11,12 +11,56 @@ namespace rnn_fast {
 
 void prefault(void* p, std::size_t bytes) {
     constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, missing from older headers
-    constexpr std::size_t kMin = std::size_t(1) << 20;  // below this, faults are cheap enough
+    constexpr std::size_t kMin = std::size_t(256) << 10;  // below this, faults are cheap enough
     if (bytes < kMin) return;
     const std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
     const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
     const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(p) + bytes) / page * page;
     if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, kPopulateWrite);  // a hint
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kKeepBlocks = false;
+#else
+constexpr bool kKeepBlocks = true;
+#endif
+
+BlockCache& BlockCache::mine() {
+    thread_local BlockCache cache;
+    return cache;
+}
+
+void* BlockCache::take(std::size_t bytes, std::size_t* got) {
+    int best = -1;
+    for (int i = 0; i < count_; ++i)
+        if (blocks_[i].bytes >= bytes && (best < 0 || blocks_[i].bytes < blocks_[best].bytes)) best = i;
+    if (best < 0) return nullptr;
+    const Block b = blocks_[best];
+    std::copy(blocks_ + best + 1, blocks_ + count_, blocks_ + best);  // keeps the oldest first
+    --count_;
+    total_ -= b.bytes;
+    *got = b.bytes;
+    return b.p;
+}
+
+void BlockCache::give(void* p, std::size_t bytes) {
+    constexpr int slots = static_cast<int>(sizeof(blocks_) / sizeof(blocks_[0]));
+    if (!kKeepBlocks || bytes > kMaxBlock) {
+        std::free(p);
+        return;
+    }
+    while (count_ > 0 && (count_ == slots || total_ + bytes > kMaxTotal)) {
+        std::free(blocks_[0].p);
+        total_ -= blocks_[0].bytes;
+        std::copy(blocks_ + 1, blocks_ + count_, blocks_);
+        --count_;
+    }
+    blocks_[count_++] = {p, bytes};
+    total_ += bytes;
+}
+
+BlockCache::~BlockCache() {
+    for (int i = 0; i < count_; ++i) std::free(blocks_[i].p);
 }
 
 namespace {

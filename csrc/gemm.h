@@ -57,31 +57,84 @@ Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride
 
 // Maps the pages of [p, p + bytes) for writing in one system call before a
 // kernel writes them from several threads (Linux 5.14+; elsewhere a no-op).
-// Pages that are mapped already cost a page-table walk (~0.1 ms for 20 MB);
-// fresh ones cost a fault each either way, but faults taken inside a
+// Fresh pages cost a fault each either way, but faults taken inside a
 // parallel time loop cost ~5x more (threads fault on the same pages and
-// every step's barrier waits for the slowest).
+// every step's barrier waits for the slowest). Pages that are mapped already
+// cost a page-table walk, 50-80 us per MB measured here, so only memory that
+// may be fresh is passed: a Buffer's new block, an array NumPy has just
+// allocated, never a reused one.
 void prefault(void* p, std::size_t bytes);
 
-// A 64-byte aligned scratch array that keeps its memory when shrunk.
+// Scratch blocks the calling thread has freed, kept for its next kernel
+// call: a block obtained from the system again costs its pages' faults and
+// zeroing every call (~250 us for 1.5 MB here, the whole compute of a small
+// LSTM layer, when the heap top is trimmed between calls). Blocks of at
+// most kMaxBlock bytes are kept, at most kMaxTotal per thread, the oldest
+// given back first; large blocks, whose faults are small beside the work
+// they serve, go back at once. Not kept under AddressSanitizer, which must
+// see every block freed.
+class BlockCache {
+public:
+    static constexpr std::size_t kMaxBlock = std::size_t(8) << 20;
+    static constexpr std::size_t kMaxTotal = std::size_t(32) << 20;
+
+    // A kept block of at least `bytes` (the smallest such), or nullptr;
+    // *got is set to its size.
+    void* take(std::size_t bytes, std::size_t* got);
+    // Keeps p (of `bytes`, from std::aligned_alloc) or frees it.
+    void give(void* p, std::size_t bytes);
+    ~BlockCache();
+
+    // The calling thread's.
+    static BlockCache& mine();
+
+private:
+    struct Block {
+        void* p;
+        std::size_t bytes;
+    };
+    Block blocks_[16] = {};
+    int count_ = 0;
+    std::size_t total_ = 0;
+};
+
+// A 64-byte aligned scratch array that keeps its memory when shrunk; its
+// memory comes from and goes back to the calling thread's BlockCache.
 template <typename T>
 class Buffer {
 public:
-    T* data() { return ptr_.get(); }
-    const T* data() const { return ptr_.get(); }
+    Buffer() = default;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    ~Buffer() { release(); }
+
+    T* data() { return ptr_; }
+    const T* data() const { return ptr_; }
     void reserve(std::size_t n) {
         if (n <= capacity_) return;
-        std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
-        void* p = std::aligned_alloc(64, bytes);
-        if (p == nullptr) throw std::bad_alloc();
-        prefault(p, bytes);
-        ptr_.reset(static_cast<T*>(p));
-        capacity_ = n;
+        const std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+        std::size_t got = 0;
+        void* p = BlockCache::mine().take(bytes, &got);
+        if (p == nullptr) {
+            p = std::aligned_alloc(64, bytes);
+            if (p == nullptr) throw std::bad_alloc();
+            prefault(p, bytes);
+            got = bytes;
+        }
+        release();
+        ptr_ = static_cast<T*>(p);
+        bytes_ = got;
+        capacity_ = got / sizeof(T);
     }
 
 private:
-    struct Free { void operator()(T* p) const { std::free(p); } };
-    std::unique_ptr<T, Free> ptr_;
+    void release() {
+        if (ptr_ != nullptr) BlockCache::mine().give(ptr_, bytes_);
+        ptr_ = nullptr;
+        bytes_ = capacity_ = 0;
+    }
+    T* ptr_ = nullptr;
+    std::size_t bytes_ = 0;
     std::size_t capacity_ = 0;
 };
 

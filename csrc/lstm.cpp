@@ -13,8 +13,6 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
-    prefault(c, sizeof(F) * N * T * H);
-    prefault(h, sizeof(F) * N * T * H);
     // Pre-activations x · Wx + b of all steps, straight into the gate buffer.
     input_projection(gates, x, Wx, b, N, T, D, G, nthreads);
     PackedB<F> wh;

@@ -212,7 +212,6 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 template <typename F>
 void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
                       index_t G, int nthreads) {
-    prefault(a, sizeof(F) * N * T * G);
     fill_rows(a, N * T, G, G, b, nthreads);
     gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, true, a, G, nthreads);
 }
@@ -227,7 +226,6 @@ template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
                            index_t G, bool reverse, int nthreads) {
-    prefault(dx, sizeof(F) * N * T * D);
     gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
     gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
