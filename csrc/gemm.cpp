@@ -72,6 +72,19 @@ constexpr index_t kParallelWork = 1 << 15;
 
 index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
+// A whole sliver of R rows (the ISAs' mr): the row pointers held in
+// registers and the row loop unrolled (the general loop reloads a pointer
+// per element; this is ~2x faster, measured on the backward's dA packing).
+template <int R, typename T>
+void pack_sliver(T* d, const T* const* rows, index_t kc) {
+    const T* r[R];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) r[i] = rows[i];
+    for (index_t k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int i = 0; i < R; ++i) d[k * R + i] = r[i][k];
+}
+
 // op(A)[ic:ic+mc, pc:pc+kc] into mr-row slivers (kc x mr each), zero-padded.
 template <typename T>
 void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, index_t kc, index_t mr) {
@@ -84,8 +97,12 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
             const index_t n = std::min(mr, mc - i0);
             for (index_t i = 0; i < n; ++i) rows[i] = A.row(ic + i0 + i) + pc;
             T* d = dst + i0 * kc;
-            for (index_t k = 0; k < kc; ++k)
-                for (index_t i = 0; i < n; ++i) d[k * mr + i] = rows[i][k];
+            if (n == mr && mr == 4) pack_sliver<4>(d, rows, kc);
+            else if (n == mr && mr == 6) pack_sliver<6>(d, rows, kc);
+            else if (n == mr && mr == 14) pack_sliver<14>(d, rows, kc);
+            else
+                for (index_t k = 0; k < kc; ++k)
+                    for (index_t i = 0; i < n; ++i) d[k * mr + i] = rows[i][k];
         }
     } else {
         for (index_t k = 0; k < kc; ++k) {
