@@ -240,20 +240,52 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
             for (index_t j = 0; j < N; ++j) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : T(0)) + ct.data()[j * M + i];
         return;
     }
-    // Work items: a panel of whole slivers (about 1 MiB packed, which stays in
-    // L2 while every row block of the item streams through it) times a range
-    // of row blocks. Fewer panels than threads: narrower panels, then split
-    // rows too. Each item packs its own B panel and A blocks as it goes.
+    // Work items: a panel of whole slivers (at most about 1 MiB packed,
+    // streamed from L2/L3 while every row block of the item runs through it)
+    // times a range of rows. The split into col_items x row_items is the one
+    // whose busiest thread has the least work (its products and its packing,
+    // columns past N and rows past M not counted; the fewest panels, then row
+    // ranges, among equals),
+    // so that 13 slivers on 2 threads do not leave one thread idle a seventh
+    // of the product. Each item packs its own B panel and A blocks as it goes.
     const index_t KC = std::min(uk.kc, K), MC = uk.mc;
-    const index_t mblocks = ceil_div(M, MC);
     const index_t slivers = ceil_div(N, nr);
+    const index_t units = ceil_div(M, mr);  // rows are split in whole mr-row blocks
     const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (KC * nr * index_t(sizeof(T))));
-    index_t col_items = std::min(slivers, std::max<index_t>(ceil_div(slivers, panel), nthreads));
+    const index_t min_cols = ceil_div(slivers, panel);
+    auto cols_of = [&](index_t c, index_t per) { return std::min(N, (c + 1) * per * nr) - std::min(N, c * per * nr); };
+    auto rows_of = [&](index_t r, index_t n) { return std::min(M, (r + 1) * units / n * mr) - std::min(M, r * units / n * mr); };
+    index_t col_items = min_cols, row_items = 1, best = -1;
+    const index_t span = 4 * index_t(std::max(1, nthreads));
+    for (index_t ci = min_cols; ci <= std::min(slivers, min_cols + span); ++ci) {
+        const index_t per = ceil_div(slivers, ci);
+        if (ceil_div(slivers, per) != ci) continue;  // the same panels as a smaller ci
+        for (index_t ri = 1; ri <= std::min(units, span); ++ri) {
+            // omp for schedule(static): thread t runs a contiguous range of items.
+            const index_t n_items = ci * ri, team = std::max<index_t>(1, std::min<index_t>(nthreads, n_items));
+            index_t busiest = 0, item = 0;
+            for (index_t t = 0; t < team; ++t) {
+                const index_t count = n_items / team + (t < n_items % team ? 1 : 0);
+                index_t work = 0;
+                for (index_t e = 0; e < count; ++e, ++item) {
+                    // Per k: a multiply-add per element, 16 to a cycle; packing
+                    // about half a cycle per B column and one per A row.
+                    const index_t cols = cols_of(item % ci, per), rows = rows_of(item / ci, ri);
+                    work += cols * rows + 8 * cols + 16 * rows;
+                }
+                busiest = std::max(busiest, work);
+            }
+            // Splitting rows packs B again per row range and re-reads it from
+            // memory, which the count above undervalues: only for a clear gain.
+            if (ri > 1) busiest += busiest / 8;
+            if (best < 0 || busiest < best) {
+                best = busiest;
+                col_items = ci;
+                row_items = ri;
+            }
+        }
+    }
     const index_t per_col = ceil_div(slivers, col_items);
-    col_items = ceil_div(slivers, per_col);
-    index_t row_items = std::min(mblocks, ceil_div(nthreads, col_items));
-    const index_t per_row = ceil_div(mblocks, row_items);
-    row_items = ceil_div(mblocks, per_row);
     const index_t items = col_items * row_items;
     const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
     // Packing buffers for each thread, allocated here: nothing may throw
@@ -271,7 +303,8 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
 #pragma omp for schedule(static)
         for (index_t item = 0; item < items; ++item) {
             const index_t s0 = (item % col_items) * per_col, s1 = std::min(slivers, s0 + per_col);
-            const index_t m0 = (item / col_items) * per_row * MC, m1 = std::min(M, m0 + per_row * MC);
+            const index_t r = item / col_items;
+            const index_t m0 = std::min(M, r * units / row_items * mr), m1 = std::min(M, (r + 1) * units / row_items * mr);
             for (index_t pc = 0; pc < K; pc += KC) {
                 const index_t kc = std::min(KC, K - pc);
                 const bool acc = accumulate || pc > 0;
