@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 namespace rnn_fast {
 
@@ -132,6 +133,16 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks) {
 template <typename T>
 void pack_b_sliver(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t j0, index_t nj, index_t nr) {
     if (nj < nr) std::fill(d, d + kc * nr, T(0));
+    // Whole rows of a sliver: copies of a size known here, which compile to
+    // a few vector moves (the general loop became a memcpy call per row).
+    auto rows = [&](auto width) {
+        constexpr index_t W = decltype(width)::value;
+        for (index_t k = 0; k < kc; ++k) std::memcpy(d + k * W, B.row(pc + k) + j0, W * sizeof(T));
+    };
+    if (!transB && nj == nr && nr == 4) return rows(std::integral_constant<index_t, 4>{});
+    if (!transB && nj == nr && nr == 8) return rows(std::integral_constant<index_t, 8>{});
+    if (!transB && nj == nr && nr == 16) return rows(std::integral_constant<index_t, 16>{});
+    if (!transB && nj == nr && nr == 32) return rows(std::integral_constant<index_t, 32>{});
     if (!transB) {
         for (index_t k = 0; k < kc; ++k) {
             const T* src = B.row(pc + k) + j0;
