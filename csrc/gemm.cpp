@@ -348,6 +348,23 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
 }
 
 template <typename T>
+void shallow_affine(T* C, const T* A, const T* B, const T* b, index_t M, index_t N, index_t K, int nthreads) {
+    // Each row in L1: b, then + A[i, k] * B[k, :] for k in order (the sums of
+    // fill_rows and gemm's shallow path, in one pass over C). Rows are disjoint.
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && M * N * (K + 1) >= kParallelWork)
+    for (index_t i = 0; i < M; ++i) {
+        T* c = C + i * N;
+        const T* a = A + i * K;
+        for (index_t j = 0; j < N; ++j) c[j] = b[j];
+        for (index_t k = 0; k < K; ++k) {
+            const T ak = a[k];
+            const T* bk = B + k * N;
+            for (index_t j = 0; j < N; ++j) c[j] += ak * bk[j];
+        }
+    }
+}
+
+template <typename T>
 void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nthreads) {
     // Rows are disjoint.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && rows * cols >= kParallelWork)
@@ -377,6 +394,7 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
     template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int); \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
+    template void shallow_affine<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t, int); \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);
 
 RNN_FAST_INSTANTIATE(float)

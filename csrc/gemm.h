@@ -210,6 +210,12 @@ template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
           bool accumulate, T* C, index_t ldc, int nthreads);
 
+// C (M x N, dense) = b (N, every row) + A (M x K, dense) · B (K x N, dense),
+// for small K (a projection of a few input features), in one pass; the same
+// sums as fill_rows followed by gemm with accumulate.
+template <typename T>
+void shallow_affine(T* C, const T* A, const T* B, const T* b, index_t M, index_t N, index_t K, int nthreads);
+
 // Every row of C (rows x cols, row stride ldc) set to the vector b (cols).
 template <typename T>
 void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nthreads);

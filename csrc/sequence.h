@@ -212,6 +212,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 template <typename F>
 void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
                       index_t G, int nthreads) {
+    if (D <= 4) return shallow_affine(a, x, Wx, b, N * T, G, D, nthreads);
     fill_rows(a, N * T, G, G, b, nthreads);
     gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, true, a, G, nthreads);
 }
