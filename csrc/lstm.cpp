@@ -30,18 +30,19 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
         uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, gates + o0 * G + j0, T * G, H, cp0,
                              s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H);
-        for (int r = 0; r < mi; ++r) {
-            const index_t n = row0 + r;
-            op.put(a_next, n, j0, h + (n * T + t) * H + j0, uc);
-            if (s + 1 < T) {
-                // Next step's x·Wx + b for these units is long out of cache:
-                // fetch it while this step's GEMMs run.
-                const index_t o = n * T + step_time(s + 1, T, reverse);
-                for (index_t u = 0; u < uc; u += kLine<F>) {
-                    for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + j0 + u);
-                    __builtin_prefetch(c + o * H + j0 + u, 1);
-                    __builtin_prefetch(h + o * H + j0 + u, 1);
-                }
+        for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, h + ((row0 + r) * T + t) * H + j0, uc);
+    }, [&](index_t s, const StepTile<F>& tile) {
+        // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
+        const index_t t = step_time(s, T, reverse);
+        const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
+        for (int r = 0; r < tile.mi; ++r) {
+            const index_t n = tile.row0 + r, o = n * T + t;
+            const F* cp = s == 0 ? c0 + n * H : c + (n * T + tp) * H;
+            for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) {
+                for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + u, 1);
+                __builtin_prefetch(cp + u);
+                __builtin_prefetch(c + o * H + u, 1);
+                __builtin_prefetch(h + o * H + u, 1);
             }
         }
     });
@@ -82,19 +83,23 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
                 const index_t n = row0 + r;
                 const F* da = dA.data() + (n * T + t) * G + j0;
                 for (int q = 0; q < 4; ++q) op.put(a_next, n, j0 + q * H, da + q * H, uc);
-                if (fs > 0) {
-                    // The next step's rows, long out of cache: fetch them
-                    // while this step's GEMMs run.
-                    const index_t on = n * T + tp;
-                    const index_t op = n * T + (fs > 1 ? step_time(fs - 2, T, reverse) : tp);
-                    for (index_t u = 0; u < uc; u += kLine<F>) {
-                        __builtin_prefetch(dh + on * H + j0 + u);
-                        for (int q = 0; q < 4; ++q) {
-                            __builtin_prefetch(gates + on * G + q * H + j0 + u);
-                            __builtin_prefetch(dA.data() + on * G + q * H + j0 + u, 1);
-                        }
-                        __builtin_prefetch(c + op * H + j0 + u);
+            }
+        }, [&](index_t s, const StepTile<F>& tile) {
+            // The tile's rows of dh, the gates, c_t and c_{t-1}, and of dA.
+            const index_t fs = T - 1 - s;
+            const index_t t = step_time(fs, T, reverse);
+            const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
+            for (int r = 0; r < tile.mi; ++r) {
+                const index_t n = tile.row0 + r, o = n * T + t;
+                const F* cp = fs == 0 ? c0 + n * H : c + (n * T + tp) * H;
+                for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) {
+                    __builtin_prefetch(dh + o * H + u);
+                    for (int q = 0; q < 4; ++q) {
+                        __builtin_prefetch(gates + o * G + q * H + u);
+                        __builtin_prefetch(dA.data() + o * G + q * H + u, 1);
                     }
+                    __builtin_prefetch(c + o * H + u);
+                    __builtin_prefetch(cp + u);
                 }
             }
         }, dh0);

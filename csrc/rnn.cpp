@@ -24,14 +24,13 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
         const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
         const int mi = tile.mi;
         uk.rnn_forward_cell(mi, uc, act, tile.acc, tile.row_stride, h + (row0 * T + t) * H + j0, T * H);
-        for (int r = 0; r < mi; ++r) {
-            const index_t n = row0 + r;
-            op.put(a_next, n, j0, h + (n * T + t) * H + j0, uc);
-            if (s + 1 < T) {
-                // Next step's x·Wx + b, long out of cache: fetch it while this step's GEMMs run.
-                const F* next = h + (n * T + step_time(s + 1, T, reverse)) * H + j0;
-                for (index_t u = 0; u < uc; u += kLine<F>) __builtin_prefetch(next + u, 1);
-            }
+        for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, h + ((row0 + r) * T + t) * H + j0, uc);
+    }, [&](index_t s, const StepTile<F>& tile) {
+        // The tile's x·Wx + b, which the cell turns into h in place.
+        const index_t t = step_time(s, T, reverse);
+        for (int r = 0; r < tile.mi; ++r) {
+            const F* row = h + ((tile.row0 + r) * T + t) * H;
+            for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) __builtin_prefetch(row + u, 1);
         }
     });
 }
@@ -56,17 +55,16 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
             uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
-            for (int r = 0; r < mi; ++r) {
-                const index_t n = row0 + r;
-                op.put(a_next, n, j0, dA.data() + (n * T + t) * H + j0, uc);
-                if (s + 1 < T) {
-                    // The next step's rows, long out of cache: fetch them while this step's GEMMs run.
-                    const index_t on = (n * T + step_time(T - 2 - s, T, reverse)) * H + j0;
-                    for (index_t u = 0; u < uc; u += kLine<F>) {
-                        __builtin_prefetch(dh + on + u);
-                        __builtin_prefetch(h + on + u);
-                        __builtin_prefetch(dA.data() + on + u, 1);
-                    }
+            for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, dA.data() + ((row0 + r) * T + t) * H + j0, uc);
+        }, [&](index_t s, const StepTile<F>& tile) {
+            // The tile's rows of dh and h, and of dA.
+            const index_t t = step_time(T - 1 - s, T, reverse);
+            for (int r = 0; r < tile.mi; ++r) {
+                const index_t o = ((tile.row0 + r) * T + t) * H;
+                for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) {
+                    __builtin_prefetch(dh + o + u);
+                    __builtin_prefetch(h + o + u);
+                    __builtin_prefetch(dA.data() + o + u, 1);
                 }
             }
         }, dh0);

@@ -109,7 +109,10 @@ constexpr index_t kBlocksPerPass = 16;
 //   epilogue(s, StepTile tile, a_next)
 // for tiles covering every row and unit once; the epilogue applies the cell
 // and writes A_{s+1} into a_next (at op.rows.packed(n, k)) for the tile's
-// rows only. At step 0 with zero_first the products are zeros instead (no
+// rows only. prefetch(s, tile) (tile.acc null) is called for the same tiles
+// when their last K block of products starts, so that the cell's other
+// operands of step s (far out of cache with large N: x·Wx + b of every step
+// is written before the loop) arrive while those products run. At step 0 with zero_first the products are zeros instead (no
 // recurrent input yet). With `last` (gates = 1) one more step follows, whose
 // product of the final operand with B is stored in last (N x U, dense)
 // instead: a backward's dh0. Products run over K in blocks of the ISA's kc.
@@ -123,9 +126,9 @@ constexpr index_t kBlocksPerPass = 16;
 // Either way each output is written by one thread, and an element's
 // arithmetic is the same (row blocks and K blocks do not depend on the
 // thread count or partition): bitwise equal results for any thread count.
-template <typename T, typename Epilogue>
+template <typename T, typename Epilogue, typename Prefetch>
 void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
-                    Partition how, int nthreads, Epilogue epilogue, T* last = nullptr) {
+                    Partition how, int nthreads, Epilogue epilogue, Prefetch prefetch, T* last = nullptr) {
     const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K(), kc = std::max<index_t>(1, uk.kc);
@@ -147,12 +150,16 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     auto row_block = [&](index_t s, index_t b, T* acc) {
         const T* as = op.a[s & 1] + b * K * mr;
         const int mi = static_cast<int>(rows.size(b));
+        const StepTile<T> whole{rows.start(b), mi, 0, units, nullptr, wide, units};
         if (zero_first && s == 0) {
+            prefetch(s, whole);
             std::fill(acc, acc + mi * wide, T(0));
         } else {
-            for (index_t k0 = 0; k0 < K; k0 += kc)
+            for (index_t k0 = 0; k0 < K; k0 += kc) {
+                if (s < steps && k0 + kc >= K) prefetch(s, whole);
                 for (index_t q = 0; q < B.slivers(); ++q)
                     uk.tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0);
+            }
         }
         if (s < steps) {
             epilogue(s, StepTile<T>{rows.start(b), mi, 0, units, acc, wide, units}, op.a[(s + 1) & 1]);
@@ -164,11 +171,19 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // block b's gate q at tiles + ((b - b0) * gates + q) * tile_size.
     auto column_pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
         const T* as = op.a[s & 1];
+        auto prefetch_pass = [&] {
+            if (s < steps)
+                for (index_t b = b0; b < b1; ++b)
+                    prefetch(s, StepTile<T>{rows.start(b), static_cast<int>(rows.size(b)), c * nr, B.width(c), nullptr,
+                                            nr, tile_size});
+        };
         if (zero_first && s == 0) {
+            prefetch_pass();
             std::fill(tiles, tiles + (b1 - b0) * gates * tile_size, T(0));
         } else {
             for (index_t k0 = 0; k0 < K; k0 += kc) {
                 const index_t kn = std::min(kc, K - k0);
+                if (k0 + kc >= K) prefetch_pass();
                 for (int q = 0; q < gates; ++q) {
                     const T* bq = B.sliver(q * chunks + c) + k0 * nr;
                     for (index_t b = b0; b < b1; ++b)
