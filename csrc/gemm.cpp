@@ -174,8 +174,13 @@ void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads
 
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
-          bool accumulate, T* C, index_t ldc, int nthreads) {
+          bool accumulate, T* C, index_t ldc, int nthreads, const T* bias) {
     if (M == 0 || N == 0) return;
+    if (bias != nullptr && (K <= 4 || N <= 4 || M <= 4 || 2 * N <= kernels<T>().nr)) {
+        // The special shapes below take no bias: C := bias, then accumulate.
+        fill_rows(C, M, N, ldc, bias, nthreads);
+        return gemm(M, N, K, A, transA, B, transB, true, C, ldc, nthreads);
+    }
     if (K == 0) {
         if (!accumulate)
             for (index_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
@@ -331,14 +336,18 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
                             const T* ap = apack + ir * kc;
                             T* c = C + (ic + ir) * ldc + j0;
                             const int mi = static_cast<int>(std::min(mr, mc - ir));
+                            // The first K block adds the bias, if any.
+                            const T* base = acc || bias == nullptr ? nullptr : bias + j0;
                             if (nj == nr) {
-                                uk.tile(mi, kc, ap, bp, c, ldc, acc);
+                                uk.tile(mi, kc, ap, bp, c, ldc, acc, base);
                                 continue;
                             }
-                            uk.tile(mi, kc, ap, bp, edge, nr, false);
+                            uk.tile(mi, kc, ap, bp, edge, nr, false, nullptr);
                             for (index_t i = 0; i < mi; ++i)
                                 for (index_t j = 0; j < nj; ++j)
-                                    c[i * ldc + j] = acc ? c[i * ldc + j] + edge[i * nr + j] : edge[i * nr + j];
+                                    c[i * ldc + j] = acc    ? c[i * ldc + j] + edge[i * nr + j]
+                                                     : base ? base[j] + edge[i * nr + j]
+                                                            : edge[i * nr + j];
                         }
                     }
                 }
@@ -392,7 +401,7 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
     template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \
-    template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int); \
+    template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int, const T*); \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
     template void shallow_affine<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t, int); \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);

@@ -206,9 +206,11 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks);
 // or A^T (A stored K x M, transA), and op(B) is B (K x N) or B^T (B stored
 // N x K, transB). C must not alias A or B. B is packed panel by panel as the
 // product goes, never whole.
+// With bias (N values; not with accumulate): C = bias (every row) + op(A) · op(B),
+// the same sums as fill_rows followed by gemm with accumulate, in one pass.
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
-          bool accumulate, T* C, index_t ldc, int nthreads);
+          bool accumulate, T* C, index_t ldc, int nthreads, const T* bias = nullptr);
 
 // C (M x N, dense) = b (N, every row) + A (M x K, dense) · B (K x N, dense),
 // for small K (a projection of a few input features), in one pass; the same

@@ -18,17 +18,18 @@ namespace rnn_fast {
 // MR x (NV * L) GEMM tile, defined where simd.h's templates are visible.
 #define RNN_FAST_TABLE(NAME, ISA, T, L, MR, NV, KC, MC)                                                                         \
     template <int MI>                                                                                              \
-    void tile_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                            \
-        tile<T, L, MR, NV, MI>(kc, a, b, c, ldc, acc);                                                             \
+    void tile_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {             \
+        tile<T, L, MR, NV, MI>(kc, a, b, c, ldc, acc, bias);                                                       \
     }                                                                                                              \
     template <int... I>                                                                                            \
     void tile_dispatch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc,             \
-                              std::integer_sequence<int, I...>) {                                                  \
-        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool) = {tile_##NAME<I + 1>...};      \
-        fns[mi - 1](kc, a, b, c, ldc, acc);                                                                        \
+                              const T* bias, std::integer_sequence<int, I...>) {                                   \
+        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*) = {                   \
+            tile_##NAME<I + 1>...};                                                                                \
+        fns[mi - 1](kc, a, b, c, ldc, acc, bias);                                                                  \
     }                                                                                                              \
-    void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc) {                    \
-        tile_dispatch_##NAME(mi, kc, a, b, c, ldc, acc, std::make_integer_sequence<int, MR>{});                    \
+    void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
+        tile_dispatch_##NAME(mi, kc, a, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});              \
     }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
                          index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs) {                      \

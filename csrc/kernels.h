@@ -23,7 +23,9 @@ struct Kernels {
     // c (mi x nr, row stride ldc) = [c +] a · b, 1 <= mi <= mr:
     //   a: packed A block, element (i, k) at a[k * mr + i]
     //   b: packed B sliver, element (k, j) at b[k * nr + j]
-    void (*tile)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate);
+    // Without accumulate and with bias (nr values), c = bias + a · b, the
+    // bias added to every row.
+    void (*tile)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate, const T* bias);
 
     // Element-wise cell math over `rows` rows of any n values, one call per
     // GEMM tile (see simd.h for the formulas and the stride arguments).

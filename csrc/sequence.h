@@ -158,7 +158,8 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
             for (index_t k0 = 0; k0 < K; k0 += kc) {
                 if (s < steps && k0 + kc >= K) prefetch(s, whole);
                 for (index_t q = 0; q < B.slivers(); ++q)
-                    uk.tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0);
+                    uk.tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0,
+                            nullptr);
             }
         }
         if (s < steps) {
@@ -188,7 +189,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                     const T* bq = B.sliver(q * chunks + c) + k0 * nr;
                     for (index_t b = b0; b < b1; ++b)
                         uk.tile(static_cast<int>(rows.size(b)), kn, as + b * K * mr + k0 * mr, bq,
-                                tiles + ((b - b0) * gates + q) * tile_size, nr, k0 > 0);
+                                tiles + ((b - b0) * gates + q) * tile_size, nr, k0 > 0, nullptr);
                 }
             }
         }
@@ -228,8 +229,7 @@ template <typename F>
 void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
                       index_t G, int nthreads) {
     if (D <= 4) return shallow_affine(a, x, Wx, b, N * T, G, D, nthreads);
-    fill_rows(a, N * T, G, G, b, nthreads);
-    gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, true, a, G, nthreads);
+    gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, G, nthreads, b);
 }
 
 // Given dA (N,T,G), the gradient of every step's pre-activations:

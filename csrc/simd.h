@@ -270,7 +270,7 @@ RNN_FAST_INLINE V<T, L> vrelu(V<T, L> x) {
 //   b: packed B sliver, element (k, j) at b[k * NV * L + j]
 template <typename T, int L, int MR, int NV, int MI>
 RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
-                          bool accumulate) {
+                          bool accumulate, const T* bias) {
     using VT = V<T, L>;
     // With one or two rows, MI * NV chains of dependent FMAs cannot cover the
     // FMA latency: keep KS partial sums over k mod KS, added at the end.
@@ -312,6 +312,10 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
             for (int v = 0; v < NV; ++v) acc[0][i][v] += ai * load<T, L>(b + (k * NV + v) * L);
         }
     }
+    // What the sums are added to when not accumulating: the bias, or nothing.
+    VT base[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) base[v] = bias != nullptr ? load<T, L>(bias + v * L) : VT{};
 #pragma GCC unroll 16
     for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 4
@@ -320,7 +324,7 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 #pragma GCC unroll 4
             for (int p = 1; p < KS; ++p) sum += acc[p][i][v];
             T* q = c + i * ldc + v * L;
-            store<T, L>(q, accumulate ? load<T, L>(q) + sum : sum);
+            store<T, L>(q, accumulate ? load<T, L>(q) + sum : bias != nullptr ? base[v] + sum : sum);
         }
 }
 
