@@ -60,9 +60,10 @@ Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride
 // Fresh pages cost a fault each either way, but faults taken inside a
 // parallel time loop cost ~5x more (threads fault on the same pages and
 // every step's barrier waits for the slowest). Pages that are mapped already
-// cost a page-table walk, 50-80 us per MB measured here, so only memory that
-// may be fresh is passed: a Buffer's new block, an array NumPy has just
-// allocated, never a reused one.
+// would cost a page-table walk, 50-80 us per MB measured here: a region
+// whose first, middle and last pages are mapped is left alone (mincore), and
+// only memory that may be fresh is passed: a Buffer's new block, an array
+// NumPy has just allocated, never a reused scratch block.
 void prefault(void* p, std::size_t bytes);
 
 // Scratch blocks the calling thread has freed, kept for its next kernel
