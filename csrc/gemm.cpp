@@ -28,6 +28,10 @@ void prefault(void* p, std::size_t bytes) {
     };
     const std::uintptr_t last = end - page, middle = begin + (last - begin) / 2 / page * page;
     if (mapped(begin) && mapped(middle) && mapped(last)) return;
+    // Fresh: ask for 2 MiB pages where the region covers them (transparent
+    // huge pages, where the system allows them for advised regions): 512x
+    // fewer faults here and TLB entries in the time loop.
+    if (bytes >= kHugePage) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
     madvise(reinterpret_cast<void*>(begin), end - begin, kPopulateWrite);  // a hint
 }
 

@@ -66,6 +66,10 @@ Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride
 // NumPy has just allocated, never a reused scratch block.
 void prefault(void* p, std::size_t bytes);
 
+// The size of a transparent huge page on x86-64; Buffers of at least twice
+// this are aligned to it, so that prefault can map them in huge pages.
+constexpr std::size_t kHugePage = std::size_t(2) << 20;
+
 // Scratch blocks the calling thread has freed, kept for its next kernel
 // call: a block obtained from the system again costs its pages' faults and
 // zeroing every call (~250 us for 1.5 MB here, the whole compute of a small
@@ -117,7 +121,8 @@ public:
         std::size_t got = 0;
         void* p = BlockCache::mine().take(bytes, &got);
         if (p == nullptr) {
-            p = std::aligned_alloc(64, bytes);
+            const std::size_t align = bytes >= 2 * kHugePage ? kHugePage : 64;
+            p = std::aligned_alloc(align, (bytes + align - 1) / align * align);
             if (p == nullptr) throw std::bad_alloc();
             prefault(p, bytes);
             got = bytes;
