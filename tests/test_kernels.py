@@ -381,3 +381,30 @@ def test_nan_and_inf_pass_through_as_numpy_would(value, cell):
             np.testing.assert_allclose(g, g_ref, **TOL[np.float64])
     if np.isfinite(value):
         assert np.isfinite(h).all()
+
+
+# ------------------------------------------------- reused scratch memory
+
+
+def test_reused_scratch_memory_leaves_no_trace():
+    """The core keeps freed scratch blocks for the calling thread's next call
+    (and hands a block to a call of another size or dtype): no result may
+    depend on what an earlier call left in them."""
+    calls = []
+    for k, (shape, dtype) in enumerate([((32, 60, 1, 50), np.float32), ((7, 13, 70, 90), np.float64),
+                                        ((64, 9, 300, 200), np.float32), ((5, 40, 33, 17), np.float64)]):
+        for cell, gates in (("lstm", 4), ("rnn", 1)):
+            args = recurrent_inputs(shape, dtype, gates=gates, seed=k)
+            calls.append((cell, args, rand((shape[0], shape[1], shape[3]), dtype, seed=k + 10)))
+
+    def run(cell, args, dh):
+        fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
+        h, cache = fwd(*args)
+        return [fwd(*args, cache=False)[0], h, *bwd(dh, cache)]
+
+    first = [run(*c) for c in calls]
+    order = list(range(len(calls)))
+    for permutation in (order[::-1], order[1::2] + order[::2]):
+        for i in permutation:
+            for a, e in zip(run(*calls[i]), first[i]):
+                assert np.array_equal(a, e), f"call {i} differs after other calls"

@@ -20,13 +20,19 @@ def run_all(dtype):
         for reverse in (False, True):
             h, cache = getattr(rf, f"{cell}_forward")(*args, reverse=reverse)
             out += [h, *getattr(rf, f"{cell}_backward")(rand(h.shape, dtype), cache)]
-    x, w, b = rand((30, 20, 130), dtype), rand((130, 300), dtype, 2), rand((300,), dtype, 3)
-    y, cache = rf.temporal_affine_forward(x, w, b)
-    out += [y, *rf.temporal_affine_backward(rand(y.shape, dtype), cache)]
+    # The second shape's 50 output columns (3 whole slivers and 2 columns)
+    # make the GEMM split its rows among threads rather than its columns.
+    scores = []
+    for shape in ((30, 20, 130, 300), (48, 50, 200, 50)):
+        N, T, D, M = shape
+        x, w, b = rand((N, T, D), dtype), rand((D, M), dtype, 2), rand((M,), dtype, 3)
+        y, cache = rf.temporal_affine_forward(x, w, b)
+        out += [y, *rf.temporal_affine_backward(rand(y.shape, dtype), cache)]
+        scores.append(y)
     idx = np.random.default_rng(0).integers(0, 50, size=(30, 20))
     e, cache = rf.word_embedding_forward(idx, rand((50, 300), dtype))
     out += [e, rf.word_embedding_backward(rand(e.shape, dtype), cache)]
-    loss, dx = rf.temporal_softmax_loss(y, idx, idx % 3 > 0)
+    loss, dx = rf.temporal_softmax_loss(scores[0], idx, idx % 3 > 0)
     out += [np.array(loss), dx]
     return out
 
