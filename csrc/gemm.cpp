@@ -187,6 +187,67 @@ void PackedB<T>::pack(index_t K, index_t N, Rows<T> B, bool transB, int nthreads
     for (index_t s = 0; s < slivers; ++s) pack_b_sliver(out + s * K * nr_, B, transB, 0, K, first_column(s), width(s), nr_);
 }
 
+namespace {
+
+// gemm's split of C into col_items panels of slivers x row_items ranges of
+// mr-row blocks: the one whose busiest thread has the least work, its
+// products and its packing (omp for schedule(static) gives thread t a
+// contiguous range of items). Searched once per shape and thread count on
+// each calling thread (a few thousand divisions), then remembered.
+void choose_split(index_t M, index_t N, index_t mr, index_t nr, index_t slivers, index_t units, index_t min_cols,
+                  int nthreads, index_t* col_items, index_t* row_items) {
+    struct Memo {
+        index_t M = -1, N = -1, mr = 0, nr = 0, min_cols = 0;
+        int nthreads = 0;
+        index_t ci = 1, ri = 1;
+    };
+    thread_local Memo memo[8];
+    thread_local int next = 0;
+    for (const Memo& m : memo)
+        if (m.M == M && m.N == N && m.mr == mr && m.nr == nr && m.min_cols == min_cols && m.nthreads == nthreads) {
+            *col_items = m.ci;
+            *row_items = m.ri;
+            return;
+        }
+    auto cols_of = [&](index_t c, index_t per) { return std::min(N, (c + 1) * per * nr) - std::min(N, c * per * nr); };
+    auto rows_of = [&](index_t r, index_t n) { return std::min(M, (r + 1) * units / n * mr) - std::min(M, r * units / n * mr); };
+    index_t best = -1, best_ci = min_cols, best_ri = 1;
+    const index_t span = 2 * index_t(nthreads);
+    for (index_t ci = min_cols; ci <= std::min(slivers, min_cols + span); ++ci) {
+        const index_t per = ceil_div(slivers, ci);
+        if (ceil_div(slivers, per) != ci) continue;  // the same panels as a smaller ci
+        for (index_t ri = 1; ri <= std::min(units, span); ++ri) {
+            const index_t n_items = ci * ri, team = std::max<index_t>(1, std::min<index_t>(nthreads, n_items));
+            index_t busiest = 0, item = 0;
+            for (index_t t = 0; t < team; ++t) {
+                const index_t count = n_items / team + (t < n_items % team ? 1 : 0);
+                index_t work = 0;
+                for (index_t e = 0; e < count; ++e, ++item) {
+                    // Per k: a multiply-add per element, 16 to a cycle; packing
+                    // about half a cycle per B column and one per A row.
+                    const index_t cols = cols_of(item % ci, per), rows = rows_of(item / ci, ri);
+                    work += cols * rows + 8 * cols + 16 * rows;
+                }
+                busiest = std::max(busiest, work);
+            }
+            // Splitting rows packs B again per row range and re-reads it from
+            // memory, which the count above undervalues: only for a clear gain.
+            if (ri > 1) busiest += busiest / 8;
+            if (best < 0 || busiest < best) {
+                best = busiest;
+                best_ci = ci;
+                best_ri = ri;
+            }
+        }
+    }
+    memo[next] = {M, N, mr, nr, min_cols, nthreads, best_ci, best_ri};
+    next = (next + 1) % 8;
+    *col_items = best_ci;
+    *row_items = best_ri;
+}
+
+}  // namespace
+
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
           bool accumulate, T* C, index_t ldc, int nthreads, const T* bias) {
@@ -273,49 +334,19 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     }
     // Work items: a panel of whole slivers (at most about 1 MiB packed,
     // streamed from L2/L3 while every row block of the item runs through it)
-    // times a range of rows. The split into col_items x row_items is the one
-    // whose busiest thread has the least work (its products and its packing,
-    // columns past N and rows past M not counted; the fewest panels, then row
-    // ranges, among equals),
-    // so that 13 slivers on 2 threads do not leave one thread idle a seventh
-    // of the product. Each item packs its own B panel and A blocks as it goes.
+    // times a range of rows, split as choose_split finds best for the threads
+    // (columns past N and rows past M not counted; the fewest panels, then
+    // row ranges, among equals), so that 13 slivers on 2 threads do not leave
+    // one thread idle a seventh of the product. Each item packs its own B
+    // panel and A blocks as it goes.
     const index_t KC = std::min(uk.kc, K), MC = uk.mc;
     const index_t slivers = ceil_div(N, nr);
     const index_t units = ceil_div(M, mr);  // rows are split in whole mr-row blocks
     const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (KC * nr * index_t(sizeof(T))));
     const index_t min_cols = ceil_div(slivers, panel);
-    auto cols_of = [&](index_t c, index_t per) { return std::min(N, (c + 1) * per * nr) - std::min(N, c * per * nr); };
-    auto rows_of = [&](index_t r, index_t n) { return std::min(M, (r + 1) * units / n * mr) - std::min(M, r * units / n * mr); };
-    index_t col_items = min_cols, row_items = 1, best = -1;
-    const index_t span = 4 * index_t(std::max(1, nthreads));
-    for (index_t ci = min_cols; ci <= std::min(slivers, min_cols + span); ++ci) {
-        const index_t per = ceil_div(slivers, ci);
-        if (ceil_div(slivers, per) != ci) continue;  // the same panels as a smaller ci
-        for (index_t ri = 1; ri <= std::min(units, span); ++ri) {
-            // omp for schedule(static): thread t runs a contiguous range of items.
-            const index_t n_items = ci * ri, team = std::max<index_t>(1, std::min<index_t>(nthreads, n_items));
-            index_t busiest = 0, item = 0;
-            for (index_t t = 0; t < team; ++t) {
-                const index_t count = n_items / team + (t < n_items % team ? 1 : 0);
-                index_t work = 0;
-                for (index_t e = 0; e < count; ++e, ++item) {
-                    // Per k: a multiply-add per element, 16 to a cycle; packing
-                    // about half a cycle per B column and one per A row.
-                    const index_t cols = cols_of(item % ci, per), rows = rows_of(item / ci, ri);
-                    work += cols * rows + 8 * cols + 16 * rows;
-                }
-                busiest = std::max(busiest, work);
-            }
-            // Splitting rows packs B again per row range and re-reads it from
-            // memory, which the count above undervalues: only for a clear gain.
-            if (ri > 1) busiest += busiest / 8;
-            if (best < 0 || busiest < best) {
-                best = busiest;
-                col_items = ci;
-                row_items = ri;
-            }
-        }
-    }
+    index_t col_items = min_cols, row_items = 1;
+    if (nthreads > 1 && M * N * K >= kParallelWork)
+        choose_split(M, N, mr, nr, slivers, units, min_cols, nthreads, &col_items, &row_items);
     const index_t per_col = ceil_div(slivers, col_items);
     const index_t items = col_items * row_items;
     const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
