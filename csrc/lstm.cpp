@@ -33,18 +33,13 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, h + ((row0 + r) * T + t) * H + j0, uc);
     }, [&](index_t s, const StepTile<F>& tile) {
         // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
-        const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
-        for (int r = 0; r < tile.mi; ++r) {
-            const index_t n = tile.row0 + r, o = n * T + t;
-            const F* cp = s == 0 ? c0 + n * H : c + (n * T + tp) * H;
-            for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) {
-                for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + u, 1);
-                __builtin_prefetch(cp + u);
-                __builtin_prefetch(c + o * H + u, 1);
-                __builtin_prefetch(h + o * H + u, 1);
-            }
-        }
+        for_tile_lines(tile, T, step_time(s, T, reverse), [&](index_t n, index_t o, index_t u) {
+            for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + u, 1);
+            __builtin_prefetch((s == 0 ? c0 + n * H : c + (n * T + tp) * H) + u);
+            __builtin_prefetch(c + o * H + u, 1);
+            __builtin_prefetch(h + o * H + u, 1);
+        });
     });
 }
 
@@ -87,21 +82,16 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh, the gates, c_t and c_{t-1}, and of dA.
             const index_t fs = T - 1 - s;
-            const index_t t = step_time(fs, T, reverse);
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
-            for (int r = 0; r < tile.mi; ++r) {
-                const index_t n = tile.row0 + r, o = n * T + t;
-                const F* cp = fs == 0 ? c0 + n * H : c + (n * T + tp) * H;
-                for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) {
-                    __builtin_prefetch(dh + o * H + u);
-                    for (int q = 0; q < 4; ++q) {
-                        __builtin_prefetch(gates + o * G + q * H + u);
-                        __builtin_prefetch(dA.data() + o * G + q * H + u, 1);
-                    }
-                    __builtin_prefetch(c + o * H + u);
-                    __builtin_prefetch(cp + u);
+            for_tile_lines(tile, T, step_time(fs, T, reverse), [&](index_t n, index_t o, index_t u) {
+                __builtin_prefetch(dh + o * H + u);
+                for (int q = 0; q < 4; ++q) {
+                    __builtin_prefetch(gates + o * G + q * H + u);
+                    __builtin_prefetch(dA.data() + o * G + q * H + u, 1);
                 }
-            }
+                __builtin_prefetch(c + o * H + u);
+                __builtin_prefetch((fs == 0 ? c0 + n * H : c + (n * T + tp) * H) + u);
+            });
         }, dh0);
     }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads);

@@ -27,11 +27,8 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
         for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, h + ((row0 + r) * T + t) * H + j0, uc);
     }, [&](index_t s, const StepTile<F>& tile) {
         // The tile's x·Wx + b, which the cell turns into h in place.
-        const index_t t = step_time(s, T, reverse);
-        for (int r = 0; r < tile.mi; ++r) {
-            const F* row = h + ((tile.row0 + r) * T + t) * H;
-            for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) __builtin_prefetch(row + u, 1);
-        }
+        for_tile_lines(tile, T, step_time(s, T, reverse),
+                       [&](index_t, index_t o, index_t u) { __builtin_prefetch(h + o * H + u, 1); });
     });
 }
 
@@ -58,15 +55,11 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, dA.data() + ((row0 + r) * T + t) * H + j0, uc);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh and h, and of dA.
-            const index_t t = step_time(T - 1 - s, T, reverse);
-            for (int r = 0; r < tile.mi; ++r) {
-                const index_t o = ((tile.row0 + r) * T + t) * H;
-                for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) {
-                    __builtin_prefetch(dh + o + u);
-                    __builtin_prefetch(h + o + u);
-                    __builtin_prefetch(dA.data() + o + u, 1);
-                }
-            }
+            for_tile_lines(tile, T, step_time(T - 1 - s, T, reverse), [&](index_t, index_t o, index_t u) {
+                __builtin_prefetch(dh + o * H + u);
+                __builtin_prefetch(h + o * H + u);
+                __builtin_prefetch(dA.data() + o * H + u, 1);
+            });
         }, dh0);
     }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads);

@@ -98,6 +98,17 @@ struct StepTile {
     index_t row_stride, gate_stride;
 };
 
+// fn(n, o, u) for every row n of a tile (o = n * T + t, the row's index in
+// a batch-first (N,T,...) array at time t) and the first unit u of each cache
+// line of its units: the walk of the cells' prefetch hooks.
+template <typename F, typename Fn>
+void for_tile_lines(const StepTile<F>& tile, index_t T, index_t t, Fn fn) {
+    for (int r = 0; r < tile.mi; ++r) {
+        const index_t n = tile.row0 + r;
+        for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) fn(n, n * T + t, u);
+    }
+}
+
 // Row blocks whose tiles one pass of recurrent_loop keeps when threads own
 // columns (their A rows, kc deep, stay in L2 while each B sliver, kc x nr, is
 // reused from L1).
