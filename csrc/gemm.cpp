@@ -51,10 +51,7 @@ void* BlockCache::take(std::size_t bytes, std::size_t* got) {
     for (int i = 0; i < count_; ++i)
         if (blocks_[i].bytes >= bytes && (best < 0 || blocks_[i].bytes < blocks_[best].bytes)) best = i;
     if (best < 0) return nullptr;
-    const Block b = blocks_[best];
-    std::copy(blocks_ + best + 1, blocks_ + count_, blocks_ + best);  // keeps the oldest first
-    --count_;
-    total_ -= b.bytes;
+    const Block b = remove(best);
     *got = b.bytes;
     return b.p;
 }
@@ -65,14 +62,17 @@ void BlockCache::give(void* p, std::size_t bytes) {
         std::free(p);
         return;
     }
-    while (count_ > 0 && (count_ == slots || total_ + bytes > kMaxTotal)) {
-        std::free(blocks_[0].p);
-        total_ -= blocks_[0].bytes;
-        std::copy(blocks_ + 1, blocks_ + count_, blocks_);
-        --count_;
-    }
+    while (count_ > 0 && (count_ == slots || total_ + bytes > kMaxTotal)) std::free(remove(0).p);
     blocks_[count_++] = {p, bytes};
     total_ += bytes;
+}
+
+BlockCache::Block BlockCache::remove(int i) {
+    const Block b = blocks_[i];
+    std::copy(blocks_ + i + 1, blocks_ + count_, blocks_ + i);  // keeps the oldest first
+    --count_;
+    total_ -= b.bytes;
+    return b;
 }
 
 BlockCache::~BlockCache() {
@@ -252,8 +252,12 @@ template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
           bool accumulate, T* C, index_t ldc, int nthreads, const T* bias) {
     if (M == 0 || N == 0) return;
-    if (bias != nullptr && (K <= 4 || N <= 4 || M <= 4 || 2 * N <= kernels<T>().nr)) {
-        // The special shapes below take no bias: C := bias, then accumulate.
+    // The shallow path and the packed one add a bias themselves; the other
+    // special shapes below set C := bias, then accumulate.
+    const bool shallow = !transA && !transB && K <= 4 && K > 0;
+    const bool special = K == 0 || (!transA && transB && N <= 4) || (transA && !transB && M <= 4) ||
+                         (2 * N <= kernels<T>().nr && M >= 2 * kernels<T>().nr);
+    if (bias != nullptr && !shallow && special) {
         fill_rows(C, M, N, ldc, bias, nthreads);
         return gemm(M, N, K, A, transA, B, transB, true, C, ldc, nthreads);
     }
@@ -285,14 +289,18 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
         }
         return;
     }
-    if (!transA && !transB && K <= 4) {
+    if (shallow) {
         // A shallow product (x·Wx of a one-feature series): C[i, :] (+)= A[i, k] * B[k, :]
-        // for k in order, row by row, no packing. Rows of C are disjoint.
+        // for k in order, onto the bias or zeros, row by row in L1, no
+        // packing. Rows of C are disjoint.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
         for (index_t i = 0; i < M; ++i) {
             T* c = C + i * ldc;
             const T* a = A.row(i);
-            if (!accumulate) std::fill(c, c + N, T(0));
+            if (!accumulate) {
+                if (bias != nullptr) std::copy(bias, bias + N, c);
+                else std::fill(c, c + N, T(0));
+            }
             for (index_t k = 0; k < K; ++k) {
                 const T ak = a[k];
                 const T* b = B.row(k);
@@ -403,23 +411,6 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
 }
 
 template <typename T>
-void shallow_affine(T* C, const T* A, const T* B, const T* b, index_t M, index_t N, index_t K, int nthreads) {
-    // Each row in L1: b, then + A[i, k] * B[k, :] for k in order (the sums of
-    // fill_rows and gemm's shallow path, in one pass over C). Rows are disjoint.
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && M * N * (K + 1) >= kParallelWork)
-    for (index_t i = 0; i < M; ++i) {
-        T* c = C + i * N;
-        const T* a = A + i * K;
-        for (index_t j = 0; j < N; ++j) c[j] = b[j];
-        for (index_t k = 0; k < K; ++k) {
-            const T ak = a[k];
-            const T* bk = B + k * N;
-            for (index_t j = 0; j < N; ++j) c[j] += ak * bk[j];
-        }
-    }
-}
-
-template <typename T>
 void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nthreads) {
     // Rows are disjoint.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && rows * cols >= kParallelWork)
@@ -449,7 +440,6 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
     template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int, const T*); \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
-    template void shallow_affine<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t, int); \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);
 
 RNN_FAST_INSTANTIATE(float)

@@ -98,6 +98,8 @@ private:
         void* p;
         std::size_t bytes;
     };
+    // Block i, taken out of the list.
+    Block remove(int i);
     Block blocks_[16] = {};
     int count_ = 0;
     std::size_t total_ = 0;
@@ -217,12 +219,6 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks);
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
           bool accumulate, T* C, index_t ldc, int nthreads, const T* bias = nullptr);
-
-// C (M x N, dense) = b (N, every row) + A (M x K, dense) · B (K x N, dense),
-// for small K (a projection of a few input features), in one pass; the same
-// sums as fill_rows followed by gemm with accumulate.
-template <typename T>
-void shallow_affine(T* C, const T* A, const T* B, const T* b, index_t M, index_t N, index_t K, int nthreads);
 
 // Every row of C (rows x cols, row stride ldc) set to the vector b (cols).
 template <typename T>

@@ -123,10 +123,10 @@ constexpr index_t kBlocksPerPass = 16;
 // rows only. prefetch(s, tile) (tile.acc null) is called for the same tiles
 // when their last K block of products starts, so that the cell's other
 // operands of step s (far out of cache with large N: x·Wx + b of every step
-// is written before the loop) arrive while those products run. At step 0 with zero_first the products are zeros instead (no
-// recurrent input yet). With `last` (gates = 1) one more step follows, whose
-// product of the final operand with B is stored in last (N x U, dense)
-// instead: a backward's dh0. Products run over K in blocks of the ISA's kc.
+// is written before the loop) arrive while those products run. At step 0
+// with zero_first the products are zeros instead (no recurrent input yet).
+// With `last` (gates = 1) one more step follows, whose product of the final
+// operand with B is stored in last (N x U, dense) instead: a backward's dh0. Products run over K in blocks of the ISA's kc.
 // Threads own, as `how` says (choose_partition; B packed to match, see
 // prepare_forward):
 //   - rows: whole row blocks, every step of them with no barrier at all (a
@@ -239,7 +239,6 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 template <typename F>
 void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
                       index_t G, int nthreads) {
-    if (D <= 4) return shallow_affine(a, x, Wx, b, N * T, G, D, nthreads);
     gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, G, nthreads, b);
 }
 
