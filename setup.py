@@ -17,12 +17,16 @@ ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 SANITIZE = os.environ.get("RNN_FAST_SANITIZE", "") not in ("", "0")
 SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
 
+# -falign-loops=64: the GEMM micro-kernel's inner loop (~116 bytes) starts on
+# a cache line whatever code precedes it; placed 32 bytes in, it spans three
+# lines and small layers ran 5-8% slower (alternated builds, in one process)
+# after an unrelated change had moved it.
 ext = Pybind11Extension(
     "rnn_fast._core",
     sorted(glob("csrc/*.cpp")),
     include_dirs=["csrc"],
     cxx_std=17,
-    extra_compile_args=["-O1" if SANITIZE else "-O3", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"]
+    extra_compile_args=["-O1" if SANITIZE else "-O3", "-fopenmp", "-ffp-contract=fast", "-falign-loops=64", "-Wno-psabi"]
     + (SANITIZER_FLAGS if SANITIZE else []),
     extra_link_args=["-fopenmp"] + (SANITIZER_FLAGS if SANITIZE else []),
     depends=sorted(glob("csrc/*.h")),

@@ -564,6 +564,36 @@ py::tuple affine_forward_t(py::array x_, py::array w_, py::array b_, AffineCache
     return py::make_tuple(out, std::move(cache));
 }
 
+template <typename F>
+py::array matmul_t(const py::array& a_, const py::array& b_, const py::handle& bias_, index_t M, index_t K, index_t N) {
+    const Contiguous<F> a = contiguous<F>(a_), b = contiguous<F>(b_);
+    Contiguous<F> bias;
+    if (!bias_.is_none()) bias = contiguous<F>(py::reinterpret_borrow<py::array>(bias_));
+    py::array out = empty<F>({M, N});
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::gemm<F>(M, N, K, rnn_fast::dense_rows(a.data(), K), false, rnn_fast::dense_rows(b.data(), N), false,
+                          false, mptr<F>(out), N, threads(), bias_.is_none() ? nullptr : bias.data());
+    }
+    return out;
+}
+
+py::array matmul(py::handle a_, py::handle b_, py::handle bias_) {
+    const char* fn = "_matmul";
+    const py::array a = float_array(a_, fn, "a"), b = float_array(b_, fn, "b");
+    Dims d(fn);
+    d.expect(a, "a", "M,K");
+    d.expect(b, "b", "K,N");
+    py::array bias = py::array(py::dtype::of<float>(), std::vector<py::ssize_t>{0});
+    if (!bias_.is_none()) {
+        bias = float_array(bias_, fn, "bias");
+        d.expect(bias, "bias", "N");
+    }
+    const py::handle bh = bias_.is_none() ? py::handle(py::none()) : py::handle(bias);
+    return any_double({&a, &b, &bias}) ? matmul_t<double>(a, b, bh, d['M'], d['K'], d['N'])
+                           : matmul_t<float>(a, b, bh, d['M'], d['K'], d['N']);
+}
+
 py::tuple temporal_affine_forward(py::handle x_, py::handle w_, py::handle b_) {
     const char* fn = "temporal_affine_forward";
     const py::array x = float_array(x_, fn, "x"), w = float_array(w_, fn, "w"), b = float_array(b_, fn, "b");
@@ -885,6 +915,8 @@ methods give children their full thread count.)doc");
               else throw py::value_error("_set_partition(): how must be 'auto', 'rows' or 'columns', got '" + how + "'");
           }, "how"_a,
           "Test hook: force how the recurrent time loops share a step among threads (results are the same).");
+    m.def("_matmul", &matmul, "a"_a, "b"_a, "bias"_a = py::none(),
+          "Test hook: a (M,K) @ b (K,N) [+ bias (N,)] by the kernels' GEMM, float32 or float64, into a new array.");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
 }

@@ -408,3 +408,26 @@ def test_reused_scratch_memory_leaves_no_trace():
         for i in permutation:
             for a, e in zip(run(*calls[i]), first[i]):
                 assert np.array_equal(a, e), f"call {i} differs after other calls"
+
+
+# Shapes around the packing edges: tile rows (4, 6, 14), sliver widths (4, 8,
+# 16, 32 columns), K blocks (256, 512), the shallow (K <= 4) path and panels
+# of eight slivers.
+GEMM_SHAPES = [(1, 1, 1), (5, 3, 17), (6, 4, 16), (7, 8, 33), (13, 300, 130), (64, 257, 129), (150, 513, 47),
+               (29, 50, 200), (3, 700, 260)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GEMM_SHAPES, ids=str)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_gemm_against_float64_product(shape, dtype, with_bias):
+    # The GEMM under every kernel (through the _matmul test hook), within the
+    # rounding bound of a K-term dot product: |error| <= K eps (|a| @ |b| + |bias|).
+    M, K, N = shape
+    a, b, bias = rand((M, K), dtype, 1), rand((K, N), dtype, 2), rand(N, dtype, 3)
+    got = rf._core._matmul(a, b, bias if with_bias else None)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    want = a64 @ b64 + (bias if with_bias else 0)
+    bound = (K + 1) * np.finfo(dtype).eps * (np.abs(a64) @ np.abs(b64) + (np.abs(bias) if with_bias else 0))
+    assert got.dtype == dtype and got.shape == (M, N)
+    assert np.all(np.abs(got - want) <= bound), np.max(np.abs(got - want) - bound)
