@@ -121,9 +121,23 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
                     for (index_t i = 0; i < n; ++i) d[k * mr + i] = rows[i][k];
         }
     } else {
-        for (index_t k = 0; k < kc; ++k) {
+        // Row k of the stored A holds element k of every row of op(A): each
+        // whole sliver's mr values are one copy of a size known here.
+        const index_t whole = mc / mr * mr;
+        auto slivers = [&](auto width) {
+            constexpr index_t R = decltype(width)::value;
+            for (index_t k = 0; k < kc; ++k) {
+                const T* src = A.row(pc + k) + ic;
+                for (index_t i0 = 0; i0 < whole; i0 += R) std::memcpy(dst + i0 * kc + k * R, src + i0, R * sizeof(T));
+            }
+        };
+        if (mr == 4) slivers(std::integral_constant<index_t, 4>{});
+        else if (mr == 6) slivers(std::integral_constant<index_t, 6>{});
+        else if (mr == 14) slivers(std::integral_constant<index_t, 14>{});
+        const index_t first = mr == 4 || mr == 6 || mr == 14 ? whole : 0;
+        for (index_t k = 0; k < kc && first < mc; ++k) {
             const T* src = A.row(pc + k) + ic;
-            for (index_t i0 = 0; i0 < mc; i0 += mr) {
+            for (index_t i0 = first; i0 < mc; i0 += mr) {
                 T* d = dst + i0 * kc + k * mr;
                 const index_t n = std::min(mr, mc - i0);
                 for (index_t i = 0; i < n; ++i) d[i] = src[i0 + i];
