@@ -686,6 +686,33 @@ py::array word_embedding_backward(py::handle dout_, py::handle cache) {
 }
 
 template <typename F>
+py::tuple dropout_t(const py::array& x_, double keep, std::uint64_t seed) {
+    const Contiguous<F> x = contiguous<F>(x_);
+    const std::vector<py::ssize_t> shape(x_.shape(), x_.shape() + x_.ndim());
+    py::array_t<F> y(shape), mask(shape);
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::dropout_forward<F>(y.mutable_data(), mask.mutable_data(), x.data(), x.size(), keep, seed, threads());
+    }
+    return py::make_tuple(y, mask);
+}
+
+py::tuple dropout_forward(py::handle x_, double rate, py::handle seed_) {
+    const char* fn = "dropout_forward";
+    const py::array x = float_array(x_, fn, "x");
+    if (!(rate >= 0.0 && rate < 1.0))
+        throw py::value_error(std::string(fn) + "(): rate must be in [0, 1), got " + py::repr(py::float_(rate)).cast<std::string>());
+    std::uint64_t seed = 0;
+    try {
+        seed = seed_.cast<std::uint64_t>();
+    } catch (const py::cast_error&) {
+        throw py::type_error(std::string(fn) + "(): seed must be an integer in [0, 2**64), got " +
+                             py::repr(seed_).cast<std::string>());
+    }
+    return x.itemsize() == 8 ? dropout_t<double>(x, 1.0 - rate, seed) : dropout_t<float>(x, 1.0 - rate, seed);
+}
+
+template <typename F>
 py::tuple softmax_loss_t(const py::array& x_, const py::array& y_, const py::array& mask_, index_t N, index_t T,
                          index_t V) {
     const Contiguous<F> x = contiguous<F>(x_), mask = contiguous<F>(mask_);
@@ -894,6 +921,11 @@ Returns (out, cache). An index outside [0, V) is a ValueError.)doc");
           R"doc(Softmax cross-entropy at every time step, summed where mask is set and
 divided by N. x (N, T, V) scores, y (N, T) integer targets in [0, V),
 mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc");
+    m.def("dropout_forward", &dropout_forward, "x"_a, "rate"_a, "seed"_a,
+          R"doc(Inverted dropout of x (any shape): returns (y, mask), mask holding 1 / (1 - rate)
+where an element is kept (probability 1 - rate) and 0 elsewhere, y = x * mask.
+The mask is a function of seed (an integer in [0, 2**64)) and the element's
+flat index only: the same for any thread count. Backward: dy * mask.)doc");
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
 all cores). Results are bitwise identical whatever the count. In a child

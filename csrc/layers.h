@@ -38,4 +38,12 @@ template <typename F>
 double temporal_softmax_loss(F* dx, const F* x, const std::int64_t* y, const F* mask, index_t N,
                              index_t T, index_t V, int nthreads);
 
+// Inverted dropout: mask[i] = 1 / keep with probability keep, else 0, and
+// y = x * mask (n values each; y may be x). Element i is kept when the 32-bit
+// half i % 2 of SplitMix64(seed + (i / 2 + 1) * 0x9E3779B97F4A7C15) is below
+// keep * 2^32 (rounded): a counter-based draw, so the mask depends on seed
+// and i only, not on the thread count. 0 < keep <= 1.
+template <typename F>
+void dropout_forward(F* y, F* mask, const F* x, index_t n, double keep, std::uint64_t seed, int nthreads);
+
 }  // namespace rnn_fast

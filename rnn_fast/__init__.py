@@ -6,6 +6,7 @@ kernels in float32 or float64. ``rnn_fast.reference`` holds the NumPy twins.
 """
 from . import reference
 from ._core import (
+    dropout_forward,
     get_num_threads,
     lstm_backward,
     lstm_forward,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "reference",
+    "dropout_forward",
     "get_num_threads",
     "lstm_backward",
     "lstm_forward",

@@ -29,6 +29,7 @@ __all__ = [
     "word_embedding_forward",
     "word_embedding_backward",
     "temporal_softmax_loss",
+    "dropout_forward",
 ]
 
 
@@ -319,3 +320,26 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
         print("dx_flat: ", dx_flat.shape)
     return float(loss), dx_flat.reshape(N, T, V)
 
+
+def _splitmix64(seed, j):
+    """SplitMix64's output for steps j (uint64 array) of its sequence from seed."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + (j + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_forward(x, rate, seed):
+    """Inverted dropout: element i (flat) is kept when 32-bit half i % 2 of
+    SplitMix64 step i // 2 from seed is below (1 - rate) * 2**32 (rounded);
+    mask = 1 / (1 - rate) where kept, else 0; returns (x * mask, mask)."""
+    x = np.asarray(x)
+    keep = 1.0 - rate
+    n = x.size
+    z = _splitmix64(seed, np.arange((n + 1) // 2, dtype=np.uint64))
+    halves = np.stack([z & np.uint64(0xFFFFFFFF), z >> np.uint64(32)], axis=1).reshape(-1)[:n]
+    threshold = np.uint64(round(keep * 2.0**32))
+    mask = np.where(halves < threshold, x.dtype.type(1) / x.dtype.type(keep), x.dtype.type(0)).astype(x.dtype)
+    mask = mask.reshape(x.shape)
+    return x * mask, mask

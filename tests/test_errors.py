@@ -160,6 +160,18 @@ def test_softmax_loss_inputs_are_checked():
         rf.temporal_softmax_loss(x, y, mask.astype(complex))
 
 
+def test_dropout_arguments_are_checked():
+    x = np.ones((3, 4), np.float32)
+    for rate in (-0.1, 1.0, 2.0, float("nan")):
+        with pytest.raises(ValueError, match=r"dropout_forward\(\): rate must be in \[0, 1\)"):
+            rf.dropout_forward(x, rate, 0)
+    for seed in (-1, 2**64, 1.5, "1"):
+        with pytest.raises(TypeError, match=r"dropout_forward\(\): seed must be an integer in \[0, 2\*\*64\)"):
+            rf.dropout_forward(x, 0.5, seed)
+    with pytest.raises(TypeError, match=r"dropout_forward\(\): x must be a float32 or float64 array, got dtype int64"):
+        rf.dropout_forward(np.ones(3, np.int64), 0.5, 0)
+
+
 def test_set_num_threads_rejects_non_positive():
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         rf.set_num_threads(0)

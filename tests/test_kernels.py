@@ -431,3 +431,38 @@ def test_gemm_against_float64_product(shape, dtype, with_bias):
     bound = (K + 1) * np.finfo(dtype).eps * (np.abs(a64) @ np.abs(b64) + (np.abs(bias) if with_bias else 0))
     assert got.dtype == dtype and got.shape == (M, N)
     assert np.all(np.abs(got - want) <= bound), np.max(np.abs(got - want) - bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 5, 7), (64, 1025)], ids=str)
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.95])
+def test_dropout_matches_reference(shape, dtype, rate):
+    # The mask is a function of (seed, flat index): the kernel and its NumPy
+    # twin agree exactly; the input is left as it was.
+    x = rand(shape, dtype)
+    x_before = x.copy()
+    y, mask = rf.dropout_forward(x, rate, 2**64 - 3)
+    y_ref, mask_ref = ref.dropout_forward(x, rate, 2**64 - 3)
+    assert y.dtype == mask.dtype == dtype and y.shape == mask.shape == shape
+    np.testing.assert_array_equal(mask, mask_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(x, x_before)
+    assert set(np.unique(mask)) <= {dtype(0), dtype(1) / dtype(1 - rate)}
+
+
+def test_dropout_statistics():
+    # Kept fraction, and pairs sharing one 64-bit draw, within 5 sigma of
+    # independent Bernoulli(keep) draws; other seeds give other masks; a
+    # strided view is read as its values.
+    n, keep = 2_000_000, 0.8
+    kept = rf.dropout_forward(np.ones(n, np.float32), 1 - keep, 7)[1] > 0
+    sigma = np.sqrt(keep * (1 - keep) / n)
+    assert abs(kept.mean() - keep) < 5 * sigma
+    both = (kept[0::2] & kept[1::2]).mean()
+    assert abs(both - keep**2) < 5 * np.sqrt(keep**2 * (1 - keep**2) / (n // 2))
+    across = (kept[1:-1:2] & kept[2::2]).mean()  # neighbours from consecutive draws
+    assert abs(across - keep**2) < 5 * np.sqrt(keep**2 * (1 - keep**2) / (n // 2))
+    other = rf.dropout_forward(np.ones(n, np.float32), 1 - keep, 8)[1] > 0
+    assert abs((kept == other).mean() - (keep**2 + (1 - keep) ** 2)) < 0.01
+    x = rand((40, 30), np.float64)[:, ::3]
+    np.testing.assert_array_equal(rf.dropout_forward(x, 0.5, 1)[0], ref.dropout_forward(x.copy(), 0.5, 1)[0])

@@ -34,6 +34,7 @@ def run_all(dtype):
     out += [e, rf.word_embedding_backward(rand(e.shape, dtype), cache)]
     loss, dx = rf.temporal_softmax_loss(scores[0], idx, idx % 3 > 0)
     out += [np.array(loss), dx]
+    out += rf.dropout_forward(rand((300, 401), dtype), 0.3, 12345)  # past the parallel threshold, odd size
     return out
 
 
