@@ -565,16 +565,13 @@ py::tuple affine_forward_t(py::array x_, py::array w_, py::array b_, AffineCache
 }
 
 template <typename F>
-py::array matmul_t(const py::array& a_, const py::array& b_, const py::handle& bias_, index_t M, index_t K, index_t N) {
+py::array matmul_t(const py::array& a_, const py::array& b_, const py::array* bias_, index_t M, index_t K, index_t N) {
     const Contiguous<F> a = contiguous<F>(a_), b = contiguous<F>(b_);
-    Contiguous<F> bias;
-    if (!bias_.is_none()) bias = contiguous<F>(py::reinterpret_borrow<py::array>(bias_));
+    const Contiguous<F> bias = bias_ != nullptr ? contiguous<F>(*bias_) : Contiguous<F>();
     py::array out = empty<F>({M, N});
-    {
-        py::gil_scoped_release nogil;
-        rnn_fast::gemm<F>(M, N, K, rnn_fast::dense_rows(a.data(), K), false, rnn_fast::dense_rows(b.data(), N), false,
-                          false, mptr<F>(out), N, threads(), bias_.is_none() ? nullptr : bias.data());
-    }
+    py::gil_scoped_release nogil;
+    rnn_fast::gemm<F>(M, N, K, rnn_fast::dense_rows(a.data(), K), false, rnn_fast::dense_rows(b.data(), N), false,
+                      false, mptr<F>(out), N, threads(), bias_ != nullptr ? bias.data() : nullptr);
     return out;
 }
 
@@ -584,14 +581,12 @@ py::array matmul(py::handle a_, py::handle b_, py::handle bias_) {
     Dims d(fn);
     d.expect(a, "a", "M,K");
     d.expect(b, "b", "K,N");
-    py::array bias = py::array(py::dtype::of<float>(), std::vector<py::ssize_t>{0});
-    if (!bias_.is_none()) {
-        bias = float_array(bias_, fn, "bias");
-        d.expect(bias, "bias", "N");
-    }
-    const py::handle bh = bias_.is_none() ? py::handle(py::none()) : py::handle(bias);
-    return any_double({&a, &b, &bias}) ? matmul_t<double>(a, b, bh, d['M'], d['K'], d['N'])
-                           : matmul_t<float>(a, b, bh, d['M'], d['K'], d['N']);
+    const bool has_bias = !bias_.is_none();
+    const py::array bias = has_bias ? float_array(bias_, fn, "bias") : a;
+    if (has_bias) d.expect(bias, "bias", "N");
+    const py::array* bp = has_bias ? &bias : nullptr;
+    return any_double({&a, &b, &bias}) ? matmul_t<double>(a, b, bp, d['M'], d['K'], d['N'])
+                                       : matmul_t<float>(a, b, bp, d['M'], d['K'], d['N']);
 }
 
 py::tuple temporal_affine_forward(py::handle x_, py::handle w_, py::handle b_) {

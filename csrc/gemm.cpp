@@ -88,6 +88,14 @@ constexpr index_t kParallelWork = 1 << 15;
 
 index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
+// fn(std::integral_constant<index_t, W>{}) for the W among Ws equal to w, and
+// true; false if none is: a sliver width (the ISAs' mr or nr) made a
+// compile-time constant, so that the packing copies become fixed-size moves.
+template <index_t... Ws, typename Fn>
+bool with_width(index_t w, Fn&& fn) {
+    return ((w == Ws && (fn(std::integral_constant<index_t, Ws>{}), true)) || ...);
+}
+
 // A whole sliver of R rows (the ISAs' mr): the row pointers held in
 // registers and the row loop unrolled (the general loop reloads a pointer
 // per element; this is ~2x faster, measured on the backward's dA packing).
@@ -113,10 +121,8 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
             const index_t n = std::min(mr, mc - i0);
             for (index_t i = 0; i < n; ++i) rows[i] = A.row(ic + i0 + i) + pc;
             T* d = dst + i0 * kc;
-            if (n == mr && mr == 4) pack_sliver<4>(d, rows, kc);
-            else if (n == mr && mr == 6) pack_sliver<6>(d, rows, kc);
-            else if (n == mr && mr == 14) pack_sliver<14>(d, rows, kc);
-            else
+            auto sliver = [&](auto width) { pack_sliver<decltype(width)::value>(d, rows, kc); };
+            if (n != mr || !with_width<4, 6, 14>(mr, sliver))
                 for (index_t k = 0; k < kc; ++k)
                     for (index_t i = 0; i < n; ++i) d[k * mr + i] = rows[i][k];
         }
@@ -131,10 +137,7 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
                 for (index_t i0 = 0; i0 < whole; i0 += R) std::memcpy(dst + i0 * kc + k * R, src + i0, R * sizeof(T));
             }
         };
-        if (mr == 4) slivers(std::integral_constant<index_t, 4>{});
-        else if (mr == 6) slivers(std::integral_constant<index_t, 6>{});
-        else if (mr == 14) slivers(std::integral_constant<index_t, 14>{});
-        const index_t first = mr == 4 || mr == 6 || mr == 14 ? whole : 0;
+        const index_t first = with_width<4, 6, 14>(mr, slivers) ? whole : 0;
         for (index_t k = 0; k < kc && first < mc; ++k) {
             const T* src = A.row(pc + k) + ic;
             for (index_t i0 = first; i0 < mc; i0 += mr) {
@@ -158,20 +161,11 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks) {
 }
 
 // Columns [j0, j0 + nj) of rows [pc, pc + kc) of op(B), as one nr-wide sliver
-// (kc x nr, zero-padded) at d.
+// (kc x nr, zero-padded) at d, element by element: pack_b_panel's way for
+// the slivers its whole-row copies do not cover.
 template <typename T>
 void pack_b_sliver(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t j0, index_t nj, index_t nr) {
     if (nj < nr) std::fill(d, d + kc * nr, T(0));
-    // Whole rows of a sliver: copies of a size known here, which compile to
-    // a few vector moves (the general loop became a memcpy call per row).
-    auto rows = [&](auto width) {
-        constexpr index_t W = decltype(width)::value;
-        for (index_t k = 0; k < kc; ++k) std::memcpy(d + k * W, B.row(pc + k) + j0, W * sizeof(T));
-    };
-    if (!transB && nj == nr && nr == 4) return rows(std::integral_constant<index_t, 4>{});
-    if (!transB && nj == nr && nr == 8) return rows(std::integral_constant<index_t, 8>{});
-    if (!transB && nj == nr && nr == 16) return rows(std::integral_constant<index_t, 16>{});
-    if (!transB && nj == nr && nr == 32) return rows(std::integral_constant<index_t, 32>{});
     if (!transB) {
         for (index_t k = 0; k < kc; ++k) {
             const T* src = B.row(pc + k) + j0;
@@ -190,7 +184,8 @@ void pack_b_sliver(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t
 // d + s * kc * nr. With B not transposed, whole sliver rows are copied eight
 // rows of k at a time across the panel: each row of B is read in one pass
 // along its length, not one line per sliver (a sliver at a time reads one
-// line of each of kc rows, a page apart with wide B: ~3.7 GB/s measured).
+// line of each of kc rows, a page apart with wide B: ~3.7 GB/s measured),
+// each copy of a size known here (a few vector moves, not a memcpy call).
 template <typename T>
 void pack_b_panel(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t j0, index_t N, index_t count,
                   index_t nr) {
@@ -209,10 +204,7 @@ void pack_b_panel(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t 
             }
         }
     };
-    if (transB || (nr != 8 && nr != 16 && nr != 32)) whole = 0;
-    else if (nr == 8) rows(std::integral_constant<index_t, 8>{});
-    else if (nr == 16) rows(std::integral_constant<index_t, 16>{});
-    else rows(std::integral_constant<index_t, 32>{});
+    if (transB || !with_width<4, 8, 16, 32>(nr, rows)) whole = 0;
     for (index_t s = whole; s < count; ++s)
         pack_b_sliver(d + s * kc * nr, B, transB, pc, kc, j0 + s * nr, std::min(nr, N - j0 - s * nr), nr);
 }
