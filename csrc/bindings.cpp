@@ -271,9 +271,34 @@ const Cache& cache_arg(py::handle obj, const char* fn, const char* expected) {
 
 // ------------------------------------------------------ recurrent forward
 
+// A layer's weights copied and packed once for many inference forwards, as
+// ONNX Runtime's session packs them once: the state of LSTMInference and
+// RNNInference. Immutable once made, so calls may share it across threads.
+struct InferenceWeights {
+    bool lstm = false;
+    bool is_double = false;
+    Activation act = Activation::tanh;
+    index_t D = 0, H = 0;
+    py::array Wx, Wh, b;  // owned copies, in the dtype of the packing
+    std::shared_ptr<const rnn_fast::PackedWeights<float>> packed_f;
+    std::shared_ptr<const rnn_fast::PackedWeights<double>> packed_d;
+
+    // The packing for a forward in F (none for a forward promoted to float64).
+    template <typename F>
+    const rnn_fast::PackedWeights<F>* packed() const {
+        const rnn_fast::PackedWeights<F>* p;
+        if constexpr (std::is_same<F, double>::value) p = packed_d.get();
+        else p = packed_f.get();
+        return p != nullptr && p->current() ? p : nullptr;
+    }
+};
+struct LSTMInference : InferenceWeights {};
+struct RNNInference : InferenceWeights {};
+
 struct RecurrentArgs {
     py::array x, h0, c0, Wx, Wh, b;
     bool has_c0 = false;
+    const InferenceWeights* pre = nullptr;  // the weights came packed
 };
 
 // Runs the forward of cache.lstm ? LSTM : RNN and fills cache (N,T,D,H, flags set).
@@ -290,11 +315,13 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep) {
     const Contiguous<F> Wh = contiguous<F>(in.Wh);
     const Contiguous<F> b = contiguous<F>(in.b);
     auto wh_t = keep ? std::make_shared<rnn_fast::PackedB<F>>() : nullptr;
+    const rnn_fast::PackedWeights<F>* pre = in.pre != nullptr ? in.pre->packed<F>() : nullptr;
     cache.h = empty<F>({N, T, H});
     if (!cache.lstm) {
         py::gil_scoped_release nogil;
         rnn_fast::rnn_seq_forward<F>(mptr<F>(cache.h), cptr<F>(cache.x), cptr<F>(cache.h0), cptr<F>(cache.Wx),
-                                     Wh.data(), b.data(), N, T, D, H, cache.act, cache.reverse, threads(), wh_t.get());
+                                     Wh.data(), b.data(), N, T, D, H, cache.act, cache.reverse, threads(), wh_t.get(),
+                                     pre);
     } else {
         if (in.has_c0) {
             cache.c0 = keep ? owned<F>(in.c0) : contiguous<F>(in.c0);
@@ -318,7 +345,7 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep) {
         py::gil_scoped_release nogil;
         rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), gates, cptr<F>(cache.x), cptr<F>(cache.h0),
                                       cptr<F>(cache.c0), cptr<F>(cache.Wx), Wh.data(), b.data(), N, T, D, H,
-                                      cache.reverse, threads(), wh_t.get());
+                                      cache.reverse, threads(), wh_t.get(), pre);
     }
     if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
     else cache.wh_t_f = std::move(wh_t);
@@ -343,13 +370,16 @@ std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c)
 }
 
 // Checks and converts the arguments of a recurrent forward, runs it, and
-// returns the cache. step: x is (N,D) and there is one time step.
+// returns the cache. step: x is (N,D) and there is one time step. pre: the
+// weights come from an inference object (Wx_, Wh_, b_ are its copies).
 template <typename Cache>
 Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0_, py::handle c0_,
-              py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse, bool keep = true) {
+              py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse, bool keep = true,
+              const InferenceWeights* pre = nullptr) {
     const char* h0_name = step ? "prev_h" : "h0";
     const char* c0_name = step ? "prev_c" : "c0";
     RecurrentArgs in;
+    in.pre = pre;
     in.x = float_array(x_, fn, "x");
     in.h0 = float_array(h0_, fn, h0_name);
     in.has_c0 = !c0_.is_none();
@@ -358,6 +388,10 @@ Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0
     in.Wh = float_array(Wh_, fn, "Wh");
     in.b = float_array(b_, fn, "b");
     Dims d(fn);
+    if (pre != nullptr) {
+        d.set('D', pre->D, "the weights");
+        d.set('H', pre->H, "the weights");
+    }
     d.expect(in.x, "x", step ? "N,D" : "N,T,D");
     d.expect(in.h0, h0_name, "N,H");
     if (in.has_c0) d.expect(in.c0, c0_name, "N,H");
@@ -545,6 +579,67 @@ py::tuple lstm_backward(py::handle dh, py::handle cache, py::handle dcT, bool re
     const RecurrentGrads g = backward(fn, cache_arg<LSTMCache>(cache, fn, "lstm_forward"), dh, dcT, false);
     if (return_dc0) return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db, g.dc0);
     return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+// ------------------------------------------------------ inference objects
+
+template <typename F>
+void pack_inference(InferenceWeights& w, const py::array& Wx, const py::array& Wh, const py::array& b) {
+    w.is_double = std::is_same<F, double>::value;
+    w.Wx = owned<F>(Wx);
+    w.Wh = owned<F>(Wh);
+    w.b = owned<F>(b);
+    auto p = std::make_shared<rnn_fast::PackedWeights<F>>();
+    {
+        py::gil_scoped_release nogil;
+        p->pack(cptr<F>(w.Wx), cptr<F>(w.Wh), w.D, w.H, w.lstm ? 4 : 1, threads());
+    }
+    if constexpr (std::is_same<F, double>::value) w.packed_d = std::move(p);
+    else w.packed_f = std::move(p);
+}
+
+// Checks the weights of an inference object, copies and packs them.
+template <typename W>
+W make_inference(const char* fn, bool lstm, py::handle Wx_, py::handle Wh_, py::handle b_, Activation act) {
+    const py::array Wx = float_array(Wx_, fn, "Wx"), Wh = float_array(Wh_, fn, "Wh"), b = float_array(b_, fn, "b");
+    Dims d(fn);
+    d.expect(Wx, "Wx", lstm ? "D,4H" : "D,H");
+    d.expect(Wh, "Wh", lstm ? "H,4H" : "H,H");
+    d.expect(b, "b", lstm ? "4H" : "H");
+    W w;
+    w.lstm = lstm;
+    w.act = act;
+    w.D = d['D'];
+    w.H = d['H'];
+    if (any_double({&Wx, &Wh, &b})) pack_inference<double>(w, Wx, Wh, b);
+    else pack_inference<float>(w, Wx, Wh, b);
+    return w;
+}
+
+py::object rnn_inference_call(const RNNInference& w, py::handle x, py::handle h0, bool reverse, bool return_state) {
+    const char* fn = "RNNInference";
+    RNNCache c = forward<RNNCache>(fn, false, false, x, h0, py::none(), w.Wx, w.Wh, w.b, w.act, reverse, false, &w);
+    py::array h = output(c.h, {c.N, c.T, c.H}, false);
+    if (!return_state) return std::move(h);
+    return py::make_tuple(h, final_state(c, c.h, c.h0));
+}
+
+py::object lstm_inference_call(const LSTMInference& w, py::handle x, py::handle h0, py::handle c0, bool reverse,
+                               bool return_state) {
+    const char* fn = "LSTMInference";
+    LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, w.Wx, w.Wh, w.b, Activation::tanh, reverse, false, &w);
+    py::array h = output(c.h, {c.N, c.T, c.H}, false);
+    if (!return_state) return std::move(h);
+    return py::make_tuple(h, final_state(c, c.h, c.h0), final_state(c, c.c, c.c0));
+}
+
+template <typename W>
+py::str inference_repr(const W& w, const char* cls) {
+    std::ostringstream s;
+    s << "<rnn_fast." << cls << " D=" << w.D << " H=" << w.H << " dtype=" << (w.is_double ? "float64" : "float32");
+    if (!w.lstm) s << " activation=" << (w.act == Activation::tanh ? "tanh" : "relu");
+    s << ">";
+    return s.str();
 }
 
 // ------------------------------------------------ non-recurrent layers
@@ -903,6 +998,46 @@ Keyword-only extras:
   dcT (N, H): upstream gradient of the final cell state c_T (a gradient of
     h_T belongs in dh at the last step);
   return_dc0=True appends dc0 (N, H), the gradient of the initial cell state.)doc");
+    py::class_<LSTMInference>(m, "LSTMInference", R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
+
+LSTMInference(Wx, Wh, b): Wx (D, 4H), Wh (H, 4H), b (4H,), gates ordered i, f, o, g;
+float32, or float64 if any of them is. The object keeps its own copy: later
+changes to the arrays do not reach it (make a new one). Calling it,
+  f(x, h0, *, c0=None, reverse=False, return_state=False),
+returns what lstm_forward(x, h0, Wx, Wh, b, c0=c0, reverse=reverse,
+return_state=return_state, cache=False) returns, without the cache: h, or
+(h, h_T, c_T). Bitwise the same values, minus the packing of Wx and Wh that
+every lstm_forward call does (as ONNX Runtime packs a model's weights once
+per session). Inputs of another dtype follow lstm_forward's promotion.)doc")
+        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b) {
+                 return make_inference<LSTMInference>("LSTMInference", true, Wx, Wh, b, Activation::tanh);
+             }), "Wx"_a, "Wh"_a, "b"_a)
+        .def("__call__", &lstm_inference_call, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(), "reverse"_a = false,
+             "return_state"_a = false)
+        .def_property_readonly("D", [](const LSTMInference& w) { return w.D; })
+        .def_property_readonly("H", [](const LSTMInference& w) { return w.H; })
+        .def_property_readonly("dtype", [](const LSTMInference& w) { return w.Wx.dtype(); })
+        .def("__repr__", [](const LSTMInference& w) { return inference_repr(w, "LSTMInference"); });
+    py::class_<RNNInference>(m, "RNNInference", R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.
+
+RNNInference(Wx, Wh, b, *, activation='tanh'): Wx (D, H), Wh (H, H), b (H,);
+float32, or float64 if any of them is. The object keeps its own copy: later
+changes to the arrays do not reach it (make a new one). Calling it,
+  f(x, h0, *, reverse=False, return_state=False),
+returns what rnn_forward(x, h0, Wx, Wh, b, activation=..., reverse=reverse,
+return_state=return_state, cache=False) returns, without the cache: h, or
+(h, h_T). Bitwise the same values, minus the packing of Wx and Wh that every
+rnn_forward call does.)doc")
+        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b, const std::string& activation) {
+                 return make_inference<RNNInference>("RNNInference", false, Wx, Wh, b,
+                                                     parse_activation("RNNInference", activation));
+             }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh")
+        .def("__call__", &rnn_inference_call, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false,
+             "return_state"_a = false)
+        .def_property_readonly("D", [](const RNNInference& w) { return w.D; })
+        .def_property_readonly("H", [](const RNNInference& w) { return w.H; })
+        .def_property_readonly("dtype", [](const RNNInference& w) { return w.Wx.dtype(); })
+        .def("__repr__", [](const RNNInference& w) { return inference_repr(w, "RNNInference"); });
     m.def("temporal_affine_forward", &temporal_affine_forward, "x"_a, "w"_a, "b"_a,
           R"doc(out (N, T, M) = x (N, T, D) @ w (D, M) + b (M,). Returns (out, cache).)doc");
     m.def("temporal_affine_backward", &temporal_affine_backward, "dout"_a, "cache"_a,

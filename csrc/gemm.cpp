@@ -295,7 +295,7 @@ void choose_split(index_t M, index_t N, index_t mr, index_t nr, index_t slivers,
 
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
-          bool accumulate, T* C, index_t ldc, int nthreads, const T* bias) {
+          bool accumulate, T* C, index_t ldc, int nthreads, const T* bias, const PackedB<T>* packed_b) {
     if (M == 0 || N == 0) return;
     // The shallow path and the packed one add a bias themselves; the other
     // special shapes below set C := bias, then accumulate.
@@ -406,7 +406,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     // Packing buffers for each thread, allocated here: nothing may throw
     // inside the parallel region.
     const index_t team = parallel ? std::min<index_t>(nthreads, items) : 1;
-    const index_t a_size = ceil_div(MC, mr) * mr * KC, b_size = per_col * nr * KC;
+    const index_t a_size = ceil_div(MC, mr) * mr * KC, b_size = packed_b != nullptr ? 0 : per_col * nr * KC;
     Buffer<T> buffers;
     buffers.reserve(static_cast<std::size_t>(team * (a_size + b_size)));
     // Items write disjoint tiles of C; each tile sums over K in block order.
@@ -423,12 +423,12 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
             for (index_t pc = 0; pc < K; pc += KC) {
                 const index_t kc = std::min(KC, K - pc);
                 const bool acc = accumulate || pc > 0;
-                pack_b_panel(bpack, B, transB, pc, kc, s0 * nr, N, s1 - s0, nr);
+                if (packed_b == nullptr) pack_b_panel(bpack, B, transB, pc, kc, s0 * nr, N, s1 - s0, nr);
                 for (index_t ic = m0; ic < m1; ic += MC) {
                     const index_t mc = std::min(MC, m1 - ic);
                     pack_a(apack, A, transA, ic, mc, pc, kc, mr);
                     for (index_t s = s0; s < s1; ++s) {
-                        const T* bp = bpack + (s - s0) * kc * nr;
+                        const T* bp = packed_b != nullptr ? packed_b->sliver(s) + pc * nr : bpack + (s - s0) * kc * nr;
                         const index_t j0 = s * nr, nj = std::min(nr, N - j0);
                         for (index_t ir = 0; ir < mc; ir += mr) {
                             const T* ap = apack + ir * kc;
@@ -482,7 +482,8 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
     template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \
-    template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int, const T*); \
+    template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int, const T*, \
+                          const PackedB<T>*);                                                    \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);
 

@@ -159,6 +159,8 @@ public:
 
     index_t K() const { return K_; }
     index_t N() const { return N_; }
+    index_t nr() const { return nr_; }
+    index_t groups() const { return groups_; }
     index_t slivers_per_group() const { return spg_; }
     index_t slivers() const { return spg_ * groups_; }
     // First column of op(B) in sliver s, and how many of its nr columns are real.
@@ -180,6 +182,10 @@ private:
     index_t K_ = 0, N_ = 0, nr_ = 1, groups_ = 1, group_cols_ = 0, spg_ = 0;
     Buffer<T> data_;
 };
+
+// A layer's weights packed once for many forwards (sequence.h).
+template <typename F>
+struct PackedWeights;
 
 // Wh^T for a recurrent backward's dA · Wh^T (G x H), from Wh (H x G).
 template <typename T>
@@ -216,9 +222,13 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks);
 // product goes, never whole.
 // With bias (N values; not with accumulate): C = bias (every row) + op(A) · op(B),
 // the same sums as fill_rows followed by gemm with accumulate, in one pass.
+// With packed_b (op(B) packed whole, in one group, for the current ISA's
+// nr): the packed path reads its slivers instead of packing panels of B (the
+// same sums; the shapes that take other paths still read B).
 template <typename T>
 void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bool transB,
-          bool accumulate, T* C, index_t ldc, int nthreads, const T* bias = nullptr);
+          bool accumulate, T* C, index_t ldc, int nthreads, const T* bias = nullptr,
+          const PackedB<T>* packed_b = nullptr);
 
 // Every row of C (rows x cols, row stride ldc) set to the vector b (cols).
 template <typename T>

@@ -9,16 +9,16 @@ namespace rnn_fast {
 template <typename F>
 void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0, const F* Wx,
                       const F* Wh, const F* b, index_t N, index_t T, index_t D, index_t H,
-                      bool reverse, int nthreads, PackedB<F>* wh_t) {
+                      bool reverse, int nthreads, PackedB<F>* wh_t, const PackedWeights<F>* pre) {
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
     // Pre-activations x · Wx + b of all steps, straight into the gate buffer.
-    input_projection(gates, x, Wx, b, N, T, D, G, nthreads);
-    PackedB<F> wh;
+    input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
+    PackedB<F> wh_own;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, H, G, nthreads);
-    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 4, how, nthreads);
+    const PackedB<F>& wh = prepare_forward(wh_own, wh_t, op, Wh, h0, N, H, 4, how, nthreads, pre);
 
     recurrent_loop<F>(T, op, 4, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
@@ -100,7 +100,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
 #define RNN_FAST_INSTANTIATE(F)                                                                      \
     template void lstm_seq_forward<F>(F*, F*, F*, const F*, const F*, const F*, const F*, const F*,    \
                                       const F*, index_t, index_t, index_t, index_t, bool, int,         \
-                                      PackedB<F>*);                                                    \
+                                      PackedB<F>*, const PackedWeights<F>*);                           \
     template void lstm_seq_backward<F>(F*, F*, F*, F*, F*, F*, const F*, const F*, const F*, const F*, \
                                        const F*, const F*, const PackedB<F>&, const F*, const F*,      \
                                        const F*, index_t, index_t, index_t, index_t, bool, int);

@@ -17,11 +17,15 @@ namespace rnn_fast {
 //   Wx (D,4H), Wh (H,4H), b (4H)
 // reverse runs time from T-1 down to 0. wh_t, if given, also gets Wh^T
 // packed for the backward (rather than the caller keeping a copy of Wh and
-// the backward packing it again). No argument may alias an output.
+// the backward packing it again). pre, if given, holds Wx and Wh packed
+// (PackedWeights::pack of these very Wx and Wh, for the ISA now dispatched),
+// which the forward reads instead of packing them: the same sums. No
+// argument may alias an output.
 template <typename F>
 void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0, const F* Wx,
                       const F* Wh, const F* b, index_t N, index_t T, index_t D, index_t H,
-                      bool reverse, int nthreads, PackedB<F>* wh_t = nullptr);
+                      bool reverse, int nthreads, PackedB<F>* wh_t = nullptr,
+                      const PackedWeights<F>* pre = nullptr);
 
 // Backward over a sequence, from the forward's inputs and outputs.
 //   dx (N,T,D), dh0 (N,H), dc0 (N,H), dWx (D,4H), dWh (H,4H), db (4H)  out

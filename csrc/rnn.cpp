@@ -9,15 +9,15 @@ namespace rnn_fast {
 template <typename F>
 void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, const F* b, index_t N,
                      index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads,
-                     PackedB<F>* wh_t) {
+                     PackedB<F>* wh_t, const PackedWeights<F>* pre) {
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
     // Pre-activations of all steps, x · Wx + b, straight into h.
-    input_projection(h, x, Wx, b, N, T, D, H, nthreads);
-    PackedB<F> wh;
+    input_projection(h, x, Wx, b, N, T, D, H, nthreads, pre);
+    PackedB<F> wh_own;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, H, H, nthreads);
-    prepare_forward(wh, wh_t, op, Wh, h0, N, H, 1, how, nthreads);
+    const PackedB<F>& wh = prepare_forward(wh_own, wh_t, op, Wh, h0, N, H, 1, how, nthreads, pre);
 
     recurrent_loop<F>(T, op, 1, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
@@ -67,7 +67,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
 
 #define RNN_FAST_INSTANTIATE(F)                                                                   \
     template void rnn_seq_forward<F>(F*, const F*, const F*, const F*, const F*, const F*, index_t, \
-                                     index_t, index_t, index_t, Activation, bool, int, PackedB<F>*); \
+                                     index_t, index_t, index_t, Activation, bool, int, PackedB<F>*,  \
+                                     const PackedWeights<F>*);                                       \
     template void rnn_seq_backward<F>(F*, F*, F*, F*, F*, const F*, const F*, const F*, const F*,  \
                                       const PackedB<F>&, const F*, index_t, index_t, index_t,       \
                                       index_t, Activation, bool, int);

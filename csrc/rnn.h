@@ -12,12 +12,14 @@ namespace rnn_fast {
 //   Wx (D,H), Wh (H,H), b (H)
 // reverse runs time from T-1 down to 0 (the backward half of a bidirectional RNN).
 // wh_t, if given, also gets Wh^T packed for the backward (rather than the
-// caller keeping a copy of Wh and the backward packing it again).
-// No argument may alias h.
+// caller keeping a copy of Wh and the backward packing it again). pre, if
+// given, holds Wx and Wh packed (PackedWeights::pack of these very Wx and Wh,
+// for the ISA now dispatched), which the forward reads instead of packing
+// them: the same sums. No argument may alias h.
 template <typename F>
 void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, const F* b, index_t N,
                      index_t T, index_t D, index_t H, Activation act, bool reverse, int nthreads,
-                     PackedB<F>* wh_t = nullptr);
+                     PackedB<F>* wh_t = nullptr, const PackedWeights<F>* pre = nullptr);
 
 // Backward over a sequence, given the forward's inputs and its output h.
 //   dx (N,T,D), dh0 (N,H), dWx (D,H), dWh (H,H), db (H)  out

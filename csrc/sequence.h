@@ -72,18 +72,45 @@ Partition choose_partition(index_t N, index_t K, index_t G, int nthreads) {
     return blocks >= nthreads && even && bytes <= kRowPartitionBytes ? Partition::rows : Partition::columns;
 }
 
+// Weights packed once for many forwards (an inference object's), in every
+// layout a forward may want: Wx (D x G) for the input projection, Wh (H x G)
+// in one group per gate (threads own columns; see prepare_forward) and in
+// one group (threads own rows). When H is a whole number of slivers the two
+// hold the same values and one gated packing serves both (its metadata
+// gives the rows' loop the same slivers, widths and units).
+template <typename F>
+struct PackedWeights {
+    PackedB<F> wx, wh, wh_rows;
+    bool split = false;  // wh_rows holds a layout of its own
+
+    void pack(const F* Wx, const F* Wh, index_t D, index_t H, int gates, int nthreads) {
+        const index_t G = gates * H;
+        wx.pack(D, G, dense_rows(Wx, G), false, nthreads);
+        wh.pack(H, G, dense_rows(Wh, G), false, nthreads, gates);
+        split = gates > 1 && H % wh.nr() != 0;
+        if (split) wh_rows.pack(H, G, dense_rows(Wh, G), false, nthreads);
+    }
+    // Packed for the ISA now dispatched (a test may cap it after packing).
+    bool current() const { return wx.nr() == kernels<F>().nr; }
+    const PackedB<F>& recurrent(Partition how) const { return how == Partition::rows && split ? wh_rows : wh; }
+};
+
 // A forward's set-up: Wh (H x gates*H) packed for the step GEMMs, and h0 (N,H)
 // packed as the first step's operand. When threads own columns, each gate's
 // columns are padded to whole slivers, so that a thread's chunk of units has
 // all its gates' tiles; when they own rows, the gates' columns follow each
 // other unpadded (the cell runs on whole rows). Wh^T is packed for the
-// backward when wh_t is given.
+// backward when wh_t is given. Returns the packed Wh: pre's, when given
+// (weights packed before the call), else wh.
 template <typename F>
-void prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0, index_t N,
-                     index_t H, int gates, Partition how, int nthreads) {
-    wh.pack(H, gates * H, dense_rows(Wh, gates * H), false, nthreads, how == Partition::rows ? 1 : gates);
+const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0,
+                                  index_t N, index_t H, int gates, Partition how, int nthreads,
+                                  const PackedWeights<F>* pre) {
+    if (pre == nullptr)
+        wh.pack(H, gates * H, dense_rows(Wh, gates * H), false, nthreads, how == Partition::rows ? 1 : gates);
     if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, gates * H, nthreads);
     pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
+    return pre != nullptr ? pre->recurrent(how) : wh;
 }
 
 // What recurrent_loop hands its epilogue: the recurrent products of rows
@@ -235,11 +262,13 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     }
 }
 
-// a (N,T,G) = x (N,T,D) · Wx (D,G) + b (G), over all N*T rows in one GEMM.
+// a (N,T,G) = x (N,T,D) · Wx (D,G) + b (G), over all N*T rows in one GEMM
+// (reading pre's packed Wx, when given).
 template <typename F>
 void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
-                      index_t G, int nthreads) {
-    gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, G, nthreads, b);
+                      index_t G, int nthreads, const PackedWeights<F>* pre = nullptr) {
+    gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, G, nthreads, b,
+            pre != nullptr ? &pre->wx : nullptr);
 }
 
 // Given dA (N,T,G), the gradient of every step's pre-activations:

@@ -6,6 +6,8 @@ kernels in float32 or float64. ``rnn_fast.reference`` holds the NumPy twins.
 """
 from . import reference
 from ._core import (
+    LSTMInference,
+    RNNInference,
     dropout_forward,
     get_num_threads,
     lstm_backward,
@@ -28,6 +30,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "reference",
+    "LSTMInference",
+    "RNNInference",
     "dropout_forward",
     "get_num_threads",
     "lstm_backward",

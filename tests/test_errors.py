@@ -177,6 +177,37 @@ def test_set_num_threads_rejects_non_positive():
         rf.set_num_threads(0)
 
 
+@pytest.mark.parametrize("cls,make", [(rf.LSTMInference, lstm_args), (rf.RNNInference, rnn_args)],
+                         ids=["lstm", "rnn"])
+def test_inference_objects_check_their_weights_and_inputs(cls, make):
+    args = make()
+    g = 4 if cls is rf.LSTMInference else 1
+    name = cls.__name__
+    W = args["Wx"], args["Wh"], args["b"]
+    with pytest.raises(ValueError, match=rf"{name}\(\): Wh must have shape \(H, {g if g > 1 else ''}H\)"):
+        cls(W[0], np.zeros((H + 1, g * H), np.float32), W[2])
+    with pytest.raises(ValueError, match=rf"{name}\(\): b must be 1-D"):
+        cls(W[0], W[1], W[2][None])
+    with pytest.raises(TypeError, match=rf"{name}\(\): Wx must be a float32 or float64 array, got dtype int64"):
+        cls(W[0].astype(np.int64), W[1], W[2])
+    obj = cls(*W)
+    with pytest.raises(ValueError, match=rf"{name}\(\): x must have shape \(N, T, D\) = \(2, 3, 4\), got \(2, 3, 5\), "
+                                         r"D=4 from the weights"):
+        obj(np.zeros((N, T, D + 1), np.float32), args["h0"])
+    with pytest.raises(ValueError, match=rf"{name}\(\): h0 must have shape \(N, H\) = \(2, 5\), got \(2, 6\)"):
+        obj(args["x"], np.zeros((N, H + 1), np.float32))
+    with pytest.raises(TypeError, match=rf"{name}\(\): x must be a float32 or float64 array"):
+        obj(args["x"].astype(np.int32), args["h0"])
+    if cls is rf.RNNInference:
+        with pytest.raises(ValueError, match=r"activation must be 'tanh' or 'relu', got 'gelu'"):
+            cls(*W, activation="gelu")
+        with pytest.raises(TypeError):
+            obj(args["x"], args["h0"], c0=args["h0"])  # an RNN has no cell state
+    else:
+        with pytest.raises(ValueError, match=r"c0 must have shape \(N, H\) = \(2, 5\), got \(2, 6\)"):
+            obj(args["x"], args["h0"], c0=np.zeros((N, H + 1), np.float32))
+
+
 def test_messages_name_the_function():
     args = rnn_args()
     args["x"] = np.zeros((N, T), np.float32)

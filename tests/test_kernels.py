@@ -139,6 +139,70 @@ def test_inference_forward_equals_the_training_forward_and_keeps_no_cache(fn, ga
     assert_all_close(inferred[:-1], ref_out[:-1], dtype, [f"output {k}" for k in range(outputs)])
 
 
+INFERENCE_OBJECTS = [("lstm", rf.LSTMInference, {}), ("rnn", rf.RNNInference, {"activation": "tanh"}),
+                     ("rnn", rf.RNNInference, {"activation": "relu"})]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(16, 3, 40, 48), (7, 2, 9, 50)], ids=shape_id)
+@pytest.mark.parametrize("cell,cls,kwargs", INFERENCE_OBJECTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("partition", ["auto", "rows", "columns"])
+def test_inference_object_equals_the_inference_forward(cell, cls, kwargs, shape, dtype, partition):
+    """Weights packed once (LSTMInference / RNNInference): bit for bit what
+    the forward with cache=False returns, with h0 and c0, both directions,
+    each time-loop partition (H = 48 fills whole slivers, 50 does not)."""
+    gates = 4 if cell == "lstm" else 1
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=gates)
+    extra = {"c0": rand(h0.shape, dtype, seed=5)} if cell == "lstm" else {}
+    before = [a.copy() for a in (x, h0, Wx, Wh, b)]
+    fn = getattr(rf, f"{cell}_forward")
+    try:
+        rf._core._set_partition(partition)
+        obj = cls(Wx, Wh, b, **kwargs)
+        assert (obj.D, obj.H, obj.dtype) == (shape[2], shape[3], np.dtype(dtype))
+        for reverse in (False, True):
+            got = obj(x, h0, reverse=reverse, return_state=True, **extra)
+            want = fn(x, h0, Wx, Wh, b, reverse=reverse, return_state=True, cache=False, **kwargs, **extra)[:-1]
+            assert len(got) == len(want) == (3 if cell == "lstm" else 2)
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype and g.flags.c_contiguous and g.flags.writeable
+                np.testing.assert_array_equal(g, w)
+                assert not any(np.shares_memory(g, a) for a in (x, h0, Wx, Wh, b))
+            np.testing.assert_array_equal(obj(x, h0, reverse=reverse, **extra), want[0])
+    finally:
+        rf._core._set_partition("auto")
+    for a, old in zip((x, h0, Wx, Wh, b), before):
+        np.testing.assert_array_equal(a, old)
+
+
+@pytest.mark.parametrize("cell,cls,kwargs", INFERENCE_OBJECTS[:2], ids=lambda v: str(v))
+def test_inference_object_keeps_its_own_copy_of_the_weights(cell, cls, kwargs):
+    gates = 4 if cell == "lstm" else 1
+    x, h0, Wx, Wh, b = recurrent_inputs((5, 4, 20, 19), np.float32, gates=gates)
+    want = getattr(rf, f"{cell}_forward")(x, h0, Wx, Wh, b, cache=False)[0]
+    obj = cls(Wx, Wh, b, **kwargs)
+    for w in (Wx, Wh, b):
+        w *= 2
+    np.testing.assert_array_equal(obj(x, h0), want)
+    assert "D=20 H=19 dtype=float32" in repr(obj)
+
+
+@pytest.mark.parametrize("wide", ["x", "h0", "weights"])
+def test_inference_object_promotes_like_the_forward(wide):
+    """A float32 object given float64 inputs (or float64 weights given float32
+    inputs) computes in float64, as lstm_forward does with the same mix."""
+    x, h0, Wx, Wh, b = recurrent_inputs((3, 4, 5, 6), np.float32, gates=4)
+    if wide == "x":
+        x = x.astype(np.float64)
+    elif wide == "h0":
+        h0 = h0.astype(np.float64)
+    else:
+        Wx = Wx.astype(np.float64)
+    got = rf.LSTMInference(Wx, Wh, b)(x, h0)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, rf.lstm_forward(x, h0, Wx, Wh, b, cache=False)[0])
+
+
 def test_inference_forward_refuses_a_non_boolean_cache_flag():
     args = recurrent_inputs((2, 3, 4, 5), np.float32, gates=4)
     with pytest.raises(TypeError):

@@ -411,6 +411,29 @@ def test_inference_passes_write_no_cache_and_predict_what_the_training_pass_comp
         model._backward(np.ones_like(expected))
 
 
+def test_predict_and_evaluate_pack_the_weights_once_per_pass(monkeypatch):
+    """predict/evaluate over many batches: each recurrent layer packs its
+    weights once per pass (LSTMInference / RNNInference), with the same bits as
+    packing in every call, and a later pass sees weights trained since."""
+    model = stacked_bidirectional_model()
+    x = np.random.default_rng(0).integers(0, 12, (20, 6))
+    y = np.zeros(20, int)
+    made = []
+    for name in ["LSTMInference", "RNNInference"]:
+        cls = getattr(rnn_fast._core, name)
+        monkeypatch.setattr(rnn_fast._core, name, lambda *a, _c=cls, _n=name, **k: made.append(_n) or _c(*a, **k))
+    per_call = np.concatenate([model(x[i:i + 3]) for i in range(0, 20, 3)])
+    assert not made  # a single call packs inside the kernel, as before
+    np.testing.assert_array_equal(model.predict(x, batch_size=3, verbose=0), per_call)
+    assert sorted(made) == ["LSTMInference"] * 2 + ["RNNInference"] * 2  # both directions of each layer, once
+    made.clear()
+    loss = model.evaluate(x, y, batch_size=3, verbose=0)
+    assert len(made) == 4 and np.all(np.isfinite(loss))
+    model.fit(x, y, epochs=1, batch_size=5, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, batch_size=3, verbose=0), model(x))
+    assert all(layer._packed is None for layer in (model.layers[1].forward_layer, model.layers[3].backward_layer))
+
+
 def test_fit_runs_on_the_cpp_kernels(monkeypatch):
     calls = []
     for name in ["lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward", "temporal_affine_forward",

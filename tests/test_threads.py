@@ -56,6 +56,7 @@ def run_recurrent(dtype, shape):
         for reverse in (False, True):
             h, cache = getattr(rf, f"{cell}_forward")(*args, reverse=reverse)
             out += [h, getattr(rf, f"{cell}_forward")(*args, reverse=reverse, cache=False)[0]]
+            out.append(getattr(rf, f"{cell.upper()}Inference")(*args[2:])(*args[:2], reverse=reverse))
             out += getattr(rf, f"{cell}_backward")(rand(h.shape, dtype), cache)
     return out
 

@@ -4,10 +4,11 @@ side by side in one process.
     python -m rnn_fast.bench [--quick | --full] [--cell lstm|rnn] [--dtype float32|float64]
                              [--threads N] [--json PATH] [--plot PATH] [--keep-blas-env]
 
-Three passes per configuration: the inference forward ("infer": rnn_fast
-with cache=False, PyTorch under no_grad, ONNX Runtime, the NumPy loop), the
-training forward ("train": each keeps what its backward needs; PyTorch in
-grad mode) and forward+backward ("fwd+bwd"). Each is timed after warm-up in
+Three passes per configuration: the inference forward ("infer": rnn_fast's
+LSTMInference/RNNInference, whose weights are packed once beforehand as ONNX
+Runtime's session packs them; PyTorch under no_grad; ONNX Runtime; the NumPy
+loop), the training forward ("train": each keeps what its backward needs;
+PyTorch in grad mode) and forward+backward ("fwd+bwd"). Each is timed after warm-up in
 blocks, peers in alternating order, each peer's threads given time to stop
 spinning before the next; the figure is the median. Rows give milliseconds,
 GFLOP/s of the GEMM work, and its share of NumPy's sgemm (the "peak"): a
@@ -520,8 +521,8 @@ def main(argv=None) -> int:
           f"best block of the run {peak[args.dtype]:.1f}; FMA units {fma[args.dtype]:.1f} GFLOP/s"
           if rates else f"peak: NumPy matmul {PEAK_N}^2 {peak[args.dtype]:.1f} GFLOP/s; "
           f"FMA units {fma[args.dtype]:.1f} GFLOP/s")
-    print("ratios: fastest peer's time / rnn_fast's time; infer = inference forward (no cache, no_grad), "
-          "train = training forward")
+    print("ratios: fastest peer's time / rnn_fast's time; infer = inference forward (no cache, no_grad; "
+          "rnn_fast and ONNX Runtime with weights packed beforehand), train = training forward")
     print(fmt_table(results, peak))
     ts = targets(results, peak, extra) if args.dtype == "float32" else []
     if ts:

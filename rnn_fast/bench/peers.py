@@ -2,7 +2,9 @@
 closures over the same inputs: inference forward, training forward (keeping
 what its backward needs) and forward+backward.
 
-- ``rnn_fast``: the compiled kernels (``cache=False`` for inference).
+- ``rnn_fast``: the compiled kernels; for inference, each layer's weights
+  packed once beforehand (``LSTMInference`` / ``RNNInference``), as ONNX
+  Runtime packs them once per session.
 - ``numpy``: the loop a NumPy user writes when speed matters: x·Wx for every
   step in one GEMM, then one ``h @ Wh`` per step, in-place element-wise work,
   time-major buffers; the backward likewise, weight gradients as one GEMM
@@ -67,8 +69,18 @@ def rnn_fast_peer(cfg, dtype) -> Closures:
     import rnn_fast
 
     lib = rnn_fast
-    return stacked(getattr(lib, f"{cfg.cell}_forward"), getattr(lib, f"{cfg.cell}_backward"), cfg, dtype,
-                   {"cache": False})
+    _, train, fwd_bwd = stacked(getattr(lib, f"{cfg.cell}_forward"), getattr(lib, f"{cfg.cell}_backward"), cfg,
+                                dtype, {"cache": False})
+    x, layers, _ = make_inputs(cfg, dtype)
+    packed = [(h0, getattr(lib, f"{cfg.cell.upper()}Inference")(Wx, Wh, b)) for h0, Wx, Wh, b in layers]
+
+    def infer():
+        h = x
+        for h0, layer in packed:
+            h = layer(h, h0)
+        return h
+
+    return infer, train, fwd_bwd
 
 
 def reference_peer(cfg, dtype) -> Closures:

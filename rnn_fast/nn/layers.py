@@ -131,6 +131,11 @@ class Layer:
     def _set_keep_cache(self, keep: bool) -> None:
         self._keep_cache = keep
 
+    def _freeze(self, frozen: bool) -> None:
+        """Models call this around passes whose batches all see the same
+        weights (predict, evaluate); layers that can use it pack their
+        weights once for those passes."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
 
@@ -299,6 +304,28 @@ class _Recurrent(Layer):
     def _bias(self) -> np.ndarray:
         return self.weights[2] if self.use_bias else np.zeros(self._gates * self.units, self.dtype)
 
+    # While frozen (a predict or evaluate pass), inference forwards run on the
+    # weights packed once (an LSTMInference / RNNInference), not packed anew
+    # by every batch's kernel call; the packing is dropped when the pass ends.
+    _frozen = False
+    _packed = None
+
+    def _freeze(self, frozen: bool) -> None:
+        self._frozen = frozen
+        self._packed = None
+
+    def _inference(self):
+        """The packed weights for this inference forward, or None (training,
+        or not frozen)."""
+        if self._keep_cache or not self._frozen:
+            return None
+        if self._packed is None:
+            self._packed = self._pack()
+        return self._packed
+
+    def _pack(self):
+        raise NotImplementedError
+
 
 class SimpleRNN(_Recurrent):
     """keras.layers.SimpleRNN: h_t = activation(x_t kernel + h_{t-1} recurrent_kernel + bias),
@@ -316,7 +343,14 @@ class SimpleRNN(_Recurrent):
         cfg["activation"] = self.activation
         return cfg
 
+    def _pack(self):
+        return _core.RNNInference(self.weights[0], self.weights[1], self._bias(), activation=self.activation)
+
     def _run(self, x, states, keep_cache):
+        packed = self._inference()
+        if packed is not None:
+            h, hT = packed(x, states[0], reverse=self.go_backwards, return_state=True)
+            return h, [hT], None
         h, hT, cache = _core.rnn_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
                                          activation=self.activation, reverse=self.go_backwards, return_state=True,
                                          cache=keep_cache)
@@ -361,7 +395,15 @@ class LSTM(_Recurrent):
         cfg["unit_forget_bias"] = self.unit_forget_bias
         return cfg
 
+    def _pack(self):
+        p = self._perm
+        return _core.LSTMInference(self.weights[0][:, p], self.weights[1][:, p], self._bias()[p])
+
     def _run(self, x, states, keep_cache):
+        packed = self._inference()
+        if packed is not None:
+            h, hT, cT = packed(x, states[0], c0=states[1], reverse=self.go_backwards, return_state=True)
+            return h, [hT, cT], None
         p = self._perm
         h, hT, cT, cache = _core.lstm_forward(x, states[0], self.weights[0][:, p], self.weights[1][:, p],
                                               self._bias()[p], c0=states[1], reverse=self.go_backwards,
@@ -439,6 +481,10 @@ class Bidirectional(Layer):
         self._keep_cache = keep
         self.forward_layer._set_keep_cache(keep)
         self.backward_layer._set_keep_cache(keep)
+
+    def _freeze(self, frozen: bool) -> None:
+        self.forward_layer._freeze(frozen)
+        self.backward_layer._freeze(frozen)
 
     def forward(self, x: np.ndarray, training: bool = False):
         yf = self.forward_layer.forward(x, training)

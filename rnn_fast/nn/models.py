@@ -1,6 +1,7 @@
 """keras.Sequential on rnn_fast's layers: compile, fit (with validation,
 shuffling, a progress bar and a History), evaluate, predict, summary, and
 save / load_model in a file that needs no pickle."""
+import contextlib
 import hashlib
 import io
 import json
@@ -264,6 +265,18 @@ class Sequential:
                 layer._set_keep_cache(True)
         return x
 
+    @contextlib.contextmanager
+    def _frozen(self):
+        """A pass over many batches with fixed weights (predict, evaluate):
+        the recurrent layers pack their weights once for all of them."""
+        for layer in self.layers:
+            layer._freeze(True)
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer._freeze(False)
+
     def _backward(self, dy: np.ndarray) -> None:
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
@@ -402,13 +415,14 @@ class Sequential:
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         sums: Dict[str, float] = {}
-        for step in range(steps):
-            sl = slice(step * batch_size, (step + 1) * batch_size)
-            values = self.test_on_batch(x[sl], y[sl])
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v * len(x[sl])
-            logs = {k: v / min(x.shape[0], (step + 1) * batch_size) for k, v in sums.items()}
-            bar.update(step + 1, logs, final=step + 1 == steps)
+        with self._frozen():
+            for step in range(steps):
+                sl = slice(step * batch_size, (step + 1) * batch_size)
+                values = self.test_on_batch(x[sl], y[sl])
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v * len(x[sl])
+                logs = {k: v / min(x.shape[0], (step + 1) * batch_size) for k, v in sums.items()}
+                bar.update(step + 1, logs, final=step + 1 == steps)
         if return_dict:
             return logs
         return logs["loss"] if not self.metrics else [logs["loss"]] + [logs[m] for m in self.metrics]
@@ -420,10 +434,11 @@ class Sequential:
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         outs = []
-        for step in range(steps):
-            outs.append(self._forward(x[step * batch_size:(step + 1) * batch_size], training=False,
-                                      keep_cache=False))
-            bar.update(step + 1, {}, final=step + 1 == steps)
+        with self._frozen():
+            for step in range(steps):
+                outs.append(self._forward(x[step * batch_size:(step + 1) * batch_size], training=False,
+                                          keep_cache=False))
+                bar.update(step + 1, {}, final=step + 1 == steps)
         return np.concatenate(outs, axis=0)
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
