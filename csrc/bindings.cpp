@@ -286,10 +286,8 @@ struct InferenceWeights {
     // The packing for a forward in F (none for a forward promoted to float64).
     template <typename F>
     const rnn_fast::PackedWeights<F>* packed() const {
-        const rnn_fast::PackedWeights<F>* p;
-        if constexpr (std::is_same<F, double>::value) p = packed_d.get();
-        else p = packed_f.get();
-        return p != nullptr && p->current() ? p : nullptr;
+        if constexpr (std::is_same<F, double>::value) return packed_d.get();
+        else return packed_f.get();
     }
 };
 struct LSTMInference : InferenceWeights {};
@@ -633,13 +631,21 @@ py::object lstm_inference_call(const LSTMInference& w, py::handle x, py::handle 
     return py::make_tuple(h, final_state(c, c.h, c.h0), final_state(c, c.c, c.c0));
 }
 
+// The Python class of an inference object, with what both kinds share.
 template <typename W>
-py::str inference_repr(const W& w, const char* cls) {
-    std::ostringstream s;
-    s << "<rnn_fast." << cls << " D=" << w.D << " H=" << w.H << " dtype=" << (w.is_double ? "float64" : "float32");
-    if (!w.lstm) s << " activation=" << (w.act == Activation::tanh ? "tanh" : "relu");
-    s << ">";
-    return s.str();
+py::class_<W> inference_class(py::module_& m, const char* name, const char* doc) {
+    py::class_<W> cls(m, name, doc);
+    cls.def_property_readonly("D", [](const W& w) { return w.D; })
+        .def_property_readonly("H", [](const W& w) { return w.H; })
+        .def_property_readonly("dtype", [](const W& w) { return w.Wx.dtype(); })
+        .def("__repr__", [name](const W& w) {
+            std::ostringstream s;
+            s << "<rnn_fast." << name << " D=" << w.D << " H=" << w.H
+              << " dtype=" << (w.is_double ? "float64" : "float32");
+            if (!w.lstm) s << " activation=" << (w.act == Activation::tanh ? "tanh" : "relu");
+            return s.str() + ">";
+        });
+    return cls;
 }
 
 // ------------------------------------------------ non-recurrent layers
@@ -998,7 +1004,7 @@ Keyword-only extras:
   dcT (N, H): upstream gradient of the final cell state c_T (a gradient of
     h_T belongs in dh at the last step);
   return_dc0=True appends dc0 (N, H), the gradient of the initial cell state.)doc");
-    py::class_<LSTMInference>(m, "LSTMInference", R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
+    inference_class<LSTMInference>(m, "LSTMInference", R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
 
 LSTMInference(Wx, Wh, b): Wx (D, 4H), Wh (H, 4H), b (4H,), gates ordered i, f, o, g;
 float32, or float64 if any of them is. The object keeps its own copy: later
@@ -1013,12 +1019,8 @@ per session). Inputs of another dtype follow lstm_forward's promotion.)doc")
                  return make_inference<LSTMInference>("LSTMInference", true, Wx, Wh, b, Activation::tanh);
              }), "Wx"_a, "Wh"_a, "b"_a)
         .def("__call__", &lstm_inference_call, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(), "reverse"_a = false,
-             "return_state"_a = false)
-        .def_property_readonly("D", [](const LSTMInference& w) { return w.D; })
-        .def_property_readonly("H", [](const LSTMInference& w) { return w.H; })
-        .def_property_readonly("dtype", [](const LSTMInference& w) { return w.Wx.dtype(); })
-        .def("__repr__", [](const LSTMInference& w) { return inference_repr(w, "LSTMInference"); });
-    py::class_<RNNInference>(m, "RNNInference", R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.
+             "return_state"_a = false);
+    inference_class<RNNInference>(m, "RNNInference", R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.
 
 RNNInference(Wx, Wh, b, *, activation='tanh'): Wx (D, H), Wh (H, H), b (H,);
 float32, or float64 if any of them is. The object keeps its own copy: later
@@ -1033,11 +1035,7 @@ rnn_forward call does.)doc")
                                                      parse_activation("RNNInference", activation));
              }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh")
         .def("__call__", &rnn_inference_call, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false,
-             "return_state"_a = false)
-        .def_property_readonly("D", [](const RNNInference& w) { return w.D; })
-        .def_property_readonly("H", [](const RNNInference& w) { return w.H; })
-        .def_property_readonly("dtype", [](const RNNInference& w) { return w.Wx.dtype(); })
-        .def("__repr__", [](const RNNInference& w) { return inference_repr(w, "RNNInference"); });
+             "return_state"_a = false);
     m.def("temporal_affine_forward", &temporal_affine_forward, "x"_a, "w"_a, "b"_a,
           R"doc(out (N, T, M) = x (N, T, D) @ w (D, M) + b (M,). Returns (out, cache).)doc");
     m.def("temporal_affine_backward", &temporal_affine_backward, "dout"_a, "cache"_a,

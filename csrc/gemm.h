@@ -160,7 +160,6 @@ public:
     index_t K() const { return K_; }
     index_t N() const { return N_; }
     index_t nr() const { return nr_; }
-    index_t groups() const { return groups_; }
     index_t slivers_per_group() const { return spg_; }
     index_t slivers() const { return spg_ * groups_; }
     // First column of op(B) in sliver s, and how many of its nr columns are real.

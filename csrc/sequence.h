@@ -90,8 +90,6 @@ struct PackedWeights {
         split = gates > 1 && H % wh.nr() != 0;
         if (split) wh_rows.pack(H, G, dense_rows(Wh, G), false, nthreads);
     }
-    // Packed for the ISA now dispatched (a test may cap it after packing).
-    bool current() const { return wx.nr() == kernels<F>().nr; }
     const PackedB<F>& recurrent(Partition how) const { return how == Partition::rows && split ? wh_rows : wh; }
 };
 
