@@ -196,15 +196,43 @@ Contiguous<T> owned(const py::array& a) {
     return copy;
 }
 
+// Arrays of at least this many bytes that the kernels return take their
+// memory from the calling thread's BlockCache, as the core's scratch does
+// (up to the largest block it keeps).
+constexpr std::size_t kPooledBytes = std::size_t(64) << 10;
+
+// A new C-contiguous array for a kernel to fill. A training loop allocates the
+// same outputs and caches every call and frees them between calls; glibc
+// hands blocks of this size back to the system, so from NumPy's allocator
+// they were fresh pages every time, each call paying their faults and zeroing
+// on its own thread (clear_page and the page-fault path were ~8% of a small
+// model's forward+backward in perf). Large ones are therefore a Buffer owned
+// by the array's base (a capsule): the block goes back to the BlockCache of
+// the thread that frees the array, for the next call to reuse, mapped. Small
+// ones come from NumPy, mapped here in one call rather than faulted in by the
+// kernel's threads, and so do those the cache would not keep (past
+// BlockCache::kMaxBlock), whose faults are small beside the work they serve
+// (and whose failure NumPy reports with the size and shape asked for).
 template <typename F>
 py::array_t<F> empty(std::initializer_list<index_t> shape) {
-    py::array_t<F> a(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-    // Fresh from NumPy's allocator, often pages the heap has just been given
-    // back: mapped here, in one call, rather than faulted in by the kernel's
-    // threads (the core's own scratch comes mapped from its BlockCache).
-    py::gil_scoped_release nogil;
-    rnn_fast::prefault(a.mutable_data(), sizeof(F) * static_cast<std::size_t>(a.size()));
-    return a;
+    const std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    std::size_t n = 1;
+    for (py::ssize_t d : dims) n *= static_cast<std::size_t>(d);  // sizes were checked (check_size)
+    const std::size_t bytes = n * sizeof(F);
+    if (bytes < kPooledBytes || bytes > rnn_fast::BlockCache::kMaxBlock) {
+        py::array_t<F> a(dims);
+        py::gil_scoped_release nogil;
+        rnn_fast::prefault(a.mutable_data(), bytes);
+        return a;
+    }
+    auto buffer = std::make_unique<rnn_fast::Buffer<F>>();
+    {
+        py::gil_scoped_release nogil;
+        buffer->reserve(n);
+    }
+    py::capsule owner(buffer.get(), [](void* b) { delete static_cast<rnn_fast::Buffer<F>*>(b); });
+    F* data = buffer.release()->data();
+    return py::array_t<F>(dims, data, owner);
 }
 
 template <typename F>

@@ -41,15 +41,22 @@ constexpr bool kKeepBlocks = false;
 constexpr bool kKeepBlocks = true;
 #endif
 
-BlockCache& BlockCache::mine() {
+namespace {
+thread_local bool t_cache_gone = false;  // trivially destructible: readable to the thread's very end
+}  // namespace
+
+BlockCache* BlockCache::mine() {
+    if (t_cache_gone) return nullptr;
     thread_local BlockCache cache;
-    return cache;
+    return &cache;
 }
 
 void* BlockCache::take(std::size_t bytes, std::size_t* got) {
     int best = -1;
     for (int i = 0; i < count_; ++i)
-        if (blocks_[i].bytes >= bytes && (best < 0 || blocks_[i].bytes < blocks_[best].bytes)) best = i;
+        if (blocks_[i].bytes >= bytes && blocks_[i].bytes <= 2 * bytes + kSlack &&
+            (best < 0 || blocks_[i].bytes < blocks_[best].bytes))
+            best = i;
     if (best < 0) return nullptr;
     const Block b = remove(best);
     *got = b.bytes;
@@ -77,6 +84,7 @@ BlockCache::Block BlockCache::remove(int i) {
 
 BlockCache::~BlockCache() {
     for (int i = 0; i < count_; ++i) std::free(blocks_[i].p);
+    t_cache_gone = true;
 }
 
 namespace {

@@ -82,16 +82,19 @@ class BlockCache {
 public:
     static constexpr std::size_t kMaxBlock = std::size_t(8) << 20;
     static constexpr std::size_t kMaxTotal = std::size_t(32) << 20;
+    // A block more than twice a request (plus this) is not spent on it.
+    static constexpr std::size_t kSlack = std::size_t(64) << 10;
 
-    // A kept block of at least `bytes` (the smallest such), or nullptr;
-    // *got is set to its size.
+    // A kept block of at least `bytes` and at most 2 * bytes + kSlack (the
+    // smallest such), or nullptr; *got is set to its size.
     void* take(std::size_t bytes, std::size_t* got);
     // Keeps p (of `bytes`, from std::aligned_alloc) or frees it.
     void give(void* p, std::size_t bytes);
     ~BlockCache();
 
-    // The calling thread's.
-    static BlockCache& mine();
+    // The calling thread's, or nullptr once that thread's cache is gone (an
+    // array freed during the thread's exit, after its thread_locals).
+    static BlockCache* mine();
 
 private:
     struct Block {
@@ -100,7 +103,7 @@ private:
     };
     // Block i, taken out of the list.
     Block remove(int i);
-    Block blocks_[16] = {};
+    Block blocks_[64] = {};
     int count_ = 0;
     std::size_t total_ = 0;
 };
@@ -121,7 +124,8 @@ public:
         if (n <= capacity_) return;
         const std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
         std::size_t got = 0;
-        void* p = BlockCache::mine().take(bytes, &got);
+        BlockCache* cache = BlockCache::mine();
+        void* p = cache != nullptr ? cache->take(bytes, &got) : nullptr;
         if (p == nullptr) {
             const std::size_t align = bytes >= 2 * kHugePage ? kHugePage : 64;
             p = std::aligned_alloc(align, (bytes + align - 1) / align * align);
@@ -137,7 +141,9 @@ public:
 
 private:
     void release() {
-        if (ptr_ != nullptr) BlockCache::mine().give(ptr_, bytes_);
+        if (ptr_ == nullptr) return;
+        if (BlockCache* cache = BlockCache::mine()) cache->give(ptr_, bytes_);
+        else std::free(ptr_);
         ptr_ = nullptr;
         bytes_ = capacity_ = 0;
     }

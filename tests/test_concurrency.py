@@ -169,6 +169,42 @@ def test_caches_own_their_data():
 # ---------------------------------------------------------------- memory
 
 
+def test_returned_arrays_keep_their_memory_across_threads_and_calls():
+    """Outputs of 64 KiB to 8 MiB come from a per-thread pool of blocks that
+    an array gives back when it dies: live arrays never share memory, an
+    array outlives the thread that made it, and one freed by another thread
+    (or after its maker exited) is reused there without disturbing the rest."""
+    x, h0, Wx, Wh, b = LSTM  # h (16, 12, 64) float32 is 48 KiB; the gates 192 KiB
+    big = rand((64, 12, 48), np.float32, seed=3)
+    want = rf.lstm_forward(big, np.zeros((64, 64), np.float32), Wx, Wh, b, cache=False)[0]
+    assert want.nbytes >= 64 << 10
+
+    def make():
+        return rf.lstm_forward(big, np.zeros((64, 64), np.float32), Wx, Wh, b, cache=False)[0]
+
+    made = []
+    worker = threading.Thread(target=lambda: made.extend(make() for _ in range(3)))
+    worker.start()
+    worker.join()  # its thread-local pool is gone; its arrays live on
+    live = made + [make() for _ in range(3)]
+    for i, a in enumerate(live):
+        np.testing.assert_array_equal(a, want)
+        assert not any(np.shares_memory(a, other) for other in live[i + 1:])
+    for a in live[::2]:
+        a[...] = -1  # writing one array touches no other
+    for a in live[1::2]:
+        np.testing.assert_array_equal(a, want)
+    with ThreadPoolExecutor(2) as pool:  # freed in other threads, then reused there and here
+        list(pool.map(lambda a: a.sum(), live[:2]))
+        del made[:]
+        live = live[2:]
+        again = list(pool.map(lambda _: make(), range(4))) + [make() for _ in range(2)]
+    for a in again:
+        np.testing.assert_array_equal(a, want)
+    for a in live[1::2]:
+        np.testing.assert_array_equal(a, want)
+
+
 def resident_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
