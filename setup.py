@@ -21,12 +21,16 @@ SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefi
 # a cache line whatever code precedes it; placed 32 bytes in, it spans three
 # lines and small layers ran 5-8% slower (alternated builds, in one process)
 # after an unrelated change had moved it.
+# -fno-math-errno: no errno from sqrt and friends (nothing here reads errno),
+# so that loops over them vectorize; values are unchanged (sqrt is correctly
+# rounded either way). The fused Adam step ran 3x faster with it.
 ext = Pybind11Extension(
     "rnn_fast._core",
     sorted(glob("csrc/*.cpp")),
     include_dirs=["csrc"],
     cxx_std=17,
-    extra_compile_args=["-O1" if SANITIZE else "-O3", "-fopenmp", "-ffp-contract=fast", "-falign-loops=64", "-Wno-psabi"]
+    extra_compile_args=["-O1" if SANITIZE else "-O3", "-fopenmp", "-ffp-contract=fast", "-falign-loops=64",
+                        "-fno-math-errno", "-Wno-psabi"]
     + (SANITIZER_FLAGS if SANITIZE else []),
     extra_link_args=["-fopenmp"] + (SANITIZER_FLAGS if SANITIZE else []),
     depends=sorted(glob("csrc/*.h")),

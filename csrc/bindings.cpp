@@ -836,6 +836,63 @@ py::tuple dropout_forward(py::handle x_, double rate, py::handle seed_) {
     return x.itemsize() == 8 ? dropout_t<double>(x, 1.0 - rate, seed) : dropout_t<float>(x, 1.0 - rate, seed);
 }
 
+// An array the optimizer step writes in place: an ndarray (never a converted
+// copy), C-contiguous and writeable, with the parameters' dtype and shape
+// when `w` is given.
+py::array state_array(py::handle obj, const char* fn, const char* name, const py::array* w) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(fn) + "(): " + name + " must be a NumPy array (updated in place), got " +
+                             type_name(obj));
+    py::array a = float_array(obj, fn, name);
+    if (!(a.flags() & py::array::c_style) || !a.writeable())
+        throw py::value_error(std::string(fn) + "(): " + name +
+                              " must be C-contiguous and writeable (it is updated in place)");
+    if (w == nullptr) return a;
+    if (!a.dtype().is(w->dtype()) || a.ndim() != w->ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), w->shape()))
+        throw py::value_error(std::string(fn) + "(): " + name + " must have w's dtype and shape, " + dtype_of(*w) +
+                              " " + shape_of(*w) + ", got " + dtype_of(a) + " " + shape_of(a));
+    return a;
+}
+
+// Whether two contiguous arrays' memory overlaps.
+bool overlap(const py::array& a, const py::array& b) {
+    const char* p = static_cast<const char*>(a.data());
+    const char* q = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && p < q + b.nbytes() && q < p + a.nbytes();
+}
+
+template <typename F>
+void adam_t(py::array& w, const py::array& g_, py::array& m, py::array& v, py::array* vhat, double alpha,
+            double beta_1, double beta_2, double epsilon) {
+    const Contiguous<F> g = contiguous<F>(g_);
+    F* vh = vhat != nullptr ? mptr<F>(*vhat) : nullptr;
+    py::gil_scoped_release nogil;
+    rnn_fast::adam_update<F>(mptr<F>(w), g.data(), mptr<F>(m), mptr<F>(v), vh, static_cast<index_t>(w.size()),
+                             static_cast<F>(alpha), static_cast<F>(1.0 - beta_1), static_cast<F>(1.0 - beta_2),
+                             static_cast<F>(epsilon), threads());
+}
+
+void adam_update(py::handle w_, py::handle g_, py::handle m_, py::handle v_, py::handle vhat_, double alpha,
+                 double beta_1, double beta_2, double epsilon) {
+    const char* fn = "_adam_update";
+    py::array w = state_array(w_, fn, "w", nullptr);
+    const py::array g = float_array(g_, fn, "g");
+    if (g.ndim() != w.ndim() || !std::equal(g.shape(), g.shape() + g.ndim(), w.shape()))
+        throw py::value_error(std::string(fn) + "(): g must have w's shape " + shape_of(w) + ", got " + shape_of(g));
+    py::array m = state_array(m_, fn, "m", &w), v = state_array(v_, fn, "v", &w);
+    py::array vhat;
+    if (!vhat_.is_none()) vhat = state_array(vhat_, fn, "vhat", &w);
+    py::array* vh = vhat_.is_none() ? nullptr : &vhat;
+    const std::pair<const py::array*, const char*> arrays[] = {{&w, "w"}, {&m, "m"}, {&v, "v"}, {vh, "vhat"}};
+    for (int i = 0; i < 4; ++i)
+        for (int j = i + 1; j < 4; ++j)
+            if (arrays[i].first != nullptr && arrays[j].first != nullptr && overlap(*arrays[i].first, *arrays[j].first))
+                throw py::value_error(std::string(fn) + "(): " + arrays[i].second + " and " + arrays[j].second +
+                                      " must not share memory");
+    if (w.itemsize() == 8) adam_t<double>(w, g, m, v, vh, alpha, beta_1, beta_2, epsilon);
+    else adam_t<float>(w, g, m, v, vh, alpha, beta_1, beta_2, epsilon);
+}
+
 template <typename F>
 py::tuple softmax_loss_t(const py::array& x_, const py::array& y_, const py::array& mask_, index_t N, index_t T,
                          index_t V) {
@@ -1082,6 +1139,13 @@ mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc
 where an element is kept (probability 1 - rate) and 0 elsewhere, y = x * mask.
 The mask is a function of seed (an integer in [0, 2**64)) and the element's
 flat index only: the same for any thread count. Backward: dy * mask.)doc");
+    m.def("_adam_update", &adam_update, "w"_a, "g"_a, "m"_a, "v"_a, "vhat"_a, py::kw_only(), "alpha"_a, "beta_1"_a,
+          "beta_2"_a, "epsilon"_a,
+          R"doc(rnn_fast.nn's Adam step, in place, in one pass: m += (g - m)(1 - beta_1);
+v += (g^2 - v)(1 - beta_2); vhat = max(vhat, v) if vhat is not None;
+w -= alpha m / (sqrt(vhat or v) + epsilon), in w's dtype (float32 or float64),
+the values of the NumPy expressions. w, m, v, vhat: C-contiguous, writeable,
+one dtype and shape; g is converted to w's dtype.)doc");
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
 all cores). Results are bitwise identical whatever the count. In a child

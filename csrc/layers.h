@@ -46,4 +46,14 @@ double temporal_softmax_loss(F* dx, const F* x, const std::int64_t* y, const F* 
 template <typename F>
 void dropout_forward(F* y, F* mask, const F* x, index_t n, double keep, std::uint64_t seed, int nthreads);
 
+// One Adam step on n parameters, in place, in F's arithmetic, the order of
+// Keras's (and rnn_fast.nn's NumPy) update:
+//   m += (g - m) * (1 - beta_1);  v += (g * g - v) * (1 - beta_2)
+//   vhat = max(vhat, v) (amsgrad: vhat not null)
+//   w -= alpha * m / (sqrt(vhat or v) + epsilon)
+// alpha is the step's bias-corrected learning rate. g may not alias the rest.
+template <typename F>
+void adam_update(F* w, const F* g, F* m, F* v, F* vhat, index_t n, F alpha, F one_minus_beta_1,
+                 F one_minus_beta_2, F epsilon, int nthreads);
+
 }  // namespace rnn_fast

@@ -343,3 +343,15 @@ def dropout_forward(x, rate, seed):
     mask = np.where(halves < threshold, x.dtype.type(1) / x.dtype.type(keep), x.dtype.type(0)).astype(x.dtype)
     mask = mask.reshape(x.shape)
     return x * mask, mask
+
+
+def _adam_update(w, g, m, v, vhat, *, alpha, beta_1, beta_2, epsilon):
+    """The twin of rnn_fast._core._adam_update (rnn_fast.nn's Adam step), in
+    place, in w's dtype: the NumPy expressions the kernel's values follow."""
+    t = w.dtype.type
+    m += (g - m) * t(1 - beta_1)
+    v += (g * g - v) * t(1 - beta_2)
+    if vhat is not None:
+        np.maximum(vhat, v, out=vhat)
+        v = vhat
+    w -= t(alpha) * m / (np.sqrt(v) + t(epsilon))

@@ -203,6 +203,39 @@ def test_inference_object_promotes_like_the_forward(wide):
     np.testing.assert_array_equal(got, rf.lstm_forward(x, h0, Wx, Wh, b, cache=False)[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 37, 70_000])  # 70,000: the threaded loop
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_update_equals_its_numpy_twin_bit_for_bit(dtype, n, amsgrad):
+    rng = np.random.default_rng(n)
+    w, g, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    v, vhat = (rng.random(n).astype(dtype) for _ in range(2))
+    g[0] = np.nan if n > 1 else g[0]  # NaN goes where NumPy sends it
+    args = dict(alpha=1e-3 * np.sqrt(1 - 0.999**3) / (1 - 0.9**3), beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    want = [a.copy() for a in (w, m, v, vhat)]
+    ref._adam_update(want[0], g, want[1], want[2], want[3] if amsgrad else None, **args)
+    g_before = g.copy()
+    rf._core._adam_update(w, g, m, v, vhat if amsgrad else None, **args)
+    for name, got, exp in zip(["w", "m", "v", "vhat"], (w, m, v, vhat), want):
+        np.testing.assert_array_equal(got, exp, err_msg=name)
+    np.testing.assert_array_equal(g, g_before)
+
+
+def test_adam_update_refuses_what_it_cannot_update_in_place():
+    w, m, v = np.zeros(6), np.zeros(6), np.zeros(6)
+    kw = dict(alpha=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    with pytest.raises(TypeError, match=r"_adam_update\(\): w must be a NumPy array \(updated in place\), got list"):
+        rf._core._adam_update([0.0] * 6, w, m, v, None, **kw)
+    with pytest.raises(ValueError, match=r"m must have w's dtype and shape, float64 \(6,\), got float32 \(6,\)"):
+        rf._core._adam_update(w, w.copy(), m.astype(np.float32), v, None, **kw)
+    with pytest.raises(ValueError, match=r"v must be C-contiguous and writeable"):
+        rf._core._adam_update(w, w.copy(), m, np.zeros(12)[::2], None, **kw)
+    with pytest.raises(ValueError, match=r"g must have w's shape \(6,\), got \(5,\)"):
+        rf._core._adam_update(w, np.zeros(5), m, v, None, **kw)
+    with pytest.raises(ValueError, match=r"m and v must not share memory"):
+        rf._core._adam_update(w, w.copy(), m, m, None, **kw)
+
+
 def test_inference_forward_refuses_a_non_boolean_cache_flag():
     args = recurrent_inputs((2, 3, 4, 5), np.float32, gates=4)
     with pytest.raises(TypeError):

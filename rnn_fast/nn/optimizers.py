@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from .. import _core
+
 
 class Optimizer:
     """Keeps one list of slot arrays per weight; ``apply(weights, grads)``
@@ -138,17 +140,13 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), bool(amsgrad)
 
     def _update(self, w, g, slots):
-        t = w.dtype.type
         m, v, vhat = slots
         n = self.iterations
-        alpha = t(self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n))
-        m += (g - m) * t(1 - self.beta_1)
-        v += (g * g - v) * t(1 - self.beta_2)
-        if self.amsgrad:
-            np.maximum(vhat, v, out=vhat)
-            w -= alpha * m / (np.sqrt(vhat) + t(self.epsilon))
-        else:
-            w -= alpha * m / (np.sqrt(v) + t(self.epsilon))
+        alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n)
+        # One pass in C++ with the values of the NumPy expressions of
+        # rnn_fast.reference.adam_update (five NumPy passes and their temporaries).
+        _core._adam_update(w, g, m, v, vhat if self.amsgrad else None, alpha=alpha, beta_1=self.beta_1,
+                           beta_2=self.beta_2, epsilon=self.epsilon)
 
     def get_config(self):
         return dict(super().get_config(), beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
