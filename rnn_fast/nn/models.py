@@ -266,7 +266,7 @@ class Sequential:
         return x
 
     @contextlib.contextmanager
-    def _frozen(self):
+    def _weights_fixed(self):
         """A pass over many batches with fixed weights (predict, evaluate):
         the recurrent layers pack their weights once for all of them."""
         for layer in self.layers:
@@ -415,7 +415,7 @@ class Sequential:
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         sums: Dict[str, float] = {}
-        with self._frozen():
+        with self._weights_fixed():
             for step in range(steps):
                 sl = slice(step * batch_size, (step + 1) * batch_size)
                 values = self.test_on_batch(x[sl], y[sl])
@@ -434,7 +434,7 @@ class Sequential:
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         outs = []
-        with self._frozen():
+        with self._weights_fixed():
             for step in range(steps):
                 outs.append(self._forward(x[step * batch_size:(step + 1) * batch_size], training=False,
                                           keep_cache=False))
