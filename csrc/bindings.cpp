@@ -659,21 +659,20 @@ py::object lstm_inference_call(const LSTMInference& w, py::handle x, py::handle 
     return py::make_tuple(h, final_state(c, c.h, c.h0), final_state(c, c.c, c.c0));
 }
 
-// The Python class of an inference object, with what both kinds share.
-template <typename W>
-py::class_<W> inference_class(py::module_& m, const char* name, const char* doc) {
-    py::class_<W> cls(m, name, doc);
-    cls.def_property_readonly("D", [](const W& w) { return w.D; })
-        .def_property_readonly("H", [](const W& w) { return w.H; })
-        .def_property_readonly("dtype", [](const W& w) { return w.Wx.dtype(); })
-        .def("__repr__", [name](const W& w) {
+// The Python base class of the inference objects: what both kinds share.
+void register_inference_base(py::module_& m) {
+    py::class_<InferenceWeights>(m, "InferenceWeights", "A layer's weights packed once: LSTMInference or RNNInference.")
+        .def_property_readonly("D", [](const InferenceWeights& w) { return w.D; })
+        .def_property_readonly("H", [](const InferenceWeights& w) { return w.H; })
+        .def_property_readonly("dtype", [](const InferenceWeights& w) { return w.Wx.dtype(); })
+        .def("__repr__", [](py::object self) {
+            const InferenceWeights& w = self.cast<const InferenceWeights&>();
             std::ostringstream s;
-            s << "<rnn_fast." << name << " D=" << w.D << " H=" << w.H
+            s << "<rnn_fast." << type_name(self) << " D=" << w.D << " H=" << w.H
               << " dtype=" << (w.is_double ? "float64" : "float32");
             if (!w.lstm) s << " activation=" << (w.act == Activation::tanh ? "tanh" : "relu");
             return s.str() + ">";
         });
-    return cls;
 }
 
 // ------------------------------------------------ non-recurrent layers
@@ -1089,7 +1088,8 @@ Keyword-only extras:
   dcT (N, H): upstream gradient of the final cell state c_T (a gradient of
     h_T belongs in dh at the last step);
   return_dc0=True appends dc0 (N, H), the gradient of the initial cell state.)doc");
-    inference_class<LSTMInference>(m, "LSTMInference", R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
+    register_inference_base(m);
+    py::class_<LSTMInference, InferenceWeights>(m, "LSTMInference", R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
 
 LSTMInference(Wx, Wh, b): Wx (D, 4H), Wh (H, 4H), b (4H,), gates ordered i, f, o, g;
 float32, or float64 if any of them is. The object keeps its own copy: later
@@ -1105,7 +1105,7 @@ per session). Inputs of another dtype follow lstm_forward's promotion.)doc")
              }), "Wx"_a, "Wh"_a, "b"_a)
         .def("__call__", &lstm_inference_call, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(), "reverse"_a = false,
              "return_state"_a = false);
-    inference_class<RNNInference>(m, "RNNInference", R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.
+    py::class_<RNNInference, InferenceWeights>(m, "RNNInference", R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.
 
 RNNInference(Wx, Wh, b, *, activation='tanh'): Wx (D, H), Wh (H, H), b (H,);
 float32, or float64 if any of them is. The object keeps its own copy: later

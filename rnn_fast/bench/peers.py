@@ -43,10 +43,10 @@ def make_inputs(cfg, dtype):
     return x, layers, dh
 
 
-def stacked(forward_fn, backward_fn, cfg, dtype, infer_kwargs) -> Closures:
+def stacked(forward_fn, backward_fn, cfg, dtype, infer_kwargs, inputs=None) -> Closures:
     """The three closures of a cs231n-style (forward, backward) pair over the
-    config's stacked layers."""
-    x, layers, dh = make_inputs(cfg, dtype)
+    config's stacked layers (on make_inputs' arrays, or the `inputs` given)."""
+    x, layers, dh = inputs or make_inputs(cfg, dtype)
 
     def forward(**kwargs):
         h, caches = x, []
@@ -69,9 +69,10 @@ def rnn_fast_peer(cfg, dtype) -> Closures:
     import rnn_fast
 
     lib = rnn_fast
+    inputs = make_inputs(cfg, dtype)
     _, train, fwd_bwd = stacked(getattr(lib, f"{cfg.cell}_forward"), getattr(lib, f"{cfg.cell}_backward"), cfg,
-                                dtype, {"cache": False})
-    x, layers, _ = make_inputs(cfg, dtype)
+                                dtype, {"cache": False}, inputs)
+    x, layers, _ = inputs
     packed = [(h0, getattr(lib, f"{cfg.cell.upper()}Inference")(Wx, Wh, b)) for h0, Wx, Wh, b in layers]
 
     def infer():
