@@ -170,7 +170,7 @@ def test_caches_own_their_data():
 
 
 def test_returned_arrays_keep_their_memory_across_threads_and_calls():
-    """Outputs of 64 KiB to 8 MiB come from a per-thread pool of blocks that
+    """Outputs of 64 KiB to 64 MiB come from a per-thread pool of blocks that
     an array gives back when it dies: live arrays never share memory, an
     array outlives the thread that made it, and one freed by another thread
     (or after its maker exited) is reused there without disturbing the rest."""
