@@ -500,7 +500,10 @@ def main(argv=None) -> int:
 
     configs = [c for c in CONFIGS if (args.full or not c.full_only or c.name in (args.config or []))
                and args.cell in (None, c.cell) and (not args.config or c.name in args.config)]
-    budget, max_repeats, rounds = (2.0, 60, 2) if args.full else (0.3, 15, 2)
+    # --full: four rounds of alternating blocks per row (the host's speed
+    # drifts within a row's seconds too; more, shorter blocks interleave the
+    # peers more finely), the same total budget.
+    budget, max_repeats, rounds = (2.0, 60, 4) if args.full else (0.3, 15, 2)
     dtype = np.dtype(args.dtype).type
 
     progress(f"measuring the peaks ({args.dtype}): NumPy matmul, FMA throughput ...")
