@@ -214,13 +214,14 @@ def run(configs: List[Config], dtype, threads: int, budget_s: float, max_repeats
 
 def fmt_table(results: List[Result], peak: Dict[str, float]) -> str:
     peers = [p for p in PEERS if any(r.ms.get(p) is not None for r in results)]
-    head = ["config", "pass", "dtype", "rnn_fast ms", "GFLOP/s", "% sgemm", "sgemm GF/s"] + [f"{p} ms" for p in peers] + \
-        ["fastest peer", "x fastest"]
+    head = ["config", "pass", "dtype", "rnn_fast ms", "GFLOP/s", "% sgemm", "sgemm GF/s"] + \
+        [f"{p} ms" for p in peers] + ["fastest peer", "x fastest"]
     rows = [head]
     for r in results:
         ms = r.ms["rnn_fast"]
         base = row_base(results, r, peak)
-        row = [r.config, r.pass_, r.dtype, f"{ms:.3f}", f"{r.gflops():.1f}", f"{r.pct_of_peak(base):.0f}%", f"{base:.1f}"]
+        row = [r.config, r.pass_, r.dtype, f"{ms:.3f}", f"{r.gflops():.1f}", f"{r.pct_of_peak(base):.0f}%",
+               f"{base:.1f}"]
         row += ["-" if r.ms.get(p) is None else f"{r.ms[p]:.3f}" for p in peers]
         best = r.best_peer()
         row += ["-", "-"] if best is None else [best[0], f"{best[1] / ms:.2f}x"]
@@ -530,8 +531,9 @@ def main(argv=None) -> int:
           f"{os.cpu_count()} cores | threads={args.threads} | {args.dtype} | ISA {rnn_fast._core._isa()} | "
           f"{versions()}")
     print(blas_line())
-    # The '% sgemm' base: the yardstick's median through the run, or (no row of
-    # that dtype) its best block.
+    # The yardstick's median through the run, or (no row of that dtype) its
+    # best block: the base of rows whose configuration has no sgemm calls of
+    # its own, and a figure printed beside each row's.
     best = dict(peak)
     for name in peak:
         peak[name] = sgemm_base(results, name) or best[name]
@@ -547,10 +549,10 @@ def main(argv=None) -> int:
         print(fmt_targets(ts))
         large = [r for r in results if r.config == "large" and r.dtype == "float32" and r.pass_ != "train"]
         if large:
-            print("the large LSTM against the run-wide sgemm median: " + ", ".join(
-                f"{r.pass_} {r.pct_of_peak(peak['float32']):.1f}%" for r in large) +
-                  "; against the run's best sgemm block: " + ", ".join(
-                f"{r.pass_} {r.pct_of_peak(best['float32']):.1f}%" for r in large))
+            def against(base):
+                return ", ".join(f"{r.pass_} {r.pct_of_peak(base):.1f}%" for r in large)
+            print(f"the large LSTM against the run-wide sgemm median: {against(peak['float32'])}; "
+                  f"against the run's best sgemm block: {against(best['float32'])}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
