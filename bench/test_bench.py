@@ -55,3 +55,45 @@ def test_keras_workflow_script_times_rnn_fast():
                          timeout=600, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["backend"] == "rnn_fast" and result["fit_epoch_s"] > 0 and result["predict_s"] > 0
+
+
+def test_percent_of_sgemm_is_against_the_configurations_own_sgemm_calls():
+    """A row's '% sgemm' and the 85%-of-peak allowance of its target use the
+    sgemm calls timed in its configuration's rows, not the run's: a yardstick
+    timed while another configuration ran measures the host's drift."""
+    from rnn_fast.bench import PEAK_N, Result, gemm_flops_of, pct_of_peak, row_base, sgemm_base, targets
+
+    def ms_at(gflops):  # one 2048^2 sgemm call at this speed
+        return gemm_flops_of(PEAK_N) / (gflops * 1e9) * 1e3
+
+    def row(config, pass_, sgemm_gflops, ours_ms, torch_ms):
+        r = Result(config, "lstm", "float32", 2, pass_, flops=100e9)
+        r.ms = {"rnn_fast": ours_ms, "torch": torch_ms, "numpy": 10 * torch_ms}
+        r.sgemm_ms = [ms_at(g) for g in sgemm_gflops]
+        return r
+
+    # The host was slow (100 GFLOP/s sgemm) while "large" ran, fast (200) before.
+    results = [row("medium", "fwd+bwd", [200, 200, 200], 1000.0, 1300.0),
+               row("large", "infer", [100, 100, 90], 1000.0, 1200.0),
+               row("large", "fwd+bwd", [100, 110], 1250.0, 1300.0)]
+    assert sgemm_base(results, "float32", "large") == pytest.approx(100)
+    run_wide = {"float32": sgemm_base(results, "float32")}
+    # The median of all eight calls' times: between the 110 and 100 GFLOP/s ones.
+    assert run_wide["float32"] == pytest.approx(2 / (1 / 110 + 1 / 100))
+    assert row_base(results, results[0], run_wide) == pytest.approx(200)
+    # 100 GFLOP of work in 1000 ms is 100 GFLOP/s: all of "large"'s yardstick.
+    assert pct_of_peak(results, "large", "infer", run_wide) == pytest.approx(100)
+    assert pct_of_peak(results, "medium", "fwd+bwd", run_wide) == pytest.approx(50)
+    # A configuration without sgemm calls of its own falls back to the run's.
+    bare = row("latency", "infer", [], 1000.0, 1000.0)
+    assert row_base(results + [bare], bare, run_wide) == run_wide["float32"]
+    by_name = {t.name: t for t in targets(results, run_wide, {})}
+    assert by_name["large LSTM infer, % of in-run sgemm"].status == "PASS"
+    assert by_name["large LSTM fwd+bwd, % of in-run sgemm"].value == pytest.approx(80)
+    assert by_name["large LSTM fwd+bwd, % of in-run sgemm"].status == "FAIL"
+    # fwd+bwd: 1.25x the faster peer, unless that is beyond 85% of the
+    # configuration's sgemm: for "large", 85% of 100 GFLOP/s is 1176 ms, so
+    # 1300 / 1176 = 1.1x is enough; for "medium" 1.25x stands.
+    assert by_name["large fwd+bwd vs faster (torch)"].needed == pytest.approx(1.1, abs=0.005)
+    assert by_name["medium fwd+bwd vs faster (torch)"].needed == 1.25
+    assert by_name["medium fwd+bwd vs faster (torch)"].status == "PASS"
