@@ -1,5 +1,6 @@
 #include "gemm.h"
 
+#include <emmintrin.h>  // SSE2, part of the x86-64 baseline: the transposing copies
 #include <omp.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -179,11 +180,45 @@ void pack_b_sliver(T* d, Rows<T> B, bool transB, index_t pc, index_t kc, index_t
             const T* src = B.row(pc + k) + j0;
             for (index_t j = 0; j < nj; ++j) d[k * nr + j] = src[j];
         }
-    } else {
-        for (index_t j = 0; j < nj; ++j) {
-            const T* src = B.row(j0 + j) + pc;
-            for (index_t k = 0; k < kc; ++k) d[k * nr + j] = src[k];
+        return;
+    }
+    // Stored rows j of B become columns of the sliver. Row by row, each
+    // value went to its own line of the sliver, kc lines apart from the
+    // last (a whole Wh^T sliver is 2048 lines for H = 512: out of L1 at
+    // every store; packing Wh^T for a backward took ~8% of a 16 x 25 x 512
+    // training forward so). Instead: 64 values of k at a time, the sliver's
+    // 64 lines staying in L1 while all nj rows are read into them, in W x W
+    // blocks transposed in registers and written W values at a time.
+    constexpr index_t W = sizeof(T) == 4 ? 4 : 2, kBand = 64;
+    const T* rows[64];  // nj <= nr, at most 32 (AVX-512 floats)
+    for (index_t j = 0; j < nj; ++j) rows[j] = B.row(j0 + j) + pc;
+    for (index_t k0 = 0; k0 < kc; k0 += kBand) {
+        const index_t k1 = std::min(kc, k0 + kBand);
+        index_t j = 0;
+        for (; j + W <= nj; j += W) {
+            const T* const* r = rows + j;
+            index_t k = k0;
+            for (; k + W <= k1; k += W) {
+                T* o = d + k * nr + j;
+                if constexpr (sizeof(T) == 4) {
+                    __m128 a = _mm_loadu_ps(r[0] + k), b = _mm_loadu_ps(r[1] + k);
+                    __m128 c = _mm_loadu_ps(r[2] + k), e = _mm_loadu_ps(r[3] + k);
+                    _MM_TRANSPOSE4_PS(a, b, c, e);
+                    _mm_storeu_ps(o, a);
+                    _mm_storeu_ps(o + nr, b);
+                    _mm_storeu_ps(o + 2 * nr, c);
+                    _mm_storeu_ps(o + 3 * nr, e);
+                } else {
+                    const __m128d a = _mm_loadu_pd(r[0] + k), b = _mm_loadu_pd(r[1] + k);
+                    _mm_storeu_pd(o, _mm_unpacklo_pd(a, b));
+                    _mm_storeu_pd(o + nr, _mm_unpackhi_pd(a, b));
+                }
+            }
+            for (; k < k1; ++k)
+                for (index_t i = 0; i < W; ++i) d[k * nr + j + i] = r[i][k];
         }
+        for (; j < nj; ++j)
+            for (index_t k = k0; k < k1; ++k) d[k * nr + j] = rows[j][k];
     }
 }
 
