@@ -144,7 +144,7 @@ class Adam(Optimizer):
         n = self.iterations
         alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n)
         # One pass in C++ with the values of the NumPy expressions of
-        # rnn_fast.reference.adam_update (five NumPy passes and their temporaries).
+        # rnn_fast.reference._adam_update (five NumPy passes and their temporaries).
         _core._adam_update(w, g, m, v, vhat if self.amsgrad else None, alpha=alpha, beta_1=self.beta_1,
                            beta_2=self.beta_2, epsilon=self.epsilon)
 
