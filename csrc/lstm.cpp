@@ -53,6 +53,9 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     const index_t mr = uk.mr;
     Buffer<F> dA;  // (N,T,4H) gradient of every step's pre-activations
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
+    const Partition how = choose_partition<F>(N, G, H, nthreads);
+    ShallowInputGrads<F> shallow(RowBlocks(N, G, mr), T, D, G, dA.data(), x, Wx, dx);
+    const bool in_loop = shallow.active() && how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
         StepOperand<F> op(N, G, mr);
@@ -61,8 +64,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
         else std::fill(dc0, dc0 + N * H, F(0));
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
-        recurrent_loop<F>(T, op, 1, wh_t, true, choose_partition<F>(N, G, H, nthreads), nthreads,
-                          [&](index_t s, const StepTile<F>& tile, F* a_next) {
+        recurrent_loop<F>(T, op, 1, wh_t, true, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
             const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
             const int mi = tile.mi;
             const index_t fs = T - 1 - s;
@@ -79,6 +81,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
                 const F* da = dA.data() + (n * T + t) * G + j0;
                 for (int q = 0; q < 4; ++q) op.put(a_next, n, j0 + q * H, da + q * H, uc);
             }
+            if (in_loop) shallow.add(op.rows.block(row0), t);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh, the gates, c_t and c_{t-1}, and of dA.
             const index_t fs = T - 1 - s;
@@ -94,7 +97,8 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             });
         }, dh0);
     }
-    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads);
+    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads, shallow,
+                          in_loop);
 }
 
 #define RNN_FAST_INSTANTIATE(F)                                                                      \

@@ -40,19 +40,22 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     const index_t mr = uk.mr;
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
+    const Partition how = choose_partition<F>(N, H, H, nthreads);
+    ShallowInputGrads<F> shallow(RowBlocks(N, H, mr), T, D, H, dA.data(), x, Wx, dx);
+    const bool in_loop = shallow.active() && how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
         StepOperand<F> op(N, H, mr);
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
-        recurrent_loop<F>(T, op, 1, wh_t, true, choose_partition<F>(N, H, H, nthreads), nthreads,
-                          [&](index_t s, const StepTile<F>& tile, F* a_next) {
+        recurrent_loop<F>(T, op, 1, wh_t, true, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
             const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
             const int mi = tile.mi;
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
             uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
             for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, dA.data() + ((row0 + r) * T + t) * H + j0, uc);
+            if (in_loop) shallow.add(op.rows.block(row0), t);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh and h, and of dA.
             for_tile_lines(tile, T, step_time(T - 1 - s, T, reverse), [&](index_t, index_t o, index_t u) {
@@ -62,7 +65,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             });
         }, dh0);
     }
-    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads);
+    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads, shallow,
+                          in_loop);
 }
 
 #define RNN_FAST_INSTANTIATE(F)                                                                   \

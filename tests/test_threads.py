@@ -61,9 +61,11 @@ def run_recurrent(dtype, shape):
     return out
 
 
-# (N, T, D, H): more row blocks than one pass keeps (N = 100), and recurrent
-# products deeper than one K block (H = 300 forward, 4H backward).
-PARTITION_SHAPES = [(40, 9, 70, 96), (100, 5, 20, 300), (3, 4, 5, 7)]
+# (N, T, D, H): more row blocks than one pass keeps (N = 100), recurrent
+# products deeper than one K block (H = 300 forward, 4H backward), and shallow
+# inputs (D <= 4), whose gradients the backward's time loop takes when threads
+# own rows and a pass after it takes otherwise.
+PARTITION_SHAPES = [(40, 9, 70, 96), (100, 5, 20, 300), (3, 4, 5, 7), (32, 7, 1, 50), (13, 6, 4, 20)]
 
 
 @pytest.mark.parametrize("shape", PARTITION_SHAPES, ids=lambda s: "N{}T{}D{}H{}".format(*s))
