@@ -222,6 +222,12 @@ struct RowBlocks {
 template <typename T>
 void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks);
 
+// dst[k * mr + i] = src[i * ld + k] for the rows i < mi <= 16 and columns
+// k < count: part of one row block in RowBlocks' layout (dst at its row 0,
+// column 0).
+template <typename T>
+void pack_block_rows(T* dst, const T* src, index_t ld, index_t mi, index_t count, index_t mr);
+
 // C (M x N, row stride ldc) = [C +] op(A) · op(B), where op(A) is A (M x K)
 // or A^T (A stored K x M, transA), and op(B) is B (K x N) or B^T (B stored
 // N x K, transB). C must not alias A or B. B is packed panel by panel as the

@@ -30,7 +30,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
         uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, gates + o0 * G + j0, T * G, H, cp0,
                              s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H);
-        for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, h + ((row0 + r) * T + t) * H + j0, uc);
+        op.put(a_next, row0, mi, j0, h + o0 * H + j0, T * H, uc);
     }, [&](index_t s, const StepTile<F>& tile) {
         // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
@@ -76,11 +76,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tile.acc, tile.row_stride, dc0 + row0 * H + j0, H,
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
                                   dA.data() + o0 * G + j0);
-            for (int r = 0; r < mi; ++r) {
-                const index_t n = row0 + r;
-                const F* da = dA.data() + (n * T + t) * G + j0;
-                for (int q = 0; q < 4; ++q) op.put(a_next, n, j0 + q * H, da + q * H, uc);
-            }
+            for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, dA.data() + o0 * G + q * H + j0, T * G, uc);
             if (in_loop) shallow.add(op.rows.block(row0), t);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh, the gates, c_t and c_{t-1}, and of dA.

@@ -24,7 +24,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
         const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
         const int mi = tile.mi;
         uk.rnn_forward_cell(mi, uc, act, tile.acc, tile.row_stride, h + (row0 * T + t) * H + j0, T * H);
-        for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, h + ((row0 + r) * T + t) * H + j0, uc);
+        op.put(a_next, row0, mi, j0, h + (row0 * T + t) * H + j0, T * H, uc);
     }, [&](index_t s, const StepTile<F>& tile) {
         // The tile's x·Wx + b, which the cell turns into h in place.
         for_tile_lines(tile, T, step_time(s, T, reverse),
@@ -54,7 +54,7 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
             uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
-            for (int r = 0; r < mi; ++r) op.put(a_next, row0 + r, j0, dA.data() + ((row0 + r) * T + t) * H + j0, uc);
+            op.put(a_next, row0, mi, j0, dA.data() + o0, T * H, uc);
             if (in_loop) shallow.add(op.rows.block(row0), t);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh and h, and of dA.

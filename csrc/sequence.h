@@ -32,10 +32,10 @@ struct StepOperand {
         a[1] = buffer.data() + size;
     }
 
-    // Row n, columns [k0, k0 + count) of the next step's operand a_next := src.
-    void put(T* a_next, index_t n, index_t k0, const T* src, index_t count) const {
-        T* d = a_next + rows.packed(n, k0);
-        for (index_t u = 0; u < count; ++u) d[u * rows.mr] = src[u];
+    // Rows row0 .. row0+mi-1 of a tile (one row block's), columns [k0, k0 +
+    // count) of the next step's operand a_next := src (row i at src + i * ld).
+    void put(T* a_next, index_t row0, int mi, index_t k0, const T* src, index_t ld, index_t count) const {
+        pack_block_rows(a_next + rows.packed(row0, k0), src, ld, mi, count, rows.mr);
     }
 };
 
