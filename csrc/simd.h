@@ -202,9 +202,11 @@ RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
 // float tanh: a rational function, odd degree 13 over even degree 6 (the
 // coefficients of Eigen's generic_fast_tanh_float, which TensorFlow uses),
 // on x clamped to +-9, where tanh rounds to +-1 (the fit holds to 9.1), the
-// result clamped to [-1, 1]; x itself below 4e-4. About 18 vector operations
-// and one division, against an exp and a division for the formula below.
-// Error: at most 6 ulp (tested; 4.4 measured with FMA, 5.3 without).
+// result clamped to [-1, 1]. About 15 vector operations and one division,
+// against an exp and a division for the formula below. (Eigen returns x
+// itself below |x| = 4e-4, where the fit is within an ulp of it anyway: three
+// more operations, 4% of an inference forward at H = 50, measured.)
+// Error: at most 6 ulp (tested; 4.3 measured with FMA, 5.3 without).
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> vtanh_rational(V<T, L> x) {
     using VT = V<T, L>;
@@ -224,8 +226,7 @@ RNN_FAST_INLINE V<T, L> vtanh_rational(V<T, L> x) {
     VT q = z * 1.19825839466702e-06f + 1.18534705686654e-04f;
     q = q * z + 2.26843463243900e-03f;
     q = q * z + 4.89352518554385e-03f;
-    const VT ax = x < T(0) ? -x : x;
-    return ax < T(0.0004f) ? x : vmin<T, L>(one, vmax<T, L>(-one, p / q));
+    return vmin<T, L>(one, vmax<T, L>(-one, p / q));
 }
 
 // 1 / (1 + e^-x) (double), 1/2 + tanh(x/2) / 2 (float: the rational tanh,
