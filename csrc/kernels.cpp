@@ -49,8 +49,8 @@ namespace rnn_fast {
         rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs);                                         \
     }                                                                                                              \
     void input_grads_##NAME(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,           \
-                            index_t x_rs, const T* Wx, T* dx, T* part) {                                           \
-        input_grads<T, L>(rows, n, d, da, da_rs, x, x_rs, Wx, dx, part);                                           \
+                            index_t x_rs, const T* Wx, T* dx, T* part, T* db) {                                    \
+        input_grads<T, L>(rows, n, d, da, da_rs, x, x_rs, Wx, dx, part, db);                                       \
     }                                                                                                              \
     void sigmoid_##NAME(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }                             \
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \

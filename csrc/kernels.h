@@ -38,13 +38,13 @@ struct Kernels {
                              index_t a_rs);
     void (*rnn_backward_cell)(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,
                               const T* h, T* da, index_t rs);
-    // The gradients of a shallow input (few features) for `rows` rows of dA
-    // (n values each, row stride da_rs; x and dx rows of d values, row
-    // stride x_rs): dx[r, j] = da[r, :] · Wx[j, :] (Wx d x n, dense), and
-    // part (d + 1 rows of n, dense) += x[r, j] * da[r, :] in its row j and
-    // da[r, :] in its row d, rows r in order.
+    // Sums of a backward's dA for `rows` rows (n values each, row stride
+    // da_rs), rows r in order: for a shallow input (x and dx rows of d
+    // values, row stride x_rs; d may be 0) dx[r, j] = da[r, :] · Wx[j, :] (Wx
+    // d x n, dense) and part (d rows of n, dense) += x[r, j] * da[r, :] in
+    // its row j; and, when db is given, db (n) += da[r, :].
     void (*input_grads)(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x, index_t x_rs,
-                        const T* Wx, T* dx, T* part);
+                        const T* Wx, T* dx, T* part, T* db);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);
     // 2 * lanes * 12 * iters flops of independent multiply-adds: the peak

@@ -54,8 +54,8 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     Buffer<F> dA;  // (N,T,4H) gradient of every step's pre-activations
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
     const Partition how = choose_partition<F>(N, G, H, nthreads);
-    ShallowInputGrads<F> shallow(RowBlocks(N, G, mr), T, D, G, dA.data(), x, Wx, dx);
-    const bool in_loop = shallow.active() && how == Partition::rows;  // tiles are whole rows
+    LoopSums<F> sums(RowBlocks(N, G, mr), T, D, G, dA.data(), x, Wx, dx);
+    const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
         StepOperand<F> op(N, G, mr);
@@ -77,7 +77,9 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
                                   dA.data() + o0 * G + j0);
             for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, dA.data() + o0 * G + q * H + j0, T * G, uc);
-            if (in_loop) shallow.add(op.rows.block(row0), t);
+            const index_t b = op.rows.block(row0);
+            if (by_rows) sums.add_rows(b, t);
+            else for (int q = 0; q < 4; ++q) sums.add_db(b, t, q * H + j0, uc);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh, the gates, c_t and c_{t-1}, and of dA.
             const index_t fs = T - 1 - s;
@@ -93,8 +95,8 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             });
         }, dh0);
     }
-    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads, shallow,
-                          in_loop);
+    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads, sums,
+                          by_rows);
 }
 
 #define RNN_FAST_INSTANTIATE(F)                                                                      \

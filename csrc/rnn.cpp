@@ -41,8 +41,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     Buffer<F> dA;  // (N,T,H) gradient of every step's pre-activation
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * H)));
     const Partition how = choose_partition<F>(N, H, H, nthreads);
-    ShallowInputGrads<F> shallow(RowBlocks(N, H, mr), T, D, H, dA.data(), x, Wx, dx);
-    const bool in_loop = shallow.active() && how == Partition::rows;  // tiles are whole rows
+    LoopSums<F> sums(RowBlocks(N, H, mr), T, D, H, dA.data(), x, Wx, dx);
+    const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
         StepOperand<F> op(N, H, mr);
@@ -55,7 +55,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             const index_t o0 = (row0 * T + t) * H + j0;
             uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
             op.put(a_next, row0, mi, j0, dA.data() + o0, T * H, uc);
-            if (in_loop) shallow.add(op.rows.block(row0), t);
+            if (by_rows) sums.add_rows(op.rows.block(row0), t);
+            else sums.add_db(op.rows.block(row0), t, j0, uc);
         }, [&](index_t s, const StepTile<F>& tile) {
             // The tile's rows of dh and h, and of dA.
             for_tile_lines(tile, T, step_time(T - 1 - s, T, reverse), [&](index_t, index_t o, index_t u) {
@@ -65,8 +66,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             });
         }, dh0);
     }
-    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads, shallow,
-                          in_loop);
+    sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, H, reverse, nthreads, sums,
+                          by_rows);
 }
 
 #define RNN_FAST_INSTANTIATE(F)                                                                   \

@@ -274,49 +274,55 @@ void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, inde
 // the three products of dA below (dx, dWx, db) are passes over the whole of
 // dA that do little arithmetic, re-read from L3 after the loop (a sixth of a
 // 32 x 60 x 1 x 50 LSTM backward, measured by skipping them; taken in the
-// loop, that backward runs 0.91 -> 0.81 ms).
+// loop, that backward runs 0.91 -> 0.81 ms). db is taken in the loop for
+// every input (its pass was 4% of a 32 x 60 x 50 x 50 backward).
 constexpr index_t kShallowInput = 4;
 
-// dx, dWx and db of a shallow input (D <= kShallowInput) from dA (N,T,G):
-//   dx (N,T,D), dx[o, d] = dA[o, :] · Wx[d, :] (the ISA's input_grads kernel);
-//   dWx (D,G) and db (G) as sums of per-block partials, one per row block of
-//     the time loop (its RowBlocks: the same for any thread count or
-//     partition), each taking its rows step by step in the backward's order
-//     and in row order within a step; finish() adds the blocks in order.
-// add(b, t) takes block b's rows at time t: the time loop calls it when its
-// tiles are whole rows (threads own rows), else add_all() runs after the
-// loop in the same order, so both give the same bits. Inactive (D larger):
-// sequence_weight_grads uses GEMMs.
+// The sums of dA that a backward's time loop takes while it has each
+// step's dA in L1 (dA (N,T,G)):
+//   db (G), always;
+//   for a shallow input (D <= kShallowInput), dx (N,T,D), dx[o, d] =
+//     dA[o, :] · Wx[d, :], and dWx (D,G).
+// db and dWx are sums of per-block partials, one per row block of the time
+// loop (its RowBlocks: the same for any thread count or partition), each
+// taking its rows step by step in the backward's order and in row order
+// within a step; finish() adds the blocks in order. Its tiles call
+// add_rows(b, t) when they are whole rows (threads own rows) and
+// add_db(b, t, ...) for each column range otherwise; then a shallow input's
+// dx and dWx are taken after the loop in the same order (add_inputs), so
+// every partition and thread count gives the same bits. The kernel is the
+// ISA's input_grads.
 template <typename F>
-class ShallowInputGrads {
+class LoopSums {
 public:
-    ShallowInputGrads(const RowBlocks& rows, index_t T, index_t D, index_t G, const F* dA, const F* x, const F* Wx,
-                      F* dx)
-        : rows_(rows), T_(T), D_(D), G_(G), dA_(dA), x_(x), Wx_(Wx), dx_(dx), active_(D <= kShallowInput) {
-        if (!active_) return;
-        const index_t size = rows.count * (D + 1) * G;
+    LoopSums(const RowBlocks& rows, index_t T, index_t D, index_t G, const F* dA, const F* x, const F* Wx, F* dx)
+        : rows_(rows), T_(T), D_(D <= kShallowInput ? D : 0), G_(G), dA_(dA), x_(x), Wx_(Wx), dx_(dx),
+          shallow_(D <= kShallowInput) {
+        const index_t size = rows.count * (D_ + 1) * G;
         part_.reserve(static_cast<std::size_t>(std::max<index_t>(1, size)));
         std::fill(part_.data(), part_.data() + size, F(0));
     }
 
-    bool active() const { return active_; }
+    bool shallow() const { return shallow_; }
 
-    void add(index_t b, index_t t) {
-        const index_t n0 = rows_.start(b), o = n0 * T_ + t;
-        kernels<F>().input_grads(rows_.size(b), G_, D_, dA_ + o * G_, T_ * G_, x_ + o * D_, T_ * D_, Wx_, dx_ + o * D_,
-                                 part_.data() + b * (D_ + 1) * G_);
-    }
+    // Block b's rows at time t, whole: db, and dx and dWx of a shallow input.
+    void add_rows(index_t b, index_t t) { add(b, t, D_, 0, G_, true); }
 
-    // Every block, steps in the backward's order (step s at forward time
-    // step_time(T - 1 - s)); blocks are independent.
-    void add_all(bool reverse, int nthreads) {
-        const bool big = nthreads > 1 && rows_.count > 1 && rows_.M * T_ * (D_ + 1) * G_ >= (1 << 15);
+    // db's columns [c0, c0 + count) of block b's rows at time t.
+    void add_db(index_t b, index_t t, index_t c0, index_t count) { add(b, t, 0, c0, count, true); }
+
+    // A shallow input's dx and dWx of every block, steps in the backward's
+    // order (step s at forward time step_time(T - 1 - s)), when the loop's
+    // tiles were not whole rows; blocks are independent.
+    void add_inputs(bool reverse, int nthreads) {
+        const bool big = nthreads > 1 && rows_.count > 1 && rows_.M * T_ * D_ * G_ >= (1 << 15);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
         for (index_t b = 0; b < rows_.count; ++b)
-            for (index_t s = 0; s < T_; ++s) add(b, step_time(T_ - 1 - s, T_, reverse));
+            for (index_t s = 0; s < T_; ++s) add(b, step_time(T_ - 1 - s, T_, reverse), D_, 0, G_, false);
     }
 
-    // dWx (D,G) and db (G): the blocks' partials added in block order.
+    // dWx (D,G; a shallow input's only) and db (G): the blocks' partials
+    // added in block order.
     void finish(F* dWx, F* db) const {
         const index_t size = (D_ + 1) * G_;
         auto sum_blocks = [&](F* dst, index_t i0, index_t count) {
@@ -326,19 +332,28 @@ public:
                 for (index_t i = 0; i < count; ++i) dst[i] += p[i];
             }
         };
-        sum_blocks(dWx, 0, D_ * G_);
+        if (shallow_) sum_blocks(dWx, 0, D_ * G_);
         sum_blocks(db, D_ * G_, G_);
     }
 
 private:
+    // Block b's rows at time t, columns [c0, c0 + count): d input features
+    // (0 or D_), db if with_db. Block b's partials: D_ rows of dWx, then db.
+    void add(index_t b, index_t t, index_t d, index_t c0, index_t count, bool with_db) {
+        const index_t o = rows_.start(b) * T_ + t;
+        F* part = part_.data() + b * (D_ + 1) * G_;
+        kernels<F>().input_grads(rows_.size(b), count, d, dA_ + o * G_ + c0, T_ * G_, x_ + o * D_, T_ * D_, Wx_,
+                                 dx_ + o * D_, part, with_db ? part + D_ * G_ + c0 : nullptr);
+    }
+
     RowBlocks rows_;
-    index_t T_, D_, G_;
+    index_t T_, D_, G_;  // D_: the input features taken here (0 unless shallow)
     const F* dA_;
     const F* x_;
     const F* Wx_;
     F* dx_;
-    bool active_;
-    Buffer<F> part_;  // rows_.count blocks of (D + 1) x G: dWx's rows, then db's
+    bool shallow_;
+    Buffer<F> part_;  // rows_.count blocks of (D_ + 1) x G: dWx's rows, then db's
 };
 
 // Given dA (N,T,G), the gradient of every step's pre-activations:
@@ -347,20 +362,19 @@ private:
 //               h0 (N,H) at each sequence's first step and otherwise the
 //               state h (N,T,H) of the time before it (after it when reverse)
 //   db (G) = sum of dA over N and T
-// With shallow active, dx, dWx and db come from it instead (its rows added
-// by the time loop when in_loop, else here).
+// db, and a shallow input's dx and dWx, come from sums instead (its tiles'
+// rows added by the time loop, whole when by_rows).
 template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
-                           index_t G, bool reverse, int nthreads, ShallowInputGrads<F>& shallow, bool in_loop) {
-    if (shallow.active()) {
-        if (!in_loop) shallow.add_all(reverse, nthreads);
-        shallow.finish(dWx, db);
+                           index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows) {
+    if (sums.shallow()) {
+        if (!by_rows) sums.add_inputs(reverse, nthreads);
     } else {
         gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
         gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
-        column_sums(db, dA, N * T, G, nthreads);
     }
+    sums.finish(dWx, db);
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
     h_prev.shift = reverse ? H : -H;
     h_prev.alt = h0;

@@ -420,12 +420,12 @@ RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, 
     }
 }
 
-// The gradients of a shallow input (see Kernels::input_grads). The dot
-// products keep one vector of partial sums (lane i takes the elements i mod
-// L), added lane by lane in order at the end.
+// Sums of a backward's dA (see Kernels::input_grads). The dot products keep
+// one vector of partial sums (lane i takes the elements i mod L), added lane
+// by lane in order at the end.
 template <typename T, int L>
 RNN_FAST_INLINE void input_grads(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,
-                                 index_t x_rs, const T* Wx, T* dx, T* part) {
+                                 index_t x_rs, const T* Wx, T* dx, T* part, T* db) {
     for (index_t r = 0; r < rows; ++r, da += da_rs, x += x_rs, dx += x_rs) {
         for (index_t j = 0; j < d; ++j) {
             const T* w = Wx + j * n;
@@ -442,10 +442,10 @@ RNN_FAST_INLINE void input_grads(index_t rows, index_t n, index_t d, const T* da
             for (int i = 1; i < L; ++i) s += sum[i];
             dx[j] = s;
         }
-        T* p = part + d * n;
+        if (db == nullptr) continue;
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
-            st<T, L, F>(p + k, ld<T, L, F>(p + k, m) + ld<T, L, F>(da + k, m), m);
+            st<T, L, F>(db + k, ld<T, L, F>(db + k, m) + ld<T, L, F>(da + k, m), m);
         });
     }
 }
