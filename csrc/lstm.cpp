@@ -76,7 +76,8 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tile.acc, tile.row_stride, dc0 + row0 * H + j0, H,
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
                                   dA.data() + o0 * G + j0);
-            for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, dA.data() + o0 * G + q * H + j0, T * G, uc);
+            const F* da = dA.data() + o0 * G + j0;
+            for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, da + q * H, T * G, uc);
             const index_t b = op.rows.block(row0);
             if (by_rows) sums.add_rows(b, t);
             else for (int q = 0; q < 4; ++q) sums.add_db(b, t, q * H + j0, uc);
