@@ -105,17 +105,34 @@ bool with_width(index_t w, Fn&& fn) {
     return ((w == Ws && (fn(std::integral_constant<index_t, Ws>{}), true)) || ...);
 }
 
-// A whole sliver of R rows (the ISAs' mr): the row pointers held in
-// registers and the row loop unrolled (the general loop reloads a pointer
-// per element; this is ~2x faster, measured on the backward's dA packing).
-template <int R, typename T>
-void pack_sliver(T* d, const T* const* rows, index_t kc) {
-    const T* r[R];
+// MI rows of a sliver of width mr (d[k * mr + i] = rows[i][k], k < kc): the
+// row pointers held in registers and the row loop unrolled, k outer so that
+// the stores run along d (the general loop reloads a pointer per element;
+// this is ~2x faster, measured on the backward's dA packing; row by row,
+// each store went mr values from the one before: the time loops' epilogues
+// 1-4% slower, measured). With mr a constant (a whole sliver of the ISAs'
+// mr), the copies become fixed-size moves.
+template <int MI, typename T>
+void pack_sliver(T* d, const T* const* rows, index_t kc, index_t mr = MI) {
+    const T* r[MI];
 #pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) r[i] = rows[i];
-    for (index_t k = 0; k < kc; ++k)
+    for (int i = 0; i < MI; ++i) r[i] = rows[i];
+    for (index_t k = 0; k < kc; ++k, d += mr)
 #pragma GCC unroll 16
-        for (int i = 0; i < R; ++i) d[k * R + i] = r[i][k];
+        for (int i = 0; i < MI; ++i) d[i] = r[i][k];
+}
+
+template <typename T, int... I>
+void pack_rows_dispatch(T* d, const T* const* rows, index_t mi, index_t kc, index_t mr,
+                        std::integer_sequence<int, I...>) {
+    static void (*const fns[])(T*, const T* const*, index_t, index_t) = {pack_sliver<I + 1, T>...};
+    fns[mi - 1](d, rows, kc, mr);
+}
+
+// pack_sliver for 0 <= mi <= 16 rows chosen at run time.
+template <typename T>
+void pack_rows(T* d, const T* const* rows, index_t mi, index_t kc, index_t mr) {
+    if (mi > 0) pack_rows_dispatch(d, rows, mi, kc, mr, std::make_integer_sequence<int, 16>{});
 }
 
 // op(A)[ic:ic+mc, pc:pc+kc] into mr-row slivers (kc x mr each), zero-padded.
@@ -131,9 +148,7 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
             for (index_t i = 0; i < n; ++i) rows[i] = A.row(ic + i0 + i) + pc;
             T* d = dst + i0 * kc;
             auto sliver = [&](auto width) { pack_sliver<decltype(width)::value>(d, rows, kc); };
-            if (n != mr || !with_width<4, 6, 14>(mr, sliver))
-                for (index_t k = 0; k < kc; ++k)
-                    for (index_t i = 0; i < n; ++i) d[k * mr + i] = rows[i][k];
+            if (n != mr || !with_width<4, 6, 14>(mr, sliver)) pack_rows(d, rows, n, kc, mr);
         }
     } else {
         // Row k of the stored A holds element k of every row of op(A): each
@@ -169,31 +184,11 @@ void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks) {
     }
 }
 
-namespace {
-// pack_block_rows for MI rows: their pointers held in registers, k outer, so
-// that the stores run along dst (row by row, each store went mr values from
-// the one before; the time loops' epilogues 1-4% slower, measured).
-template <int MI, typename T>
-void pack_block_rows_of(T* dst, const T* src, index_t ld, index_t count, index_t mr) {
-    const T* r[MI];
-#pragma GCC unroll 16
-    for (int i = 0; i < MI; ++i) r[i] = src + i * ld;
-    for (index_t k = 0; k < count; ++k, dst += mr)
-#pragma GCC unroll 16
-        for (int i = 0; i < MI; ++i) dst[i] = r[i][k];
-}
-
-template <typename T, int... I>
-void pack_block_rows_dispatch(T* dst, const T* src, index_t ld, index_t mi, index_t count, index_t mr,
-                              std::integer_sequence<int, I...>) {
-    static void (*const fns[])(T*, const T*, index_t, index_t, index_t) = {pack_block_rows_of<I + 1, T>...};
-    fns[mi - 1](dst, src, ld, count, mr);
-}
-}  // namespace
-
 template <typename T>
 void pack_block_rows(T* dst, const T* src, index_t ld, index_t mi, index_t count, index_t mr) {
-    if (mi > 0) pack_block_rows_dispatch(dst, src, ld, mi, count, mr, std::make_integer_sequence<int, 16>{});
+    const T* rows[16];
+    for (index_t i = 0; i < mi; ++i) rows[i] = src + i * ld;
+    pack_rows(dst, rows, mi, count, mr);
 }
 
 // Columns [j0, j0 + nj) of rows [pc, pc + kc) of op(B), as one nr-wide sliver
