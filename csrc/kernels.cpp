@@ -48,15 +48,15 @@ namespace rnn_fast {
                         const T* h, T* da, index_t rs) {                                                           \
         rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs);                                         \
     }                                                                                                              \
-    void input_grads_##NAME(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,           \
-                            index_t x_rs, const T* Wx, T* dx, T* part, T* db) {                                    \
-        input_grads<T, L>(rows, n, d, da, da_rs, x, x_rs, Wx, dx, part, db);                                       \
+    void loop_sums_##NAME(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,             \
+                          index_t x_rs, const T* Wx, T* dx, T* part, T* db) {                                      \
+        loop_sums<T, L>(rows, n, d, da, da_rs, x, x_rs, Wx, dx, part, db);                                         \
     }                                                                                                              \
     void sigmoid_##NAME(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }                             \
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
     T fma_##NAME(index_t iters) { return fma_chains<T, L>(iters); }                                                \
     const Kernels<T> NAME{ISA,   MR,          NV * L,      L,     KC,          MC,      tile_##NAME, lstm_fwd_##NAME, \
-                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, input_grads_##NAME, sigmoid_##NAME,    \
+                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, loop_sums_##NAME, sigmoid_##NAME,      \
                           tanh_##NAME,                                                                             \
                           fma_##NAME};
 

@@ -43,7 +43,7 @@ struct Kernels {
     // values, row stride x_rs; d may be 0) dx[r, j] = da[r, :] · Wx[j, :] (Wx
     // d x n, dense) and part (d rows of n, dense) += x[r, j] * da[r, :] in
     // its row j; and, when db is given, db (n) += da[r, :].
-    void (*input_grads)(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x, index_t x_rs,
+    void (*loop_sums)(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x, index_t x_rs,
                         const T* Wx, T* dx, T* part, T* db);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);

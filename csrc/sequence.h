@@ -291,7 +291,7 @@ constexpr index_t kShallowInput = 4;
 // add_db(b, t, ...) for each column range otherwise; then a shallow input's
 // dx and dWx are taken after the loop in the same order (add_inputs), so
 // every partition and thread count gives the same bits. The kernel is the
-// ISA's input_grads.
+// ISA's loop_sums.
 template <typename F>
 class LoopSums {
 public:
@@ -342,7 +342,7 @@ private:
     void add(index_t b, index_t t, index_t d, index_t c0, index_t count, bool with_db) {
         const index_t o = rows_.start(b) * T_ + t;
         F* part = part_.data() + b * (D_ + 1) * G_;
-        kernels<F>().input_grads(rows_.size(b), count, d, dA_ + o * G_ + c0, T_ * G_, x_ + o * D_, T_ * D_, Wx_,
+        kernels<F>().loop_sums(rows_.size(b), count, d, dA_ + o * G_ + c0, T_ * G_, x_ + o * D_, T_ * D_, Wx_,
                                  dx_ + o * D_, part, with_db ? part + D_ * G_ + c0 : nullptr);
     }
 

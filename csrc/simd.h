@@ -420,11 +420,11 @@ RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, 
     }
 }
 
-// Sums of a backward's dA (see Kernels::input_grads). The dot products keep
+// Sums of a backward's dA (see Kernels::loop_sums). The dot products keep
 // one vector of partial sums (lane i takes the elements i mod L), added lane
 // by lane in order at the end.
 template <typename T, int L>
-RNN_FAST_INLINE void input_grads(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,
+RNN_FAST_INLINE void loop_sums(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,
                                  index_t x_rs, const T* Wx, T* dx, T* part, T* db) {
     for (index_t r = 0; r < rows; ++r, da += da_rs, x += x_rs, dx += x_rs) {
         for (index_t j = 0; j < d; ++j) {
