@@ -177,10 +177,11 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
 
 template <typename T>
 void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks) {
-    for (index_t r = 0; r < M; ++r) {
-        const T* src = A.row(r);
-        T* d = dst + blocks.packed(r, 0);
-        for (index_t k = 0; k < blocks.K; ++k) d[k * blocks.mr] = src[k];
+    const T* rows[16];
+    for (index_t b = 0; b < blocks.count; ++b) {
+        const index_t r0 = blocks.start(b), mi = std::min(blocks.size(b), M - r0);
+        for (index_t i = 0; i < mi; ++i) rows[i] = A.row(r0 + i);
+        pack_rows(dst + blocks.packed(r0, 0), rows, mi, blocks.K, blocks.mr);
     }
 }
 

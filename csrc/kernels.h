@@ -44,7 +44,7 @@ struct Kernels {
     // d x n, dense) and part (d rows of n, dense) += x[r, j] * da[r, :] in
     // its row j; and, when db is given, db (n) += da[r, :].
     void (*loop_sums)(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x, index_t x_rs,
-                        const T* Wx, T* dx, T* part, T* db);
+                      const T* Wx, T* dx, T* part, T* db);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);
     // 2 * lanes * 12 * iters flops of independent multiply-adds: the peak
