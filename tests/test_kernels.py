@@ -508,10 +508,11 @@ def test_reused_scratch_memory_leaves_no_trace():
 
 
 # Shapes around the packing edges: tile rows (4, 6, 14), sliver widths (4, 8,
-# 16, 32 columns), K blocks (256, 512), the shallow (K <= 4) path and panels
-# of eight slivers.
+# 16, 32 columns), K blocks (256, 512), the shallow (K <= 4) path, panels of
+# eight slivers, a narrow C computed transposed (1920 x 50) and small ones
+# whose K is cut in two (50 x 200 and 9 x 13 over 1,920 and 600).
 GEMM_SHAPES = [(1, 1, 1), (5, 3, 17), (6, 4, 16), (7, 8, 33), (13, 300, 130), (64, 257, 129), (150, 513, 47),
-               (29, 50, 200), (3, 700, 260)]
+               (29, 50, 200), (3, 700, 260), (1920, 200, 50), (50, 1920, 200), (9, 600, 13)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

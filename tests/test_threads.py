@@ -20,10 +20,12 @@ def run_all(dtype):
         for reverse in (False, True):
             h, cache = getattr(rf, f"{cell}_forward")(*args, reverse=reverse)
             out += [h, *getattr(rf, f"{cell}_backward")(rand(h.shape, dtype), cache)]
-    # The second shape's 50 output columns (3 whole slivers and 2 columns)
-    # make the GEMM split its rows among threads rather than its columns.
+    # The GEMM's other paths: 50 output columns (3 whole slivers and 2
+    # columns) are computed transposed; one sliver of 16 makes it split its
+    # rows among threads rather than its columns; the backward's dw (200 x 50
+    # or 200 x 16 summed over 2,400 rows) cuts its sums in two.
     scores = []
-    for shape in ((30, 20, 130, 300), (48, 50, 200, 50)):
+    for shape in ((30, 20, 130, 300), (48, 50, 200, 50), (48, 50, 200, 16)):
         N, T, D, M = shape
         x, w, b = rand((N, T, D), dtype), rand((D, M), dtype, 2), rand((M,), dtype, 3)
         y, cache = rf.temporal_affine_forward(x, w, b)
