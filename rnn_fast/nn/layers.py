@@ -284,7 +284,9 @@ class _Recurrent(Layer):
             dy, dstates = dy[0], list(dy[1:])
         last = 0 if self.go_backwards else T - 1  # kernel time index of the final state
         if self.return_sequences:
-            dh = np.array(dy[:, ::-1] if self.go_backwards else dy, dtype=self.dtype)
+            # The kernel only reads dh: dy itself, unless a state's gradient is added below.
+            dh = dy[:, ::-1] if self.go_backwards else dy
+            dh = np.asarray(dh, dtype=self.dtype) if dstates[0] is None else np.array(dh, dtype=self.dtype)
         else:
             dh = np.zeros((N, T, H), self.dtype)
             if dy is not None:
