@@ -561,11 +561,13 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
                             const int mi = static_cast<int>(std::min(mr, mc - ir));
                             // The first K block of C adds the bias, if any.
                             const T* base = acc || chunk > 0 || bias == nullptr ? nullptr : bias + j0;
-                            if (nj == nr) {
-                                uk.tile(mi, kc, ap, bp, c, ldo, acc, base);
+                            // A sliver of at most nr / 2 real columns takes half a tile.
+                            const auto tile = 2 * nj <= nr ? uk.tile_half : uk.tile;
+                            if (nj == nr || 2 * nj == nr) {
+                                tile(mi, kc, ap, bp, c, ldo, acc, base);
                                 continue;
                             }
-                            uk.tile(mi, kc, ap, bp, edge, nr, false, nullptr);
+                            tile(mi, kc, ap, bp, edge, nr, false, nullptr);
                             for (index_t i = 0; i < mi; ++i)
                                 for (index_t j = 0; j < nj; ++j)
                                     c[i * ldo + j] = acc    ? c[i * ldo + j] + edge[i * nr + j]

@@ -31,6 +31,20 @@ namespace rnn_fast {
     void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
         tile_dispatch_##NAME(mi, kc, a, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});              \
     }                                                                                                              \
+    template <int MI>                                                                                              \
+    void half_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {             \
+        tile<T, L, MR, NV, MI, NV / 2>(kc, a, b, c, ldc, acc, bias);                                               \
+    }                                                                                                              \
+    template <int... I>                                                                                            \
+    void half_dispatch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc,             \
+                              const T* bias, std::integer_sequence<int, I...>) {                                   \
+        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*) = {                   \
+            half_##NAME<I + 1>...};                                                                                \
+        fns[mi - 1](kc, a, b, c, ldc, acc, bias);                                                                  \
+    }                                                                                                              \
+    void half_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
+        half_dispatch_##NAME(mi, kc, a, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});              \
+    }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
                          index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs) {                      \
         lstm_forward_cell<T, L>(rows, n, acc, acc_rs, as, a, a_rs, gs, cp, cp_rs, c, h, ch_rs);                    \
@@ -55,7 +69,8 @@ namespace rnn_fast {
     void sigmoid_##NAME(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }                             \
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
     T fma_##NAME(index_t iters) { return fma_chains<T, L>(iters); }                                                \
-    const Kernels<T> NAME{ISA,   MR,          NV * L,      L,     KC,          MC,      tile_##NAME, lstm_fwd_##NAME, \
+    const Kernels<T> NAME{ISA,   MR,          NV * L,      L,     KC,          MC,      tile_##NAME, half_##NAME,     \
+                          lstm_fwd_##NAME,                                                                         \
                           lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, loop_sums_##NAME, sigmoid_##NAME,      \
                           tanh_##NAME,                                                                             \
                           fma_##NAME};

@@ -26,6 +26,9 @@ struct Kernels {
     // Without accumulate and with bias (nr values), c = bias + a · b, the
     // bias added to every row.
     void (*tile)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate, const T* bias);
+    // The same for the first nr / 2 columns of c and of the sliver b (half
+    // the work, for a sliver with no more real columns than that).
+    void (*tile_half)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate, const T* bias);
 
     // Element-wise cell math over `rows` rows of any n values, one call per
     // GEMM tile (see simd.h for the formulas and the stride arguments).

@@ -194,8 +194,9 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
             for (index_t k0 = 0; k0 < K; k0 += kc) {
                 if (s < steps && k0 + kc >= K) prefetch(s, whole);
                 for (index_t q = 0; q < B.slivers(); ++q)
-                    uk.tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0,
-                            nullptr);
+                    (2 * B.width(q) <= nr ? uk.tile_half : uk.tile)(mi, std::min(kc, K - k0), as + k0 * mr,
+                                                                    B.sliver(q) + k0 * nr, acc + q * nr, wide,
+                                                                    k0 > 0, nullptr);
             }
         }
         if (s < steps) {
@@ -223,8 +224,9 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                 if (k0 + kc >= K) prefetch_pass();
                 for (int q = 0; q < gates; ++q) {
                     const T* bq = B.sliver(q * chunks + c) + k0 * nr;
+                    const auto tile = 2 * B.width(q * chunks + c) <= nr ? uk.tile_half : uk.tile;
                     for (index_t b = b0; b < b1; ++b)
-                        uk.tile(static_cast<int>(rows.size(b)), kn, as + b * K * mr + k0 * mr, bq,
+                        tile(static_cast<int>(rows.size(b)), kn, as + b * K * mr + k0 * mr, bq,
                                 tiles + ((b - b0) * gates + q) * tile_size, nr, k0 > 0, nullptr);
                 }
             }

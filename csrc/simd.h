@@ -289,10 +289,11 @@ RNN_FAST_INLINE V<T, L> vrelu(V<T, L> x) {
 
 // ------------------------------------------------------------ GEMM tile
 
-// c (MI x NV*L, row stride ldc) = [c +] a · b over kc:
+// c (MI x NU*L, row stride ldc) = [c +] a · b over kc:
 //   a: packed A, element (i, k) at a[k * MR + i] (MI <= MR rows used)
-//   b: packed B sliver, element (k, j) at b[k * NV * L + j]
-template <typename T, int L, int MR, int NV, int MI>
+//   b: packed B sliver, element (k, j) at b[k * NV * L + j], its first NU
+//      of NV vectors used (NU < NV: a sliver with few real columns)
+template <typename T, int L, int MR, int NV, int MI, int NU = NV>
 RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
                           bool accumulate, const T* bias) {
     using VT = V<T, L>;
@@ -304,27 +305,27 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 #pragma GCC unroll 16
     for (int i = 0; i < MI; ++i) {
         __builtin_prefetch(c + i * ldc, 1);
-        __builtin_prefetch(c + i * ldc + NV * L - 1, 1);
+        __builtin_prefetch(c + i * ldc + NU * L - 1, 1);
     }
-    VT acc[KS][MI][NV];
+    VT acc[KS][MI][NU];
 #pragma GCC unroll 4
     for (int p = 0; p < KS; ++p)
 #pragma GCC unroll 16
         for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[p][i][v] = VT{};
+            for (int v = 0; v < NU; ++v) acc[p][i][v] = VT{};
     index_t k = 0;
     for (; k + KS <= kc; k += KS) {
 #pragma GCC unroll 4
         for (int p = 0; p < KS; ++p) {
-            VT bv[NV];
+            VT bv[NU];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) bv[v] = load<T, L>(b + ((k + p) * NV + v) * L);
+            for (int v = 0; v < NU; ++v) bv[v] = load<T, L>(b + ((k + p) * NV + v) * L);
 #pragma GCC unroll 16
             for (int i = 0; i < MI; ++i) {
                 const T ai = a[(k + p) * MR + i];
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[p][i][v] += ai * bv[v];
+                for (int v = 0; v < NU; ++v) acc[p][i][v] += ai * bv[v];
             }
         }
     }
@@ -333,17 +334,17 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
         for (int i = 0; i < MI; ++i) {
             const T ai = a[k * MR + i];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[0][i][v] += ai * load<T, L>(b + (k * NV + v) * L);
+            for (int v = 0; v < NU; ++v) acc[0][i][v] += ai * load<T, L>(b + (k * NV + v) * L);
         }
     }
     // What the sums are added to when not accumulating: the bias, or nothing.
-    VT base[NV];
+    VT base[NU];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) base[v] = bias != nullptr ? load<T, L>(bias + v * L) : VT{};
+    for (int v = 0; v < NU; ++v) base[v] = bias != nullptr ? load<T, L>(bias + v * L) : VT{};
 #pragma GCC unroll 16
     for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < NU; ++v) {
             VT sum = acc[0][i][v];
 #pragma GCC unroll 4
             for (int p = 1; p < KS; ++p) sum += acc[p][i][v];
