@@ -56,7 +56,7 @@ void* BlockCache::take(std::size_t bytes, std::size_t* got) {
     int best = -1;
     for (int i = 0; i < count_; ++i)
         if (blocks_[i].bytes >= bytes && blocks_[i].bytes <= 2 * bytes + kSlack &&
-            (best < 0 || blocks_[i].bytes < blocks_[best].bytes))
+            (best < 0 || blocks_[i].bytes <= blocks_[best].bytes))
             best = i;
     if (best < 0) return nullptr;
     const Block b = remove(best);
