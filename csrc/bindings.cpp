@@ -239,7 +239,13 @@ Contiguous<T> owned(const py::array& a) {
     Contiguous<T> c = contiguous<T>(a);
     if (c.ptr() != a.ptr() && c.owndata()) return c;
     Contiguous<T> copy = empty<T>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-    std::memcpy(copy.mutable_data(), c.data(), sizeof(T) * c.size());
+    T* dst = copy.mutable_data();
+    const T* src = c.data();
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(c.size());
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::copy_bytes(dst, src, bytes, threads());
+    }
     return copy;
 }
 
@@ -453,7 +459,13 @@ Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0
 // float32 or float64 array), from empty() like the copies of owned().
 py::array copy_of(const py::array& a, std::vector<py::ssize_t> shape) {
     py::array out = a.itemsize() == 8 ? py::array(empty<double>(shape)) : py::array(empty<float>(shape));
-    std::memcpy(out.mutable_data(), a.data(), a.nbytes());
+    void* dst = out.mutable_data();
+    const void* src = a.data();
+    const std::size_t bytes = static_cast<std::size_t>(a.nbytes());
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::copy_bytes(dst, src, bytes, threads());
+    }
     return out;
 }
 

@@ -612,6 +612,17 @@ void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads) {
     }
 }
 
+void copy_bytes(void* dst, const void* src, std::size_t bytes, int nthreads) {
+    constexpr std::size_t kParallelBytes = std::size_t(128) << 10, kChunk = std::size_t(64) << 10;
+    const std::size_t chunks = (bytes + kChunk - 1) / kChunk;
+    const bool parallel = nthreads > 1 && bytes >= kParallelBytes;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
+    for (std::size_t i = 0; i < chunks; ++i) {
+        const std::size_t at = i * kChunk;
+        std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(src) + at, std::min(kChunk, bytes - at));
+    }
+}
+
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
     template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \

@@ -254,4 +254,9 @@ void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nt
 template <typename T>
 void column_sums(T* out, const T* A, index_t rows, index_t cols, int nthreads);
 
+// memcpy, shared among the threads when it is long enough to gain by it
+// (the caches' copies of their inputs, 384 KB for a 32 x 60 x 50 x: 33 us
+// from memory on one thread, 20 us on two; 6 MB: 596 against 341 us).
+void copy_bytes(void* dst, const void* src, std::size_t bytes, int nthreads);
+
 }  // namespace rnn_fast
