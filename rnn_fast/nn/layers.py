@@ -294,10 +294,10 @@ class _Recurrent(Layer):
         if dstates[0] is not None:
             dh[:, last] += dstates[0]
         dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
-        self.grads[0][...] = dWx
-        self.grads[1][...] = dWh
+        self._store_grad(0, dWx)
+        self._store_grad(1, dWh)
         if self.use_bias:
-            self.grads[2][...] = db
+            self._store_grad(2, db)
         self.state_grads = dinit
         if ctx["mask"] is not None:
             dx *= ctx["mask"]
@@ -305,6 +305,10 @@ class _Recurrent(Layer):
 
     def _bias(self) -> np.ndarray:
         return self.weights[2] if self.use_bias else np.zeros(self._gates * self.units, self.dtype)
+
+    def _store_grad(self, i: int, g: np.ndarray) -> None:
+        """grads[i] = the kernel's gradient g of weights[i]."""
+        self.grads[i][...] = g
 
     # While frozen (a predict or evaluate pass), inference forwards run on the
     # weights packed once (an LSTMInference / RNNInference), not packed anew
@@ -364,9 +368,15 @@ class SimpleRNN(_Recurrent):
 
 
 # Keras orders an LSTM's gates i, f, c, o; the kernels (cs231n) i, f, o, g.
-# Swapping the last two blocks maps either order to the other.
-def _lstm_perm(H: int) -> np.ndarray:
-    return np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+# Swapping the last two blocks of the last axis maps either order to the
+# other: into `out` by three slice copies (an index array's copy, allocated
+# anew, took twice as long; ~3% of the seed model's epoch went to them).
+def _swap_last_gates(w: np.ndarray, out: np.ndarray) -> np.ndarray:
+    H = w.shape[-1] // 4
+    out[..., :2 * H] = w[..., :2 * H]
+    out[..., 2 * H:3 * H] = w[..., 3 * H:]
+    out[..., 3 * H:] = w[..., 2 * H:3 * H]
+    return out
 
 
 class LSTM(_Recurrent):
@@ -386,7 +396,7 @@ class LSTM(_Recurrent):
                              f"fused kernels, got {activation!r} and {recurrent_activation!r}")
         super().__init__(units, **kwargs)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self._perm = _lstm_perm(self.units)
+        self._swapped: Dict[int, np.ndarray] = {}  # weights in the kernels' gate order, by index
 
     def _init_bias(self, b: np.ndarray) -> None:
         if self.unit_forget_bias:
@@ -397,26 +407,38 @@ class LSTM(_Recurrent):
         cfg["unit_forget_bias"] = self.unit_forget_bias
         return cfg
 
+    def _kernel_order(self, i: int, w: np.ndarray) -> np.ndarray:
+        """w (weights[i], or the zero bias) in the kernels' gate order, in a
+        buffer of the layer's that the next call overwrites (the kernels copy
+        what they keep)."""
+        buf = self._swapped.get(i)
+        if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
+            buf = self._swapped[i] = np.empty_like(w)
+        return _swap_last_gates(w, buf)
+
+    def _kernel_weights(self):
+        return self._kernel_order(0, self.weights[0]), self._kernel_order(1, self.weights[1]), \
+            self._kernel_order(2, self._bias())
+
     def _pack(self):
-        p = self._perm
-        return _core.LSTMInference(self.weights[0][:, p], self.weights[1][:, p], self._bias()[p])
+        return _core.LSTMInference(*self._kernel_weights())
 
     def _run(self, x, states, keep_cache):
         packed = self._inference()
         if packed is not None:
             h, hT, cT = packed(x, states[0], c0=states[1], reverse=self.go_backwards, return_state=True)
             return h, [hT, cT], None
-        p = self._perm
-        h, hT, cT, cache = _core.lstm_forward(x, states[0], self.weights[0][:, p], self.weights[1][:, p],
-                                              self._bias()[p], c0=states[1], reverse=self.go_backwards,
-                                              return_state=True, cache=keep_cache)
+        h, hT, cT, cache = _core.lstm_forward(x, states[0], *self._kernel_weights(), c0=states[1],
+                                              reverse=self.go_backwards, return_state=True, cache=keep_cache)
         return h, [hT, cT], cache
 
     def _grad(self, dh, cache, dstates):
         dcT = dstates[0] if dstates and dstates[0] is not None else None
         dx, dh0, dWx, dWh, db, dc0 = _core.lstm_backward(dh, cache, dcT=dcT, return_dc0=True)
-        p = self._perm
-        return dx, [dh0, dc0], dWx[:, p], dWh[:, p], db[p]
+        return dx, [dh0, dc0], dWx, dWh, db
+
+    def _store_grad(self, i: int, g: np.ndarray) -> None:
+        _swap_last_gates(g, self.grads[i])
 
 
 def _reg_config(r: Optional[regularizers.Regularizer]):
