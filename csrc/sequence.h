@@ -193,10 +193,11 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
         } else {
             for (index_t k0 = 0; k0 < K; k0 += kc) {
                 if (s < steps && k0 + kc >= K) prefetch(s, whole);
-                for (index_t q = 0; q < B.slivers(); ++q)
-                    (2 * B.width(q) <= nr ? uk.tile_half : uk.tile)(mi, std::min(kc, K - k0), as + k0 * mr,
-                                                                    B.sliver(q) + k0 * nr, acc + q * nr, wide,
-                                                                    k0 > 0, nullptr);
+                for (index_t q = 0; q < B.slivers(); ++q) {
+                    const auto tile = 2 * B.width(q) <= nr ? uk.tile_half : uk.tile;  // see Kernels::tile_half
+                    tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0,
+                         nullptr);
+                }
             }
         }
         if (s < steps) {

@@ -370,7 +370,7 @@ class SimpleRNN(_Recurrent):
 # Keras orders an LSTM's gates i, f, c, o; the kernels (cs231n) i, f, o, g.
 # Swapping the last two blocks of the last axis maps either order to the
 # other: into `out` by three slice copies (an index array's copy, allocated
-# anew, took twice as long; ~3% of the seed model's epoch went to them).
+# anew, took 7 us against 4 for a 50 x 200 kernel; six per layer and batch).
 def _swap_last_gates(w: np.ndarray, out: np.ndarray) -> np.ndarray:
     H = w.shape[-1] // 4
     out[..., :2 * H] = w[..., :2 * H]
@@ -417,8 +417,8 @@ class LSTM(_Recurrent):
         return _swap_last_gates(w, buf)
 
     def _kernel_weights(self):
-        return self._kernel_order(0, self.weights[0]), self._kernel_order(1, self.weights[1]), \
-            self._kernel_order(2, self._bias())
+        return (self._kernel_order(0, self.weights[0]), self._kernel_order(1, self.weights[1]),
+                self._kernel_order(2, self._bias()))
 
     def _pack(self):
         return _core.LSTMInference(*self._kernel_weights())
