@@ -120,6 +120,10 @@ def main() -> int:
     print(f"{'':10} {'fit, one epoch':>16} {'predict':>10}")
     for r in (ours, theirs):
         print(f"{r['backend']:10} {r['fit_epoch_s']:>14.3f} s {r['predict_s']:>8.3f} s   {r['version']}")
+    # Each process's own medians, in run order: the spread that the ratio below inherits.
+    for backend, rs in runs.items():
+        print(f"{backend} per process, fit: " + ", ".join(f"{r['fit_epoch_s']:.3f}" for r in rs) +
+              " s; predict: " + ", ".join(f"{r['predict_s']:.3f}" for r in rs) + " s")
     print(f"rnn_fast is {fit_x:.2f}x faster to fit (target >= 6x: {'PASS' if fit_x >= 6 else 'FAIL'}) and "
           f"{predict_x:.2f}x faster to predict (target >= 4x: {'PASS' if predict_x >= 4 else 'FAIL'})")
     return 0
