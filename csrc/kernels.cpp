@@ -35,6 +35,22 @@ namespace rnn_fast {
     void half_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
         tile_dispatch_##NAME<NV / 2>(mi, kc, a, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});      \
     }                                                                                                              \
+    template <int MI>                                                                                              \
+    void fetch_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,              \
+                      const T* next) {                                                                             \
+        tile<T, L, MR, NV, MI, NV, true>(kc, a, b, c, ldc, acc, bias, next);                                       \
+    }                                                                                                              \
+    template <int... I>                                                                                            \
+    void fetch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,      \
+                      const T* next, std::integer_sequence<int, I...>) {                                           \
+        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*, const T*) = {         \
+            fetch_##NAME<I + 1>...};                                                                               \
+        fns[mi - 1](kc, a, b, c, ldc, acc, bias, next);                                                            \
+    }                                                                                                              \
+    void fetch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,      \
+                      const T* next) {                                                                             \
+        fetch_##NAME(mi, kc, a, b, c, ldc, acc, bias, next, std::make_integer_sequence<int, MR>{});                \
+    }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
                          index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs) {                      \
         lstm_forward_cell<T, L>(rows, n, acc, acc_rs, as, a, a_rs, gs, cp, cp_rs, c, h, ch_rs);                    \
@@ -60,6 +76,7 @@ namespace rnn_fast {
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
     T fma_##NAME(index_t iters) { return fma_chains<T, L>(iters); }                                                \
     const Kernels<T> NAME{ISA,   MR,          NV * L,      L,     KC,          MC,      tile_##NAME, half_##NAME,     \
+                          fetch_##NAME,                                                                            \
                           lstm_fwd_##NAME,                                                                         \
                           lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, loop_sums_##NAME, sigmoid_##NAME,      \
                           tanh_##NAME,                                                                             \

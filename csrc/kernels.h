@@ -29,6 +29,11 @@ struct Kernels {
     // The same for the first nr / 2 columns of c and of the sliver b (half
     // the work, for a sliver with no more real columns than that).
     void (*tile_half)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate, const T* bias);
+    // tile, which also fetches into L1 the B block `next` (kc rows laid out
+    // like b) as it reads b: for the last tile that reads a B block, so that
+    // the first tile on the next one finds it in L1.
+    void (*tile_fetch)(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate, const T* bias,
+                       const T* next);
 
     // Element-wise cell math over `rows` rows of any n values, one call per
     // GEMM tile (see simd.h for the formulas and the stride arguments).

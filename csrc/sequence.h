@@ -225,10 +225,20 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                 if (k0 + kc >= K) prefetch_pass();
                 for (int q = 0; q < gates; ++q) {
                     const T* bq = B.sliver(q * chunks + c) + k0 * nr;
-                    const auto tile = 2 * B.width(q * chunks + c) <= nr ? uk.tile_half : uk.tile;
-                    for (index_t b = b0; b < b1; ++b)
-                        tile(static_cast<int>(rows.size(b)), kn, as + b * K * mr + k0 * mr, bq,
-                                tiles + ((b - b0) * gates + q) * tile_size, nr, k0 > 0, nullptr);
+                    const bool half = 2 * B.width(q * chunks + c) <= nr;
+                    const auto tile = half ? uk.tile_half : uk.tile;
+                    // The B block after this one, fetched by this block's last tile.
+                    const T* next = q + 1 < gates ? B.sliver((q + 1) * chunks + c) + k0 * nr
+                                    : k0 + kc < K ? B.sliver(c) + (k0 + kc) * nr
+                                                  : nullptr;
+                    for (index_t b = b0; b < b1; ++b) {
+                        const int mi = static_cast<int>(rows.size(b));
+                        T* out = tiles + ((b - b0) * gates + q) * tile_size;
+                        if (b + 1 == b1 && next != nullptr && !half && b > b0)
+                            uk.tile_fetch(mi, kn, as + b * K * mr + k0 * mr, bq, out, nr, k0 > 0, nullptr, next);
+                        else
+                            tile(mi, kn, as + b * K * mr + k0 * mr, bq, out, nr, k0 > 0, nullptr);
+                    }
                 }
             }
         }

@@ -293,10 +293,22 @@ RNN_FAST_INLINE V<T, L> vrelu(V<T, L> x) {
 //   a: packed A, element (i, k) at a[k * MR + i] (MI <= MR rows used)
 //   b: packed B sliver, element (k, j) at b[k * NV * L + j], its first NU
 //      of NV vectors used (NU < NV: a sliver with few real columns)
-template <typename T, int L, int MR, int NV, int MI, int NU = NV>
+//   next (FETCH): a B block of kc rows laid out like b, fetched into L1
+//      row by row as this tile's products read b's rows, so that the tile
+//      after it (the first to read that block) does not wait on L2 or L3
+template <typename T, int L, int MR, int NV, int MI, int NU = NV, bool FETCH = false>
 RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
-                          bool accumulate, const T* bias) {
+                          bool accumulate, const T* bias, const T* next = nullptr) {
     using VT = V<T, L>;
+    // Bytes of a B row, and the cache lines fetched per row of next.
+    constexpr int kRowBytes = NV * L * static_cast<int>(sizeof(T)), kLines = kRowBytes >= 64 ? kRowBytes / 64 : 1;
+    auto fetch = [&](index_t k) {
+        if constexpr (FETCH) {
+            const char* q = reinterpret_cast<const char*>(next + k * NV * L);
+#pragma GCC unroll 4
+            for (int l = 0; l < kLines; ++l) __builtin_prefetch(q + l * 64, 0, 3);
+        }
+    };
     // With one or two rows, MI * NV chains of dependent FMAs cannot cover the
     // FMA latency: keep KS partial sums over k mod KS, added at the end.
     constexpr int KS = MI <= 2 ? 4 : 1;
@@ -315,9 +327,14 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
 #pragma GCC unroll 4
             for (int v = 0; v < NU; ++v) acc[p][i][v] = VT{};
     index_t k = 0;
+    // Unrolled four times: less loop overhead among the FMAs (products
+    // 1.5% faster, 184 -> 187 GFLOP/s on 6400 x 512 x 2048; a 32 x 60 x 50 x
+    // 50 LSTM backward 4%; eight times gained nothing more; measured).
+#pragma GCC unroll 4
     for (; k + KS <= kc; k += KS) {
 #pragma GCC unroll 4
         for (int p = 0; p < KS; ++p) {
+            fetch(k + p);
             VT bv[NU];
 #pragma GCC unroll 4
             for (int v = 0; v < NU; ++v) bv[v] = load<T, L>(b + ((k + p) * NV + v) * L);
@@ -330,6 +347,7 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
         }
     }
     for (; k < kc; ++k) {
+        fetch(k);
 #pragma GCC unroll 16
         for (int i = 0; i < MI; ++i) {
             const T ai = a[k * MR + i];
