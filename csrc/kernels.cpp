@@ -72,13 +72,18 @@ namespace rnn_fast {
                           index_t x_rs, const T* Wx, T* dx, T* part, T* db) {                                      \
         loop_sums<T, L>(rows, n, d, da, da_rs, x, x_rs, Wx, dx, part, db);                                         \
     }                                                                                                              \
+    void dropout_##NAME(index_t j0, index_t j1, const T* x, T* y, T* mask, std::uint64_t threshold, T scale,        \
+                        std::uint64_t seed) {                                                                      \
+        dropout_pairs<T, L>(j0, j1, x, y, mask, threshold, scale, seed);                                           \
+    }                                                                                                              \
     void sigmoid_##NAME(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }                             \
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
     T fma_##NAME(index_t iters) { return fma_chains<T, L>(iters); }                                                \
     const Kernels<T> NAME{ISA,   MR,          NV * L,      L,     KC,          MC,      tile_##NAME, half_##NAME,     \
                           fetch_##NAME,                                                                            \
                           lstm_fwd_##NAME,                                                                         \
-                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, loop_sums_##NAME, sigmoid_##NAME,      \
+                          lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, loop_sums_##NAME, dropout_##NAME,      \
+                          sigmoid_##NAME,                                                                          \
                           tanh_##NAME,                                                                             \
                           fma_##NAME};
 

@@ -488,6 +488,49 @@ RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, 
     }
 }
 
+// Inverted dropout of the element pairs [j0, j1) (see layers.h): pair j's
+// draw is splitmix64(seed, j), whose low 32 bits decide element 2j and high
+// 32 bits element 2j + 1 (kept, times scale, below threshold <= 2^32; else
+// 0). Lanes of 64-bit draws, multiplies and all, then the draws' 32-bit
+// halves compared in place: in memory order they are the elements' order.
+// (double, and SSE2's two-draw vectors, whose emulated 64-bit multiplies
+// ran 15% slower than scalar code: the same draws, a pair at a time.)
+// float on AVX2: 59 -> 39 us for 96,000 elements, measured.
+template <typename T, int L>
+RNN_FAST_INLINE void dropout_pairs(index_t j0, index_t j1, const T* x, T* y, T* mask, std::uint64_t threshold,
+                                   T scale, std::uint64_t seed) {
+    index_t j = j0;
+    if constexpr (sizeof(T) == 4 && L >= 8) {
+        constexpr int P = L / 2;  // pairs per vector
+        using U64 = typename Vec<std::uint64_t, P>::type;
+        using U32 = typename Vec<std::uint32_t, L>::type;
+        U64 lane{};
+        for (int i = 0; i < P; ++i) lane[i] = std::uint64_t(i + 1);
+        const bool all = threshold >= (std::uint64_t(1) << 32);
+        const U32 limit = U32{} + static_cast<std::uint32_t>(all ? 0 : threshold);
+        const VI<T, L> keep_bits = (VI<T, L>)splat<T, L>(scale);
+        for (; j + P <= j1; j += P) {
+            U64 z = (U64{} + std::uint64_t(j)) + lane;
+            z = (U64{} + seed) + z * 0x9E3779B97F4A7C15ull;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z = z ^ (z >> 31);
+            const VI<T, L> kept = all ? VI<T, L>{} - 1 : (VI<T, L>)((U32)z < limit);
+            const V<T, L> m = (V<T, L>)(kept & keep_bits);
+            store<T, L>(mask + 2 * j, m);
+            store<T, L>(y + 2 * j, load<T, L>(x + 2 * j) * m);
+        }
+    }
+    for (; j < j1; ++j) {
+        const std::uint64_t z = splitmix64(seed, static_cast<std::uint64_t>(j));
+        const T m0 = keep_bit<T>(z & 0xFFFFFFFFull, threshold) * scale, m1 = keep_bit<T>(z >> 32, threshold) * scale;
+        mask[2 * j] = m0;
+        mask[2 * j + 1] = m1;
+        y[2 * j] = x[2 * j] * m0;
+        y[2 * j + 1] = x[2 * j + 1] * m1;
+    }
+}
+
 // Sums of a backward's dA (see Kernels::loop_sums). The dot products keep
 // one vector of partial sums (lane i takes the elements i mod L), added lane
 // by lane in order at the end.

@@ -532,11 +532,13 @@ def test_gemm_against_float64_product(shape, dtype, with_bias):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 5, 7), (64, 1025)], ids=str)
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (2, 11), (3, 5, 7), (64, 1025), (5, 26215)], ids=str)
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 0.95])
 def test_dropout_matches_reference(shape, dtype, rate):
     # The mask is a function of (seed, flat index): the kernel and its NumPy
-    # twin agree exactly; the input is left as it was.
+    # twin agree exactly; the input is left as it was. (2, 11): pairs past
+    # the last whole vector of draws; (5, 26215): blocks shared by threads,
+    # the last one short, and an odd element.
     x = rand(shape, dtype)
     x_before = x.copy()
     y, mask = rf.dropout_forward(x, rate, 2**64 - 3)
