@@ -146,7 +146,7 @@ INFERENCE_OBJECTS = [("lstm", rf.LSTMInference, {}), ("rnn", rf.RNNInference, {"
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES + [(16, 3, 40, 48), (7, 2, 9, 50)], ids=shape_id)
 @pytest.mark.parametrize("cell,cls,kwargs", INFERENCE_OBJECTS, ids=lambda v: str(v))
-@pytest.mark.parametrize("partition", ["auto", "rows", "columns"])
+@pytest.mark.parametrize("partition", ["auto", "rows", "columns", "row_passes"])
 def test_inference_object_equals_the_inference_forward(cell, cls, kwargs, shape, dtype, partition):
     """Weights packed once (LSTMInference / RNNInference): bit for bit what
     the forward with cache=False returns, with h0 and c0, both directions,

@@ -73,12 +73,13 @@ PARTITION_SHAPES = [(40, 9, 70, 96), (100, 5, 20, 300), (3, 4, 5, 7), (32, 7, 1,
 @pytest.mark.parametrize("shape", PARTITION_SHAPES, ids=lambda s: "N{}T{}D{}H{}".format(*s))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_time_loop_partitions_give_bitwise_identical_results(dtype, shape):
-    """Threads owning rows (no barriers) or owning columns (a barrier per
-    step), at any thread count: the same bits as one thread."""
+    """Threads owning rows (no barriers; whole rows per tile, or tiles of
+    columns in passes) or owning columns (a barrier per step), at any thread
+    count: the same bits as one thread."""
     rf.set_num_threads(1)
     expected = run_recurrent(dtype, shape)
     try:
-        for how in ("rows", "columns", "auto"):
+        for how in ("rows", "columns", "row_passes", "auto"):
             rf._core._set_partition(how)
             for n in (1, 2, 3):
                 rf.set_num_threads(n)
