@@ -53,7 +53,7 @@ inline void set_partition(Partition p) { partition_flag().store(static_cast<int>
 
 // Packed recurrent weights up to this size are read by every thread at every
 // step when threads own rows; larger ones are split by columns, each thread
-// keeping its share. Measured on a 512 KiB-L2 EPYC, 2 threads: rows win at
+// keeping its share, or read in passes (see choose_partition). Measured on a 512 KiB-L2 EPYC, 2 threads: rows win at
 // 1 MiB (N=32, H=256: forward 25.7 against 31.9 ms), columns at 4 MiB
 // (N=64, H=1024 RNN: 97 against 114 ms).
 constexpr index_t kRowPartitionBytes = 1536 * 1024;
@@ -278,11 +278,13 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
             for (index_t s = 0; s < total; ++s)
                 for (index_t b = b0; b < b1; ++b) row_block(s, b, mine);
         } else if (own_rows) {
-            const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth;
+            // The thread's blocks in passes of equal size, at most kBlocksPerPass.
+            const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth, mine_count = b1 - b0;
+            const index_t passes = (mine_count + kBlocksPerPass - 1) / kBlocksPerPass;
             for (index_t s = 0; s < total; ++s)
                 for (index_t c = 0; c < chunks; ++c)
-                    for (index_t p = b0; p < b1; p += kBlocksPerPass)
-                        column_pass(s, c, p, std::min(b1, p + kBlocksPerPass), mine);
+                    for (index_t q = 0; q < passes; ++q)
+                        column_pass(s, c, b0 + mine_count * q / passes, b0 + mine_count * (q + 1) / passes, mine);
         } else {
             const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
             for (index_t s = 0; s < total; ++s) {
