@@ -1186,7 +1186,8 @@ methods give children their full thread count.)doc");
               else if (how == "rows") rnn_fast::set_partition(rnn_fast::Partition::rows);
               else if (how == "columns") rnn_fast::set_partition(rnn_fast::Partition::columns);
               else if (how == "row_passes") rnn_fast::set_partition(rnn_fast::Partition::row_passes);
-              else throw py::value_error("_set_partition(): how must be 'auto', 'rows', 'columns' or 'row_passes', got '" + how + "'");
+              else throw py::value_error("_set_partition(): how must be 'auto', 'rows', 'columns' or 'row_passes', "
+                                         "got '" + how + "'");
           }, "how"_a,
           "Test hook: force how the recurrent time loops share a step among threads (results are the same).");
     m.def("_matmul", &matmul, "a"_a, "b"_a, "bias"_a = py::none(),

@@ -52,10 +52,12 @@ inline Partition forced_partition() { return static_cast<Partition>(partition_fl
 inline void set_partition(Partition p) { partition_flag().store(static_cast<int>(p)); }
 
 // Packed recurrent weights up to this size are read by every thread at every
-// step when threads own rows; larger ones are split by columns, each thread
-// keeping its share, or read in passes (see choose_partition). Measured on a 512 KiB-L2 EPYC, 2 threads: rows win at
-// 1 MiB (N=32, H=256: forward 25.7 against 31.9 ms), columns at 4 MiB
-// (N=64, H=1024 RNN: 97 against 114 ms).
+// step of every row block when threads own rows; larger ones are split by
+// columns, each thread keeping its share, or read in passes (row_passes, see
+// choose_partition). Measured on a 512 KiB-L2 EPYC, 2 threads: rows win at
+// 1 MiB (N=32, H=256: forward 25.7 against 31.9 ms; row_passes 20.8 against
+// 19.7 ms for the inference), columns at 4 MiB (N=64, H=1024 RNN: 97 against
+// 114 ms).
 constexpr index_t kRowPartitionBytes = 1536 * 1024;
 
 // The partition of a time loop over N rows whose recurrent weights are K x G.
@@ -75,9 +77,11 @@ Partition choose_partition(index_t N, index_t K, index_t G, int nthreads) {
     const index_t bytes = K * ((G + uk.nr - 1) / uk.nr * uk.nr) * index_t(sizeof(T));
     if (blocks.count < nthreads) return Partition::columns;
     if (bytes > kRowPartitionBytes) {
-        index_t most = 0;  // rows of the thread with the most
-        for (index_t t = 0; t < nthreads; ++t)
-            most = std::max(most, blocks.start(blocks.count * (t + 1) / nthreads) - blocks.start(blocks.count * t / nthreads));
+        index_t most = 0;  // rows of the thread with the most (its blocks as recurrent_loop shares them)
+        for (index_t t = 0; t < nthreads; ++t) {
+            const index_t b0 = blocks.count * t / nthreads, b1 = blocks.count * (t + 1) / nthreads;
+            most = std::max(most, blocks.start(b1) - blocks.start(b0));
+        }
         return 32 * most * nthreads <= 33 * N ? Partition::row_passes : Partition::columns;
     }
     // Rows need blocks that share out evenly: 3 blocks on 2 threads would
@@ -194,7 +198,8 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // (Rows: plus one vector, which the cells' tail loads of the last row may
     // read past its units; those lanes are never stored.)
     const index_t scratch_size = by_rows ? mr * wide + uk.lanes : kBlocksPerPass * gates * tile_size;
-    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, own_rows ? rows.count : chunks)));
+    const index_t shares = own_rows ? rows.count : chunks;
+    const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, shares)));
     Buffer<T> scratch;  // each thread's, allocated here: nothing may throw in the region
     scratch.reserve(static_cast<std::size_t>(team * scratch_size));
 
