@@ -17,39 +17,31 @@ namespace rnn_fast {
 // The table entries of one ISA for element type T, vector width L and an
 // MR x (NV * L) GEMM tile, defined where simd.h's templates are visible.
 #define RNN_FAST_TABLE(NAME, ISA, T, L, MR, NV, KC, MC)                                                                         \
-    /* tiles of MI rows and NU of the sliver's NV vectors, MI chosen at run time */                                \
-    template <int NU, int MI>                                                                                      \
-    void tile_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {             \
-        tile<T, L, MR, NV, MI, NU>(kc, a, b, c, ldc, acc, bias);                                                   \
+    /* tiles of MI rows and NU of the sliver's NV vectors (FETCH: streaming next into L1), MI at run time */      \
+    template <int NU, bool FETCH, int MI>                                                                          \
+    void tile_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,               \
+                     const T* next) {                                                                              \
+        tile<T, L, MR, NV, MI, NU, FETCH>(kc, a, b, c, ldc, acc, bias, next);                                      \
     }                                                                                                              \
-    template <int NU, int... I>                                                                                    \
+    template <int NU, bool FETCH, int... I>                                                                        \
     void tile_dispatch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc,             \
-                              const T* bias, std::integer_sequence<int, I...>) {                                   \
-        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*) = {                   \
-            tile_##NAME<NU, I + 1>...};                                                                            \
-        fns[mi - 1](kc, a, b, c, ldc, acc, bias);                                                                  \
-    }                                                                                                              \
-    void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
-        tile_dispatch_##NAME<NV>(mi, kc, a, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});          \
-    }                                                                                                              \
-    void half_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
-        tile_dispatch_##NAME<NV / 2>(mi, kc, a, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});      \
-    }                                                                                                              \
-    template <int MI>                                                                                              \
-    void fetch_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,              \
-                      const T* next) {                                                                             \
-        tile<T, L, MR, NV, MI, NV, true>(kc, a, b, c, ldc, acc, bias, next);                                       \
-    }                                                                                                              \
-    template <int... I>                                                                                            \
-    void fetch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,      \
-                      const T* next, std::integer_sequence<int, I...>) {                                           \
+                              const T* bias, const T* next, std::integer_sequence<int, I...>) {                    \
         static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*, const T*) = {         \
-            fetch_##NAME<I + 1>...};                                                                               \
+            tile_##NAME<NU, FETCH, I + 1>...};                                                                     \
         fns[mi - 1](kc, a, b, c, ldc, acc, bias, next);                                                            \
     }                                                                                                              \
+    void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
+        tile_dispatch_##NAME<NV, false>(mi, kc, a, b, c, ldc, acc, bias, nullptr,                                  \
+                                        std::make_integer_sequence<int, MR>{});                                    \
+    }                                                                                                              \
+    void half_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
+        tile_dispatch_##NAME<NV / 2, false>(mi, kc, a, b, c, ldc, acc, bias, nullptr,                              \
+                                            std::make_integer_sequence<int, MR>{});                                \
+    }                                                                                                              \
     void fetch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,      \
                       const T* next) {                                                                             \
-        fetch_##NAME(mi, kc, a, b, c, ldc, acc, bias, next, std::make_integer_sequence<int, MR>{});                \
+        tile_dispatch_##NAME<NV, true>(mi, kc, a, b, c, ldc, acc, bias, next,                                      \
+                                       std::make_integer_sequence<int, MR>{});                                     \
     }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
                          index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs) {                      \
