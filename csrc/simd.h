@@ -252,6 +252,33 @@ RNN_FAST_INLINE V<T, L> vtanh_rational(V<T, L> x) {
     return vmin<T, L>(one, vmax<T, L>(-one, p / q));
 }
 
+// vtanh_rational of M vectors at once, x[j] -> tanh(x[j]), each step taken
+// for all M before the next (the same operations per vector: the same
+// bits). One vector's steps form a chain of ~50 cycles' latency through
+// the Horner steps and the division, too long for the out-of-order window
+// of this hardware to overlap more than two or three such chains; written
+// side by side the M chains overlap by program order.
+template <typename T, int L, int M>
+RNN_FAST_INLINE void vtanh_rational_n(V<T, L> (&x)[M]) {
+    using VT = V<T, L>;
+    static_assert(sizeof(T) == 4, "a float32 approximation");
+    const VT one = splat<T, L>(1.0f);
+    VT xc[M], z[M], p[M], q[M];
+    for (int j = 0; j < M; ++j) xc[j] = vmin<T, L>(splat<T, L>(9.0f), vmax<T, L>(splat<T, L>(-9.0f), x[j]));
+    for (int j = 0; j < M; ++j) z[j] = xc[j] * xc[j];
+    for (int j = 0; j < M; ++j) p[j] = z[j] * -2.76076847742355e-16f + 2.00018790482477e-13f;
+    for (int j = 0; j < M; ++j) q[j] = z[j] * 1.19825839466702e-06f + 1.18534705686654e-04f;
+    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + -8.60467152213735e-11f;
+    for (int j = 0; j < M; ++j) q[j] = q[j] * z[j] + 2.26843463243900e-03f;
+    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + 5.12229709037114e-08f;
+    for (int j = 0; j < M; ++j) q[j] = q[j] * z[j] + 4.89352518554385e-03f;
+    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + 1.48572235717979e-05f;
+    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + 6.37261928875436e-04f;
+    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + 4.89352455891786e-03f;
+    for (int j = 0; j < M; ++j) p[j] = p[j] * xc[j];
+    for (int j = 0; j < M; ++j) x[j] = vmin<T, L>(one, vmax<T, L>(-one, p[j] / q[j]));
+}
+
 // 1 / (1 + e^-x) (double), 1/2 + tanh(x/2) / 2 (float: the rational tanh,
 // absolute error at most 3.5 ulp of 1/2 and relative at most 3.5 ulp for
 // x >= 0, tested): exactly 0 or 1 where x is far from 0.
@@ -412,15 +439,41 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
             fetch_row<1>(c + kAhead * ch_rs, n);
             fetch_row<1>(h + kAhead * ch_rs, n);
         }
-        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+        if constexpr (sizeof(T) == 4) {
+            // The four gates' activations side by side (see vtanh_rational_n):
+            // sigmoid(x) = 1/2 + tanh(x/2) / 2, as vsigmoid.
+            for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+                constexpr bool F = decltype(full)::value;
+                V<T, L> g[4];
+                for (int q = 0; q < 4; ++q) g[q] = ld<T, L, F>(a + q * gs + k, m) + load<T, L>(acc + q * as + k);
+                for (int q = 0; q < 3; ++q) g[q] = T(0.5) * g[q];
+                vtanh_rational_n<T, L, 4>(g);
+                for (int q = 0; q < 3; ++q) g[q] = T(0.5) + T(0.5) * g[q];
+                for (int q = 0; q < 4; ++q) st<T, L, F>(a + q * gs + k, g[q], m);
+            });
+        } else for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
             st<T, L, F>(a + k, vsigmoid<T, L>(ld<T, L, F>(a + k, m) + load<T, L>(acc + k)), m);
             st<T, L, F>(a + gs + k, vsigmoid<T, L>(ld<T, L, F>(a + gs + k, m) + load<T, L>(acc + as + k)), m);
             st<T, L, F>(a + 2 * gs + k, vsigmoid<T, L>(ld<T, L, F>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k)), m);
             st<T, L, F>(a + 3 * gs + k, vtanh<T, L>(ld<T, L, F>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k)), m);
         });
-        for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
+        index_t k0 = 0;
+        if constexpr (sizeof(T) == 4)  // whole vectors two at a time, their tanh side by side
+            for (; k0 + 2 * L <= n; k0 += 2 * L) {
+                V<T, L> ct[2], tc[2];
+                for (int j = 0; j < 2; ++j) {
+                    const index_t k = k0 + j * L;
+                    ct[j] = load<T, L>(a + gs + k) * load<T, L>(cp + k) + load<T, L>(a + k) * load<T, L>(a + 3 * gs + k);
+                    store<T, L>(c + k, ct[j]);
+                    tc[j] = ct[j];
+                }
+                vtanh_rational_n<T, L, 2>(tc);
+                for (int j = 0; j < 2; ++j) store<T, L>(h + k0 + j * L, load<T, L>(a + 2 * gs + k0 + j * L) * tc[j]);
+            }
+        for_vectors<T, L>(n - k0, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
+            k += k0;
             const V<T, L> ct = ld<T, L, F>(a + gs + k, m) * ld<T, L, F>(cp + k, m) +
                                ld<T, L, F>(a + k, m) * ld<T, L, F>(a + 3 * gs + k, m);
             st<T, L, F>(c + k, ct, m);
