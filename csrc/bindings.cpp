@@ -342,16 +342,18 @@ struct RecurrentArgs {
 };
 
 // Runs the forward of cache.lstm ? LSTM : RNN and fills cache (N,T,D,H, flags set).
-// keep: the cache is for a backward, so it owns copies of the inputs and gets
-// Wh^T packed; otherwise (an inference forward) it only views the inputs and
-// is dropped after the call.
+// keep: the cache is for a backward, so it owns copies of the inputs (unless
+// borrow: it refers to them, see lstm_forward's _borrow) and gets Wh^T
+// packed; otherwise (an inference forward) it only views the inputs and is
+// dropped after the call.
 template <typename F>
-void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep) {
+void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep, bool borrow) {
     const index_t N = cache.N, T = cache.T, D = cache.D, H = cache.H;
+    const bool copy = keep && !borrow;
     cache.is_double = std::is_same<F, double>::value;
-    cache.x = keep ? owned<F>(in.x) : contiguous<F>(in.x);
-    cache.h0 = keep ? owned<F>(in.h0) : contiguous<F>(in.h0);
-    cache.Wx = keep ? owned<F>(in.Wx) : contiguous<F>(in.Wx);
+    cache.x = copy ? owned<F>(in.x) : contiguous<F>(in.x);
+    cache.h0 = copy ? owned<F>(in.h0) : contiguous<F>(in.h0);
+    cache.Wx = copy ? owned<F>(in.Wx) : contiguous<F>(in.Wx);
     const Contiguous<F> Wh = contiguous<F>(in.Wh);
     const Contiguous<F> b = contiguous<F>(in.b);
     auto wh_t = keep ? std::make_shared<rnn_fast::PackedB<F>>() : nullptr;
@@ -364,7 +366,7 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep) {
                                      pre);
     } else {
         if (in.has_c0) {
-            cache.c0 = keep ? owned<F>(in.c0) : contiguous<F>(in.c0);
+            cache.c0 = copy ? owned<F>(in.c0) : contiguous<F>(in.c0);
         } else {
             py::array_t<F> zeros = empty<F>({N, H});
             std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
@@ -415,7 +417,7 @@ std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c)
 template <typename Cache>
 Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0_, py::handle c0_,
               py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse, bool keep = true,
-              const InferenceWeights* pre = nullptr) {
+              const InferenceWeights* pre = nullptr, bool borrow = false) {
     const char* h0_name = step ? "prev_h" : "h0";
     const char* c0_name = step ? "prev_c" : "c0";
     RecurrentArgs in;
@@ -450,8 +452,8 @@ Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0
     cache.D = d['D'];
     cache.H = d['H'];
     const bool dbl = any_double({&in.x, &in.h0, &in.Wx, &in.Wh, &in.b}) || (in.has_c0 && in.c0.itemsize() == 8);
-    if (dbl) run_forward<double>(cache, in, keep);
-    else run_forward<float>(cache, in, keep);
+    if (dbl) run_forward<double>(cache, in, keep, borrow);
+    else run_forward<float>(cache, in, keep, borrow);
     return cache;
 }
 
@@ -575,11 +577,11 @@ py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
 }
 
 py::tuple rnn_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b,
-                      const std::string& activation, bool reverse, bool return_state, bool keep) {
+                      const std::string& activation, bool reverse, bool return_state, bool keep, bool borrow) {
     const char* fn = "rnn_forward";
     RNNCache c = forward<RNNCache>(fn, false, false, x, h0, py::none(), Wx, Wh, b,
-                                   parse_activation(fn, activation), reverse, keep);
-    py::array h = output(c.h, {c.N, c.T, c.H}, keep);
+                                   parse_activation(fn, activation), reverse, keep, nullptr, borrow);
+    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
     return py::make_tuple(h, hT, cache_or_none(std::move(c), keep));
@@ -611,10 +613,11 @@ py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle 
 }
 
 py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
-                       bool reverse, bool return_state, bool keep) {
+                       bool reverse, bool return_state, bool keep, bool borrow) {
     const char* fn = "lstm_forward";
-    LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, Wx, Wh, b, Activation::tanh, reverse, keep);
-    py::array h = output(c.h, {c.N, c.T, c.H}, keep);
+    LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, Wx, Wh, b, Activation::tanh, reverse, keep, nullptr,
+                                     borrow);
+    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
     py::array cT = final_state(c, c.c, c.c0);
@@ -1062,7 +1065,7 @@ cache is kept: None in its place, and no copies of the inputs).)doc");
           R"doc(Backward of rnn_step_forward. dnext_h (N, H).
 Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).)doc");
     m.def("rnn_forward", &rnn_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh",
-          "reverse"_a = false, "return_state"_a = false, "cache"_a = true,
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
           R"doc(Vanilla RNN over a sequence (batch first).
 
 x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
@@ -1074,7 +1077,10 @@ Keyword-only extras:
   return_state=True returns (h, h_T, cache), h_T (N, H) the state after the
     last step (time 0 when reverse; h0 when T = 0);
   cache=False: an inference forward, which keeps no cache (None is returned
-    in its place) and so copies no input and packs nothing for a backward.)doc");
+    in its place) and so copies no input and packs nothing for a backward;
+  _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0 and Wx
+    instead of copying them, and h is the cache's own array: nothing may
+    write them before the backward.)doc");
     m.def("rnn_backward", &rnn_backward, "dh"_a, "cache"_a,
           R"doc(Backward of rnn_forward. dh (N, T, H) is the upstream gradient of
 each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
@@ -1089,7 +1095,7 @@ Keyword-only: cache=False for inference (None in the cache's place).)doc");
           R"doc(Backward of lstm_step_forward. dnext_h, dnext_c (N, H).
 Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).)doc");
     m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
-          "reverse"_a = false, "return_state"_a = false, "cache"_a = true,
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
           R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
 
 x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,). The cell state
@@ -1100,7 +1106,10 @@ Keyword-only extras:
   return_state=True returns (h, h_T, c_T, cache), the states after the last
     step (time 0 when reverse; h0 and c0 when T = 0);
   cache=False: an inference forward, which keeps no cache (None is returned
-    in its place) and so copies no input and packs nothing for a backward.)doc");
+    in its place) and so copies no input and packs nothing for a backward;
+  _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0, c0 and
+    Wx instead of copying them, and h is the cache's own array: nothing may
+    write them before the backward.)doc");
     m.def("lstm_backward", &lstm_backward, "dh"_a, "cache"_a, py::kw_only(), "dcT"_a = py::none(),
           "return_dc0"_a = false,
           R"doc(Backward of lstm_forward. dh (N, T, H) is the upstream gradient of

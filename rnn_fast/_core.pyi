@@ -59,6 +59,7 @@ def rnn_forward(
     reverse: bool = ...,
     return_state: bool = ...,
     cache: bool = ...,
+    _borrow: bool = ...,
 ) -> Union[Tuple[Array, Optional[RNNCache]], Tuple[Array, Array, Optional[RNNCache]]]: ...
 def rnn_backward(dh: ArrayLike, cache: RNNCache) -> Tuple[Array, Array, Array, Array, Array]: ...
 def lstm_step_forward(
@@ -78,6 +79,7 @@ def lstm_forward(
     reverse: bool = ...,
     return_state: bool = ...,
     cache: bool = ...,
+    _borrow: bool = ...,
 ) -> Union[Tuple[Array, Optional[LSTMCache]], Tuple[Array, Array, Array, Optional[LSTMCache]]]: ...
 def lstm_backward(
     dh: ArrayLike, cache: LSTMCache, *, dcT: Optional[ArrayLike] = ..., return_dc0: bool = ...

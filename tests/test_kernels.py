@@ -139,6 +139,32 @@ def test_inference_forward_equals_the_training_forward_and_keeps_no_cache(fn, ga
     assert_all_close(inferred[:-1], ref_out[:-1], dtype, [f"output {k}" for k in range(outputs)])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn,gates,kwargs", [("rnn_forward", 1, {"activation": "relu"}),
+                                             ("lstm_forward", 4, {"reverse": True, "return_state": True})],
+                         ids=lambda v: str(v))
+def test_borrowing_forward_equals_the_copying_one(fn, gates, kwargs, dtype):
+    """_borrow=True (rnn_fast.nn's training passes): the same outputs and
+    gradients bit for bit, inputs untouched; the cache refers to x instead of
+    a copy (a write to x now would reach the backward, which is why only
+    passes with nothing in between may borrow)."""
+    x, h0, Wx, Wh, b = recurrent_inputs((33, 4, 20, 19), dtype, gates=gates)
+    args = [x, h0, Wx, Wh, b]
+    before = [a.copy() for a in args]
+    backward = getattr(rf, fn.replace("forward", "backward"))
+    copied = getattr(rf, fn)(*args, **kwargs)
+    borrowed = getattr(rf, fn)(*args, **kwargs, _borrow=True)
+    for a, t in zip(borrowed[:-1], copied[:-1]):
+        np.testing.assert_array_equal(a, t)
+    dh = rand(copied[0].shape, dtype, seed=3)
+    for g, t in zip(backward(dh, borrowed[-1]), backward(dh, copied[-1])):
+        np.testing.assert_array_equal(g, t)
+    for arg, old in zip(args, before):
+        np.testing.assert_array_equal(arg, old)
+    x += 1  # what a borrowing caller must not do: the borrowed cache sees it
+    assert not np.array_equal(backward(dh, borrowed[-1])[2], backward(dh, copied[-1])[2])
+
+
 INFERENCE_OBJECTS = [("lstm", rf.LSTMInference, {}), ("rnn", rf.RNNInference, {"activation": "tanh"}),
                      ("rnn", rf.RNNInference, {"activation": "relu"})]
 

@@ -125,11 +125,15 @@ class Layer:
 
     # Whether forward keeps what backward needs. Models turn it off for
     # inference passes (predict, evaluate), where the recurrent kernels then
-    # run without writing a cache.
+    # run without writing a cache. _borrow: a model's training pass, whose
+    # backward follows with nothing writing the arrays in between: the
+    # recurrent kernels' caches refer to their inputs rather than copy them.
     _keep_cache = True
+    _borrow = False
 
-    def _set_keep_cache(self, keep: bool) -> None:
+    def _set_keep_cache(self, keep: bool, borrow: bool = False) -> None:
         self._keep_cache = keep
+        self._borrow = borrow
 
     def _freeze(self, frozen: bool) -> None:
         """Models call this around passes whose batches all see the same
@@ -359,7 +363,7 @@ class SimpleRNN(_Recurrent):
             return h, [hT], None
         h, hT, cache = _core.rnn_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
                                          activation=self.activation, reverse=self.go_backwards, return_state=True,
-                                         cache=keep_cache)
+                                         cache=keep_cache, _borrow=self._borrow)
         return h, [hT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -429,7 +433,8 @@ class LSTM(_Recurrent):
             h, hT, cT = packed(x, states[0], c0=states[1], reverse=self.go_backwards, return_state=True)
             return h, [hT, cT], None
         h, hT, cT, cache = _core.lstm_forward(x, states[0], *self._kernel_weights(), c0=states[1],
-                                              reverse=self.go_backwards, return_state=True, cache=keep_cache)
+                                              reverse=self.go_backwards, return_state=True, cache=keep_cache,
+                                              _borrow=self._borrow)
         return h, [hT, cT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -501,10 +506,10 @@ class Bidirectional(Layer):
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
 
-    def _set_keep_cache(self, keep: bool) -> None:
-        self._keep_cache = keep
-        self.forward_layer._set_keep_cache(keep)
-        self.backward_layer._set_keep_cache(keep)
+    def _set_keep_cache(self, keep: bool, borrow: bool = False) -> None:
+        super()._set_keep_cache(keep, borrow)
+        self.forward_layer._set_keep_cache(keep, borrow)
+        self.backward_layer._set_keep_cache(keep, borrow)
 
     def _freeze(self, frozen: bool) -> None:
         self.forward_layer._freeze(frozen)

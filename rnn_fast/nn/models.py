@@ -252,11 +252,14 @@ class Sequential:
     # ---- the passes ----------------------------------------------------------
     def _forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
         """keep_cache=False: an inference pass, no backward follows, so the
-        layers keep nothing for one (the recurrent kernels write no cache)."""
+        layers keep nothing for one (the recurrent kernels write no cache).
+        With keep_cache, the backward follows (compute_gradients) and nothing
+        writes the layers' inputs and outputs before it: the layers borrow
+        them for their caches (Layer._borrow)."""
         if not self.built:
             self.build((None,) + tuple(np.shape(x)[1:]))
         for layer in self.layers:
-            layer._set_keep_cache(keep_cache)
+            layer._set_keep_cache(keep_cache, borrow=keep_cache)
         try:
             for layer in self.layers:
                 x = layer.forward(x, training=training)
