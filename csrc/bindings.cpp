@@ -884,36 +884,102 @@ bool overlap(const py::array& a, const py::array& b) {
     return a.nbytes() > 0 && b.nbytes() > 0 && p < q + b.nbytes() && q < p + a.nbytes();
 }
 
+// One array set of an Adam step, checked: w, m, v (and vhat) updated in
+// place, g converted to w's dtype (names: "w", or "w[i]" in a list).
+struct AdamArrays {
+    py::array w, g, m, v, vhat;
+    bool amsgrad = false;
+};
+
+AdamArrays adam_arrays(const char* fn, py::handle w_, py::handle g_, py::handle m_, py::handle v_, py::handle vhat_,
+                       const std::string& suffix) {
+    auto name = [&](const char* base) { return std::string(base) + suffix; };
+    AdamArrays a;
+    a.w = state_array(w_, fn, name("w").c_str(), nullptr);
+    a.g = float_array(g_, fn, name("g").c_str());
+    if (a.g.ndim() != a.w.ndim() || !std::equal(a.g.shape(), a.g.shape() + a.g.ndim(), a.w.shape()))
+        throw py::value_error(std::string(fn) + "(): " + name("g") + " must have " + name("w") + "'s shape " +
+                              shape_of(a.w) + ", got " + shape_of(a.g));
+    a.m = state_array(m_, fn, name("m").c_str(), &a.w);
+    a.v = state_array(v_, fn, name("v").c_str(), &a.w);
+    a.amsgrad = !vhat_.is_none();
+    if (a.amsgrad) a.vhat = state_array(vhat_, fn, name("vhat").c_str(), &a.w);
+    const std::pair<const py::array*, const char*> arrays[] = {
+        {&a.w, "w"}, {&a.m, "m"}, {&a.v, "v"}, {a.amsgrad ? &a.vhat : nullptr, "vhat"}};
+    for (int i = 0; i < 4; ++i)
+        for (int j = i + 1; j < 4; ++j)
+            if (arrays[i].first != nullptr && arrays[j].first != nullptr && overlap(*arrays[i].first, *arrays[j].first))
+                throw py::value_error(std::string(fn) + "(): " + name(arrays[i].second) + " and " +
+                                      name(arrays[j].second) + " must not share memory");
+    if (a.w.itemsize() == 8) a.g = contiguous<double>(a.g);
+    else a.g = contiguous<float>(a.g);
+    return a;
+}
+
+// The step over the sets of one dtype F (is_double) among `sets`.
 template <typename F>
-void adam_t(py::array& w, const py::array& g_, py::array& m, py::array& v, py::array* vhat, double alpha,
-            double beta_1, double beta_2, double epsilon) {
-    const Contiguous<F> g = contiguous<F>(g_);
-    F* vh = vhat != nullptr ? mptr<F>(*vhat) : nullptr;
+void adam_t(std::vector<AdamArrays>& sets, double alpha, double beta_1, double beta_2, double epsilon) {
+    std::vector<F*> w, m, v, vh;
+    std::vector<const F*> g;
+    std::vector<index_t> n;
+    bool amsgrad = false;
+    for (AdamArrays& a : sets) {
+        if ((a.w.itemsize() == 8) != std::is_same<F, double>::value) continue;
+        w.push_back(mptr<F>(a.w));
+        g.push_back(static_cast<const F*>(a.g.data()));
+        m.push_back(mptr<F>(a.m));
+        v.push_back(mptr<F>(a.v));
+        vh.push_back(a.amsgrad ? mptr<F>(a.vhat) : nullptr);
+        n.push_back(static_cast<index_t>(a.w.size()));
+        amsgrad = a.amsgrad;
+    }
+    if (w.empty()) return;
     py::gil_scoped_release nogil;
-    rnn_fast::adam_update<F>(mptr<F>(w), g.data(), mptr<F>(m), mptr<F>(v), vh, static_cast<index_t>(w.size()),
-                             static_cast<F>(alpha), static_cast<F>(1.0 - beta_1), static_cast<F>(1.0 - beta_2),
-                             static_cast<F>(epsilon), threads());
+    rnn_fast::adam_update_many<F>(static_cast<index_t>(w.size()), w.data(), g.data(), m.data(), v.data(),
+                                  amsgrad ? vh.data() : nullptr, n.data(), static_cast<F>(alpha),
+                                  static_cast<F>(1.0 - beta_1), static_cast<F>(1.0 - beta_2), static_cast<F>(epsilon),
+                                  threads());
 }
 
 void adam_update(py::handle w_, py::handle g_, py::handle m_, py::handle v_, py::handle vhat_, double alpha,
                  double beta_1, double beta_2, double epsilon) {
     const char* fn = "_adam_update";
-    py::array w = state_array(w_, fn, "w", nullptr);
-    const py::array g = float_array(g_, fn, "g");
-    if (g.ndim() != w.ndim() || !std::equal(g.shape(), g.shape() + g.ndim(), w.shape()))
-        throw py::value_error(std::string(fn) + "(): g must have w's shape " + shape_of(w) + ", got " + shape_of(g));
-    py::array m = state_array(m_, fn, "m", &w), v = state_array(v_, fn, "v", &w);
-    py::array vhat;
-    if (!vhat_.is_none()) vhat = state_array(vhat_, fn, "vhat", &w);
-    py::array* vh = vhat_.is_none() ? nullptr : &vhat;
-    const std::pair<const py::array*, const char*> arrays[] = {{&w, "w"}, {&m, "m"}, {&v, "v"}, {vh, "vhat"}};
-    for (int i = 0; i < 4; ++i)
-        for (int j = i + 1; j < 4; ++j)
-            if (arrays[i].first != nullptr && arrays[j].first != nullptr && overlap(*arrays[i].first, *arrays[j].first))
-                throw py::value_error(std::string(fn) + "(): " + arrays[i].second + " and " + arrays[j].second +
-                                      " must not share memory");
-    if (w.itemsize() == 8) adam_t<double>(w, g, m, v, vh, alpha, beta_1, beta_2, epsilon);
-    else adam_t<float>(w, g, m, v, vh, alpha, beta_1, beta_2, epsilon);
+    std::vector<AdamArrays> sets;
+    if (py::isinstance<py::list>(w_) || py::isinstance<py::tuple>(w_)) {
+        // Lists of arrays: one step over all of them in one call.
+        const py::sequence ws = py::reinterpret_borrow<py::sequence>(w_);
+        const std::size_t count = ws.size();
+        const std::pair<py::handle, const char*> others[] = {{g_, "g"}, {m_, "m"}, {v_, "v"}, {vhat_, "vhat"}};
+        for (const auto& o : others) {
+            if (o.first.is_none() && std::strcmp(o.second, "vhat") == 0) continue;
+            if (!(py::isinstance<py::list>(o.first) || py::isinstance<py::tuple>(o.first)) ||
+                py::len(o.first) != count)
+                throw py::value_error(std::string(fn) + "(): with w a list of " + std::to_string(count) +
+                                      " arrays, " + o.second + " must be a list of as many" +
+                                      (std::strcmp(o.second, "vhat") == 0 ? " (or None)" : "") + ", got " +
+                                      type_name(o.first) +
+                                      (py::isinstance<py::sequence>(o.first) && !py::isinstance<py::str>(o.first)
+                                           ? " of " + std::to_string(py::len(o.first))
+                                           : std::string()));
+        }
+        sets.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) {
+            const py::handle vh = vhat_.is_none() ? py::handle(py::none()) : py::handle(vhat_[py::int_(i)]);
+            sets.push_back(adam_arrays(fn, ws[i], g_[py::int_(i)], m_[py::int_(i)], v_[py::int_(i)], vh,
+                                       "[" + std::to_string(i) + "]"));
+        }
+        for (std::size_t i = 0; i < count; ++i)
+            for (std::size_t j = i + 1; j < count; ++j)
+                for (const py::array* p : {&sets[i].w, &sets[i].m, &sets[i].v})
+                    for (const py::array* q : {&sets[j].w, &sets[j].m, &sets[j].v})
+                        if (overlap(*p, *q))
+                            throw py::value_error(std::string(fn) + "(): the arrays of entries " + std::to_string(i) +
+                                                  " and " + std::to_string(j) + " must not share memory");
+    } else {
+        sets.push_back(adam_arrays(fn, w_, g_, m_, v_, vhat_, ""));
+    }
+    adam_t<float>(sets, alpha, beta_1, beta_2, epsilon);
+    adam_t<double>(sets, alpha, beta_1, beta_2, epsilon);
 }
 
 template <typename F>
@@ -1175,7 +1241,9 @@ flat index only: the same for any thread count. Backward: dy * mask.)doc");
 v += (g^2 - v)(1 - beta_2); vhat = max(vhat, v) if vhat is not None;
 w -= alpha m / (sqrt(vhat or v) + epsilon), in w's dtype (float32 or float64),
 the values of the NumPy expressions. w, m, v, vhat: C-contiguous, writeable,
-one dtype and shape; g is converted to w's dtype.)doc");
+one dtype and shape; g is converted to w's dtype. Or lists of as many arrays
+each (vhat None or a list): one step over all of them in one call (a model's
+weights).)doc");
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
 all cores). Results are bitwise identical whatever the count. In a child

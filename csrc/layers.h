@@ -56,4 +56,11 @@ template <typename F>
 void adam_update(F* w, const F* g, F* m, F* v, F* vhat, index_t n, F alpha, F one_minus_beta_1,
                  F one_minus_beta_2, F epsilon, int nthreads);
 
+// The same step over many arrays (a model's weights) at once: span i is n[i]
+// elements at w[i], g[i], m[i], v[i] (and vhat[i], amsgrad). vhat is null or
+// holds count pointers.
+template <typename F>
+void adam_update_many(index_t count, F* const* w, const F* const* g, F* const* m, F* const* v, F* const* vhat,
+                      const index_t* n, F alpha, F one_minus_beta_1, F one_minus_beta_2, F epsilon, int nthreads);
+
 }  // namespace rnn_fast

@@ -247,11 +247,39 @@ def test_adam_update_equals_its_numpy_twin_bit_for_bit(dtype, n, amsgrad):
     np.testing.assert_array_equal(g, g_before)
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_update_of_lists_equals_one_call_per_array(amsgrad):
+    """A model's weights in one call (rnn_fast.nn's Adam): the same bits as a
+    call per array, float32 and float64 arrays mixed, one threaded."""
+    rng = np.random.default_rng(5)
+    sizes, dtypes = [1, 37, 70_000, 200], [np.float32, np.float64, np.float32, np.float64]
+    sets = [[rng.standard_normal(n).astype(d) for _ in range(3)] + [rng.random(n).astype(d) for _ in range(2)]
+            for n, d in zip(sizes, dtypes)]
+    args = dict(alpha=1e-3 * np.sqrt(1 - 0.999**3) / (1 - 0.9**3), beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    want = [[a.copy() for a in s] for s in sets]
+    for w, g, m, v, vhat in want:
+        rf._core._adam_update(w, g, m, v, vhat if amsgrad else None, **args)
+    cols = list(zip(*sets))
+    rf._core._adam_update(list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]),
+                          list(cols[4]) if amsgrad else None, **args)
+    for got, exp in zip(sets, want):
+        for name, a, b in zip(["w", "g", "m", "v", "vhat"], got, exp):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 def test_adam_update_refuses_what_it_cannot_update_in_place():
     w, m, v = np.zeros(6), np.zeros(6), np.zeros(6)
     kw = dict(alpha=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
-    with pytest.raises(TypeError, match=r"_adam_update\(\): w must be a NumPy array \(updated in place\), got list"):
-        rf._core._adam_update([0.0] * 6, w, m, v, None, **kw)
+    with pytest.raises(TypeError, match=r"_adam_update\(\): w must be a NumPy array \(updated in place\), got float"):
+        rf._core._adam_update(0.0, w, m, v, None, **kw)
+    with pytest.raises(TypeError, match=r"_adam_update\(\): w\[1\] must be a NumPy array \(updated in place\), got li"):
+        rf._core._adam_update([w, [0.0] * 6], [w, w], [m, m], [v, v], None, **kw)
+    with pytest.raises(ValueError, match=r"with w a list of 2 arrays, m must be a list of as many, got list of 1"):
+        rf._core._adam_update([w, m], [w, w], [v], [v, v], None, **kw)
+    with pytest.raises(ValueError, match=r"with w a list of 1 arrays, g must be a list of as many, got ndarray"):
+        rf._core._adam_update([w], w, [m], [v], None, **kw)
+    with pytest.raises(ValueError, match=r"the arrays of entries 0 and 1 must not share memory"):
+        rf._core._adam_update([w, np.zeros(6)], [w.copy(), w.copy()], [m, m.copy()], [v, w], None, **kw)
     with pytest.raises(ValueError, match=r"m must have w's dtype and shape, float64 \(6,\), got float32 \(6,\)"):
         rf._core._adam_update(w, w.copy(), m.astype(np.float32), v, None, **kw)
     with pytest.raises(ValueError, match=r"v must be C-contiguous and writeable"):
