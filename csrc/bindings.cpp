@@ -260,6 +260,15 @@ Activation parse_activation(const char* fn, const std::string& name) {
     throw py::value_error(std::string(fn) + "(): activation must be 'tanh' or 'relu', got '" + name + "'");
 }
 
+// gate_order: false for cs231n's i, f, o, g ('ifog'), true for Keras's and
+// PyTorch's i, f, g, o ('ifgo').
+bool parse_gate_order(const char* fn, const std::string& order) {
+    if (order == "ifog") return false;
+    if (order == "ifgo") return true;
+    throw py::value_error(std::string(fn) + "(): gate_order must be 'ifog' (cs231n's) or 'ifgo' (Keras's and "
+                          "PyTorch's), got '" + order + "'");
+}
+
 // ------------------------------------------------------------------ caches
 
 // What a recurrent backward needs, all owned by the cache: the forward's
@@ -269,6 +278,7 @@ Activation parse_activation(const char* fn, const std::string& name) {
 struct RecurrentCache {
     bool is_double = false;
     bool lstm = false;
+    bool ifgo = false;  // an LSTM's gates in Keras's and PyTorch's order (gate_order='ifgo')
     bool reverse = false;
     Activation act = Activation::tanh;
     index_t N = 0, T = 0, D = 0, H = 0;
@@ -279,7 +289,8 @@ struct RecurrentCache {
     py::str repr(const char* cls) const {
         std::ostringstream s;
         s << "<rnn_fast." << cls << " N=" << N << " T=" << T << " D=" << D << " H=" << H
-          << " dtype=" << (is_double ? "float64" : "float32") << (reverse ? " reverse" : "") << ">";
+          << " dtype=" << (is_double ? "float64" : "float32") << (ifgo ? " gate_order=ifgo" : "")
+          << (reverse ? " reverse" : "") << ">";
         return s.str();
     }
 };
@@ -318,6 +329,7 @@ const Cache& cache_arg(py::handle obj, const char* fn, const char* expected) {
 // RNNInference. Immutable once made, so calls may share it across threads.
 struct InferenceWeights {
     bool lstm = false;
+    bool ifgo = false;  // see RecurrentCache
     bool is_double = false;
     Activation act = Activation::tanh;
     index_t D = 0, H = 0;
@@ -387,7 +399,7 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep, bool
         py::gil_scoped_release nogil;
         rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), gates, cptr<F>(cache.x), cptr<F>(cache.h0),
                                       cptr<F>(cache.c0), cptr<F>(cache.Wx), Wh.data(), b.data(), N, T, D, H,
-                                      cache.reverse, threads(), wh_t.get(), pre);
+                                      cache.reverse, threads(), wh_t.get(), pre, cache.ifgo);
     }
     if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
     else cache.wh_t_f = std::move(wh_t);
@@ -417,7 +429,7 @@ std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c)
 template <typename Cache>
 Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0_, py::handle c0_,
               py::handle Wx_, py::handle Wh_, py::handle b_, Activation act, bool reverse, bool keep = true,
-              const InferenceWeights* pre = nullptr, bool borrow = false) {
+              const InferenceWeights* pre = nullptr, bool borrow = false, bool ifgo = false) {
     const char* h0_name = step ? "prev_h" : "h0";
     const char* c0_name = step ? "prev_c" : "c0";
     RecurrentArgs in;
@@ -445,6 +457,7 @@ Cache forward(const char* fn, bool lstm, bool step, py::handle x_, py::handle h0
     if (lstm) check_size(fn, "the saved gates", "N, T, 4H", {d['N'], step ? 1 : d['T'], 4, d['H']});
     Cache cache;
     cache.lstm = lstm;
+    cache.ifgo = pre != nullptr ? pre->ifgo : ifgo;
     cache.act = act;
     cache.reverse = reverse;
     cache.N = d['N'];
@@ -522,7 +535,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
     rnn_fast::lstm_seq_backward<F>(mptr<F>(g.dx), mptr<F>(g.dh0), mptr<F>(g.dc0), mptr<F>(g.dWx), mptr<F>(g.dWh),
                                    mptr<F>(g.db), dh.data(), dcT_ ? dcT.data() : nullptr, x.data(), h0.data(),
                                    c0.data(), Wx.data(), *wh_t, h.data(), cs.data(), gates.data(), N, T, D,
-                                   H, c.reverse, threads());
+                                   H, c.reverse, threads(), c.ifgo);
     return g;
 }
 
@@ -594,11 +607,12 @@ py::tuple rnn_backward(py::handle dh, py::handle cache) {
 }
 
 py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, py::handle Wx, py::handle Wh,
-                            py::handle b, bool keep) {
+                            py::handle b, bool keep, const std::string& gate_order) {
     const char* fn = "lstm_step_forward";
     not_none(prev_c, fn, "prev_c");
-    LSTMStepCache c =
-        forward<LSTMStepCache>(fn, true, true, x, prev_h, prev_c, Wx, Wh, b, Activation::tanh, false, keep);
+    const bool ifgo = parse_gate_order(fn, gate_order);
+    LSTMStepCache c = forward<LSTMStepCache>(fn, true, true, x, prev_h, prev_c, Wx, Wh, b, Activation::tanh, false,
+                                             keep, nullptr, false, ifgo);
     py::array next_h = output(c.h, {c.N, c.H}, keep);
     py::array next_c = output(c.c, {c.N, c.H}, keep);
     return py::make_tuple(next_h, next_c, cache_or_none(std::move(c), keep));
@@ -613,10 +627,11 @@ py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle 
 }
 
 py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
-                       bool reverse, bool return_state, bool keep, bool borrow) {
+                       bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order) {
     const char* fn = "lstm_forward";
+    const bool ifgo = parse_gate_order(fn, gate_order);
     LSTMCache c = forward<LSTMCache>(fn, true, false, x, h0, c0, Wx, Wh, b, Activation::tanh, reverse, keep, nullptr,
-                                     borrow);
+                                     borrow, ifgo);
     py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
@@ -650,7 +665,8 @@ void pack_inference(InferenceWeights& w, const py::array& Wx, const py::array& W
 
 // Checks the weights of an inference object, copies and packs them.
 template <typename W>
-W make_inference(const char* fn, bool lstm, py::handle Wx_, py::handle Wh_, py::handle b_, Activation act) {
+W make_inference(const char* fn, bool lstm, py::handle Wx_, py::handle Wh_, py::handle b_, Activation act,
+                 bool ifgo = false) {
     const py::array Wx = float_array(Wx_, fn, "Wx"), Wh = float_array(Wh_, fn, "Wh"), b = float_array(b_, fn, "b");
     Dims d(fn);
     d.expect(Wx, "Wx", lstm ? "D,4H" : "D,H");
@@ -658,6 +674,7 @@ W make_inference(const char* fn, bool lstm, py::handle Wx_, py::handle Wh_, py::
     d.expect(b, "b", lstm ? "4H" : "H");
     W w;
     w.lstm = lstm;
+    w.ifgo = ifgo;
     w.act = act;
     w.D = d['D'];
     w.H = d['H'];
@@ -695,6 +712,7 @@ void register_inference_base(py::module_& m) {
             s << "<rnn_fast." << type_name(self) << " D=" << w.D << " H=" << w.H
               << " dtype=" << (w.is_double ? "float64" : "float32");
             if (!w.lstm) s << " activation=" << (w.act == Activation::tanh ? "tanh" : "relu");
+            if (w.ifgo) s << " gate_order=ifgo";
             return s.str() + ">";
         });
 }
@@ -1151,17 +1169,19 @@ Keyword-only extras:
           R"doc(Backward of rnn_forward. dh (N, T, H) is the upstream gradient of
 each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
     m.def("lstm_step_forward", &lstm_step_forward, "x"_a, "prev_h"_a, "prev_c"_a, "Wx"_a, "Wh"_a, "b"_a,
-          py::kw_only(), "cache"_a = true,
+          py::kw_only(), "cache"_a = true, "gate_order"_a = "ifog",
           R"doc(One LSTM step, gates ordered i, f, o, g.
 
 x (N, D), prev_h and prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
 Returns (next_h (N, H), next_c (N, H), cache).
-Keyword-only: cache=False for inference (None in the cache's place).)doc");
+Keyword-only: cache=False for inference (None in the cache's place);
+gate_order='ifgo' for weights whose gate blocks come i, f, g, o (Keras's
+and PyTorch's order; their gradients come in the same order).)doc");
     m.def("lstm_step_backward", &lstm_step_backward, "dnext_h"_a, "dnext_c"_a, "cache"_a,
           R"doc(Backward of lstm_step_forward. dnext_h, dnext_c (N, H).
 Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).)doc");
     m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
-          "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false, "gate_order"_a = "ifog",
           R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
 
 x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,). The cell state
@@ -1173,6 +1193,10 @@ Keyword-only extras:
     step (time 0 when reverse; h0 and c0 when T = 0);
   cache=False: an inference forward, which keeps no cache (None is returned
     in its place) and so copies no input and packs nothing for a backward;
+  gate_order='ifgo': Wx, Wh and b hold their gate blocks in the order i, f,
+    g, o (Keras's and PyTorch's; the default 'ifog' is cs231n's), and the
+    backward returns dWx, dWh and db in that order too; the same values, no
+    copy of the weights permuted;
   _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0, c0 and
     Wx instead of copying them, and h is the cache's own array: nothing may
     write them before the backward.)doc");
@@ -1187,18 +1211,21 @@ Keyword-only extras:
     register_inference_base(m);
     py::class_<LSTMInference, InferenceWeights>(m, "LSTMInference", R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
 
-LSTMInference(Wx, Wh, b): Wx (D, 4H), Wh (H, 4H), b (4H,), gates ordered i, f, o, g;
-float32, or float64 if any of them is. The object keeps its own copy: later
+LSTMInference(Wx, Wh, b, *, gate_order='ifog'): Wx (D, 4H), Wh (H, 4H), b (4H,),
+gates ordered i, f, o, g (or i, f, g, o with gate_order='ifgo', as in
+lstm_forward); float32, or float64 if any of them is. The object keeps its own copy: later
 changes to the arrays do not reach it (make a new one). Calling it,
   f(x, h0, *, c0=None, reverse=False, return_state=False),
 returns what lstm_forward(x, h0, Wx, Wh, b, c0=c0, reverse=reverse,
-return_state=return_state, cache=False) returns, without the cache: h, or
+return_state=return_state, cache=False, gate_order=gate_order) returns, without the cache: h, or
 (h, h_T, c_T). Bitwise the same values, minus the packing of Wx and Wh that
 every lstm_forward call does (as ONNX Runtime packs a model's weights once
 per session). Inputs of another dtype follow lstm_forward's promotion.)doc")
-        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b) {
-                 return make_inference<LSTMInference>("LSTMInference", true, Wx, Wh, b, Activation::tanh);
-             }), "Wx"_a, "Wh"_a, "b"_a)
+        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b, const std::string& gate_order) {
+                 const bool ifgo = parse_gate_order("LSTMInference", gate_order);
+                 return make_inference<LSTMInference>("LSTMInference", true, Wx, Wh, b, Activation::tanh, ifgo);
+             }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "gate_order"_a = "ifog")
+        .def_property_readonly("gate_order", [](const LSTMInference& w) { return w.ifgo ? "ifgo" : "ifog"; })
         .def("__call__", &lstm_inference_call, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(), "reverse"_a = false,
              "return_state"_a = false);
     py::class_<RNNInference, InferenceWeights>(m, "RNNInference", R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.

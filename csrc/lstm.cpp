@@ -9,7 +9,7 @@ namespace rnn_fast {
 template <typename F>
 void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0, const F* Wx,
                       const F* Wh, const F* b, index_t N, index_t T, index_t D, index_t H,
-                      bool reverse, int nthreads, PackedB<F>* wh_t, const PackedWeights<F>* pre) {
+                      bool reverse, int nthreads, PackedB<F>* wh_t, const PackedWeights<F>* pre, bool ifgo) {
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
@@ -29,7 +29,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         const index_t o0 = row0 * T + t;
         const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
         uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, gates + o0 * G + j0, T * G, H, cp0,
-                             s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H);
+                             s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H, ifgo);
         op.put(a_next, row0, mi, j0, h + o0 * H + j0, T * H, uc);
     }, [&](index_t s, const StepTile<F>& tile) {
         // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
@@ -47,7 +47,7 @@ template <typename F>
 void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh, const F* dcT,
                        const F* x, const F* h0, const F* c0, const F* Wx, const PackedB<F>& wh_t, const F* h,
                        const F* c, const F* gates, index_t N, index_t T, index_t D, index_t H,
-                       bool reverse, int nthreads) {
+                       bool reverse, int nthreads, bool ifgo) {
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
@@ -75,7 +75,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             const F* cp0 = fs == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
             uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tile.acc, tile.row_stride, dc0 + row0 * H + j0, H,
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
-                                  dA.data() + o0 * G + j0);
+                                  dA.data() + o0 * G + j0, ifgo);
             const F* da = dA.data() + o0 * G + j0;
             for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, da + q * H, T * G, uc);
             const index_t b = op.rows.block(row0);
@@ -103,10 +103,10 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
 #define RNN_FAST_INSTANTIATE(F)                                                                      \
     template void lstm_seq_forward<F>(F*, F*, F*, const F*, const F*, const F*, const F*, const F*,    \
                                       const F*, index_t, index_t, index_t, index_t, bool, int,         \
-                                      PackedB<F>*, const PackedWeights<F>*);                           \
+                                      PackedB<F>*, const PackedWeights<F>*, bool);                     \
     template void lstm_seq_backward<F>(F*, F*, F*, F*, F*, F*, const F*, const F*, const F*, const F*, \
                                        const F*, const F*, const PackedB<F>&, const F*, const F*,      \
-                                       const F*, index_t, index_t, index_t, index_t, bool, int);
+                                       const F*, index_t, index_t, index_t, index_t, bool, int, bool);
 
 RNN_FAST_INSTANTIATE(float)
 RNN_FAST_INSTANTIATE(double)

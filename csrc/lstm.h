@@ -1,4 +1,6 @@
-// LSTM cell (cs231n's gate order i, f, o, g; G = 4H):
+// LSTM cell (cs231n's gate order i, f, o, g, or with ifgo Keras's and
+// PyTorch's i, f, g, o, in the columns of Wx, Wh, b, the gates and their
+// gradients; G = 4H):
 //   a_t = x_t · Wx + h_{t-1} · Wh + b                       (N,4H)
 //   i = sigmoid(a_i), f = sigmoid(a_f), o = sigmoid(a_o), g = tanh(a_g)
 //   c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
@@ -25,7 +27,7 @@ template <typename F>
 void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0, const F* Wx,
                       const F* Wh, const F* b, index_t N, index_t T, index_t D, index_t H,
                       bool reverse, int nthreads, PackedB<F>* wh_t = nullptr,
-                      const PackedWeights<F>* pre = nullptr);
+                      const PackedWeights<F>* pre = nullptr, bool ifgo = false);
 
 // Backward over a sequence, from the forward's inputs and outputs.
 //   dx (N,T,D), dh0 (N,H), dc0 (N,H), dWx (D,4H), dWh (H,4H), db (4H)  out
@@ -37,7 +39,7 @@ template <typename F>
 void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh, const F* dcT,
                        const F* x, const F* h0, const F* c0, const F* Wx, const PackedB<F>& wh_t, const F* h,
                        const F* c, const F* gates, index_t N, index_t T, index_t D, index_t H,
-                       bool reverse, int nthreads);
+                       bool reverse, int nthreads, bool ifgo = false);
 
 // One step: the sequence kernels with T = 1 (x (N,D), next_h and next_c (N,H),
 // gates (N,4H)).

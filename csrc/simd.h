@@ -423,11 +423,16 @@ RNN_FAST_INLINE void fetch_row(const T* p, index_t n) {
 }
 
 // LSTM forward: a holds x·Wx + b on entry and the post-activation gates
-// i, f, o, g on exit; c = f * cp + i * g; h = o * tanh(c).
+// i, f, o, g on exit (i, f, g, o with ifgo: Keras's and PyTorch's order, the
+// columns of its weights and so of a and acc); c = f * cp + i * g;
+// h = o * tanh(c).
 template <typename T, int L>
 RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a,
                                        index_t a_rs, index_t gs, const T* cp, index_t cp_rs, T* c, T* h,
-                                       index_t ch_rs) {
+                                       index_t ch_rs, bool ifgo) {
+    // Gate q of i, f, o, g at column block at[q].
+    const index_t at[4] = {0, 1, ifgo ? 3 : 2, ifgo ? 2 : 3};
+    const index_t fo = gs, oo = at[2] * gs, go = at[3] * gs;
     // Two passes over each row: the four gates, then the states from them.
     // Every vector of a pass is independent of the others, so that the
     // core overlaps their long exp/division chains (one fused pass, whose
@@ -445,18 +450,19 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
             for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
                 constexpr bool F = decltype(full)::value;
                 V<T, L> g[4];
-                for (int q = 0; q < 4; ++q) g[q] = ld<T, L, F>(a + q * gs + k, m) + load<T, L>(acc + q * as + k);
+                for (int q = 0; q < 4; ++q)
+                    g[q] = ld<T, L, F>(a + at[q] * gs + k, m) + load<T, L>(acc + at[q] * as + k);
                 for (int q = 0; q < 3; ++q) g[q] = T(0.5) * g[q];
                 vtanh_rational_n<T, L, 4>(g);
                 for (int q = 0; q < 3; ++q) g[q] = T(0.5) + T(0.5) * g[q];
-                for (int q = 0; q < 4; ++q) st<T, L, F>(a + q * gs + k, g[q], m);
+                for (int q = 0; q < 4; ++q) st<T, L, F>(a + at[q] * gs + k, g[q], m);
             });
         } else for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
-            st<T, L, F>(a + k, vsigmoid<T, L>(ld<T, L, F>(a + k, m) + load<T, L>(acc + k)), m);
-            st<T, L, F>(a + gs + k, vsigmoid<T, L>(ld<T, L, F>(a + gs + k, m) + load<T, L>(acc + as + k)), m);
-            st<T, L, F>(a + 2 * gs + k, vsigmoid<T, L>(ld<T, L, F>(a + 2 * gs + k, m) + load<T, L>(acc + 2 * as + k)), m);
-            st<T, L, F>(a + 3 * gs + k, vtanh<T, L>(ld<T, L, F>(a + 3 * gs + k, m) + load<T, L>(acc + 3 * as + k)), m);
+            for (int q = 0; q < 3; ++q)
+                st<T, L, F>(a + at[q] * gs + k,
+                            vsigmoid<T, L>(ld<T, L, F>(a + at[q] * gs + k, m) + load<T, L>(acc + at[q] * as + k)), m);
+            st<T, L, F>(a + go + k, vtanh<T, L>(ld<T, L, F>(a + go + k, m) + load<T, L>(acc + at[3] * as + k)), m);
         });
         index_t k0 = 0;
         if constexpr (sizeof(T) == 4)  // whole vectors two at a time, their tanh side by side
@@ -464,20 +470,20 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
                 V<T, L> ct[2], tc[2];
                 for (int j = 0; j < 2; ++j) {
                     const index_t k = k0 + j * L;
-                    ct[j] = load<T, L>(a + gs + k) * load<T, L>(cp + k) + load<T, L>(a + k) * load<T, L>(a + 3 * gs + k);
+                    ct[j] = load<T, L>(a + fo + k) * load<T, L>(cp + k) + load<T, L>(a + k) * load<T, L>(a + go + k);
                     store<T, L>(c + k, ct[j]);
                     tc[j] = ct[j];
                 }
                 vtanh_rational_n<T, L, 2>(tc);
-                for (int j = 0; j < 2; ++j) store<T, L>(h + k0 + j * L, load<T, L>(a + 2 * gs + k0 + j * L) * tc[j]);
+                for (int j = 0; j < 2; ++j) store<T, L>(h + k0 + j * L, load<T, L>(a + oo + k0 + j * L) * tc[j]);
             }
         for_vectors<T, L>(n - k0, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
             k += k0;
-            const V<T, L> ct = ld<T, L, F>(a + gs + k, m) * ld<T, L, F>(cp + k, m) +
-                               ld<T, L, F>(a + k, m) * ld<T, L, F>(a + 3 * gs + k, m);
+            const V<T, L> ct = ld<T, L, F>(a + fo + k, m) * ld<T, L, F>(cp + k, m) +
+                               ld<T, L, F>(a + k, m) * ld<T, L, F>(a + go + k, m);
             st<T, L, F>(c + k, ct, m);
-            st<T, L, F>(h + k, ld<T, L, F>(a + 2 * gs + k, m) * vtanh<T, L>(ct), m);
+            st<T, L, F>(h + k, ld<T, L, F>(a + oo + k, m) * vtanh<T, L>(ct), m);
         });
     }
 }
@@ -485,24 +491,25 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
 // LSTM backward of one step, from the post-activation gates a and the cell
 // states: dh + acc is the total gradient of h_t; dc (row stride dc_rs) holds
 // the gradient of c_t from the next step on entry, that of c_{t-1} on exit;
-// da (like a) gets the gradients of the pre-activations.
+// da (like a, in its gate order) gets the gradients of the pre-activations.
 template <typename T, int L>
 RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc,
                                         index_t acc_rs, T* dc, index_t dc_rs, const T* a, index_t a_rs,
-                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da) {
+                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da, bool ifgo) {
+    const index_t fo = gs, oo = (ifgo ? 3 : 2) * gs, go = (ifgo ? 2 : 3) * gs;
     for (index_t r = 0; r < rows;
          ++r, dh += ch_rs, acc += acc_rs, dc += dc_rs, a += a_rs, c += ch_rs, cp += cp_rs, da += a_rs) {
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
-            const V<T, L> i = ld<T, L, F>(a + k, m), f = ld<T, L, F>(a + gs + k, m);
-            const V<T, L> o = ld<T, L, F>(a + 2 * gs + k, m), g = ld<T, L, F>(a + 3 * gs + k, m);
+            const V<T, L> i = ld<T, L, F>(a + k, m), f = ld<T, L, F>(a + fo + k, m);
+            const V<T, L> o = ld<T, L, F>(a + oo + k, m), g = ld<T, L, F>(a + go + k, m);
             const V<T, L> tc = vtanh<T, L>(ld<T, L, F>(c + k, m));
             const V<T, L> dht = ld<T, L, F>(dh + k, m) + load<T, L>(acc + k);
             const V<T, L> dct = ld<T, L, F>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
             st<T, L, F>(da + k, dct * g * i * (T(1) - i), m);
-            st<T, L, F>(da + gs + k, dct * ld<T, L, F>(cp + k, m) * f * (T(1) - f), m);
-            st<T, L, F>(da + 2 * gs + k, dht * tc * o * (T(1) - o), m);
-            st<T, L, F>(da + 3 * gs + k, dct * i * (T(1) - g * g), m);
+            st<T, L, F>(da + fo + k, dct * ld<T, L, F>(cp + k, m) * f * (T(1) - f), m);
+            st<T, L, F>(da + oo + k, dht * tc * o * (T(1) - o), m);
+            st<T, L, F>(da + go + k, dct * i * (T(1) - g * g), m);
             st<T, L, F>(dc + k, dct * f, m);
         });
     }

@@ -6,6 +6,7 @@ from numpy.typing import ArrayLike
 
 Array = np.ndarray
 Activation = Literal["tanh", "relu"]
+GateOrder = Literal["ifog", "ifgo"]  # an LSTM's gate blocks: cs231n's, or Keras's and PyTorch's
 
 class RNNStepCache: ...
 class RNNCache: ...
@@ -25,7 +26,9 @@ class InferenceWeights:
 
 class LSTMInference(InferenceWeights):
     """An LSTM layer's weights, copied and packed once for many inference forwards."""
-    def __init__(self, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike) -> None: ...
+    def __init__(self, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike, *, gate_order: GateOrder = ...) -> None: ...
+    @property
+    def gate_order(self) -> GateOrder: ...
     def __call__(
         self, x: ArrayLike, h0: ArrayLike, *, c0: Optional[ArrayLike] = ..., reverse: bool = ..., return_state: bool = ...
     ) -> Union[Array, Tuple[Array, Array, Array]]: ...
@@ -63,7 +66,15 @@ def rnn_forward(
 ) -> Union[Tuple[Array, Optional[RNNCache]], Tuple[Array, Array, Optional[RNNCache]]]: ...
 def rnn_backward(dh: ArrayLike, cache: RNNCache) -> Tuple[Array, Array, Array, Array, Array]: ...
 def lstm_step_forward(
-    x: ArrayLike, prev_h: ArrayLike, prev_c: ArrayLike, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike, *, cache: bool = ...
+    x: ArrayLike,
+    prev_h: ArrayLike,
+    prev_c: ArrayLike,
+    Wx: ArrayLike,
+    Wh: ArrayLike,
+    b: ArrayLike,
+    *,
+    cache: bool = ...,
+    gate_order: GateOrder = ...,
 ) -> Tuple[Array, Array, Optional[LSTMStepCache]]: ...
 def lstm_step_backward(
     dnext_h: ArrayLike, dnext_c: ArrayLike, cache: LSTMStepCache
@@ -80,6 +91,7 @@ def lstm_forward(
     return_state: bool = ...,
     cache: bool = ...,
     _borrow: bool = ...,
+    gate_order: GateOrder = ...,
 ) -> Union[Tuple[Array, Optional[LSTMCache]], Tuple[Array, Array, Array, Optional[LSTMCache]]]: ...
 def lstm_backward(
     dh: ArrayLike, cache: LSTMCache, *, dcT: Optional[ArrayLike] = ..., return_dc0: bool = ...

@@ -152,21 +152,29 @@ class LSTMStepCache:
     o: np.ndarray
     g: np.ndarray
     next_c: np.ndarray  # (N, H)
+    gate_order: str = "ifog"
 
 
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b, *, cache=True):
+def _gate_blocks(gate_order):
+    """The column blocks of gates i, f, o, g in weights of gate_order
+    ('ifog': cs231n's; 'ifgo': Keras's and PyTorch's)."""
+    if gate_order not in ("ifog", "ifgo"):
+        raise ValueError(f"gate_order must be 'ifog' (cs231n's) or 'ifgo' (Keras's and PyTorch's), got {gate_order!r}")
+    return (0, 1, 2, 3) if gate_order == "ifog" else (0, 1, 3, 2)
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b, *, cache=True, gate_order="ifog"):
     """One LSTM step. x (N, D), prev_h and prev_c (N, H), Wx (D, 4H),
-    Wh (H, 4H), b (4H,). Returns (next_h, next_c, cache); cache=False
-    (inference) returns None in the cache's place."""
+    Wh (H, 4H), b (4H,), gate blocks in gate_order. Returns (next_h, next_c,
+    cache); cache=False (inference) returns None in the cache's place."""
     H = prev_h.shape[1]
     a = x.dot(Wx) + prev_h.dot(Wh) + b
-    i = sigmoid(a[:, :H])
-    f = sigmoid(a[:, H : 2 * H])
-    o = sigmoid(a[:, 2 * H : 3 * H])
-    g = np.tanh(a[:, 3 * H :])
+    bi, bf, bo, bg = (a[:, k * H : (k + 1) * H] for k in _gate_blocks(gate_order))
+    i, f, o, g = sigmoid(bi), sigmoid(bf), sigmoid(bo), np.tanh(bg)
     next_c = f * prev_c + i * g
     next_h = o * np.tanh(next_c)
-    return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c) if cache else None
+    saved = LSTMStepCache(x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c, gate_order) if cache else None
+    return next_h, next_c, saved
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
@@ -174,15 +182,14 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     c = cache
     tc = np.tanh(c.next_c)
     dc = dnext_c + dnext_h * c.o * (1 - tc * tc)
-    da = np.concatenate(
-        [
-            dc * c.g * c.i * (1 - c.i),
-            dc * c.prev_c * c.f * (1 - c.f),
-            dnext_h * tc * c.o * (1 - c.o),
-            dc * c.i * (1 - c.g * c.g),
-        ],
-        axis=1,
-    )
+    grads = [  # of the pre-activations of i, f, o, g
+        dc * c.g * c.i * (1 - c.i),
+        dc * c.prev_c * c.f * (1 - c.f),
+        dnext_h * tc * c.o * (1 - c.o),
+        dc * c.i * (1 - c.g * c.g),
+    ]
+    blocks = _gate_blocks(c.gate_order)
+    da = np.concatenate([grads[blocks.index(k)] for k in range(4)], axis=1)
     dx = da.dot(c.Wx.T)
     dprev_h = da.dot(c.Wh.T)
     dprev_c = dc * c.f
@@ -204,9 +211,11 @@ class LSTMCache:
     dtype: np.dtype  # of the forward's results: every input promoted
 
 
-def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False, cache=True):
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False, cache=True, gate_order="ifog"):
     """LSTM over a sequence. x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H),
-    b (4H,); the cell state starts at c0 (N, H), zeros by default.
+    b (4H,), gate blocks in gate_order ('ifog', or 'ifgo': Keras's and
+    PyTorch's; the gradients come in the same order); the cell state starts
+    at c0 (N, H), zeros by default.
     Returns (h (N, T, H), cache), or (h, h_T, c_T, cache) with return_state;
     cache=False (inference) returns None in the cache's place."""
     N, T, _ = x.shape
@@ -218,7 +227,7 @@ def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False
     steps = [None] * T
     prev_h, prev_c = h0, c0
     for t in _times(T, reverse):
-        prev_h, prev_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        prev_h, prev_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b, gate_order=gate_order)
         h[:, t] = prev_h
     saved = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse, dtype) if cache else None
     if return_state:

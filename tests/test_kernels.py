@@ -165,6 +165,57 @@ def test_borrowing_forward_equals_the_copying_one(fn, gates, kwargs, dtype):
     assert not np.array_equal(backward(dh, borrowed[-1])[2], backward(dh, copied[-1])[2])
 
 
+def _ifgo(a):
+    """Gate blocks i, f, o, g of the last axis -> i, f, g, o (or back)."""
+    H = a.shape[-1] // 4
+    return np.concatenate([a[..., : 2 * H], a[..., 3 * H :], a[..., 2 * H : 3 * H]], axis=-1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(32, 6, 50, 50)], ids=shape_id)
+@pytest.mark.parametrize("partition", ["auto", "rows", "columns", "row_passes"])
+def test_lstm_gate_order_ifgo_is_the_same_lstm_on_permuted_weights(shape, dtype, partition):
+    """gate_order='ifgo' (Keras's and PyTorch's): the forward gives the bits of
+    'ifog' on the weights permuted (the gates' arithmetic is the same), the
+    gradients come out permuted (their sums run over the columns in another
+    order: equal to rounding), and the reference agrees."""
+    N, T, D, H = shape
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=4)
+    c0, dh = rand((N, H), dtype, 11), rand((N, T, H), dtype, 12)
+    p = [_ifgo(w) for w in (Wx, Wh, b)]
+    rf._core._set_partition(partition)
+    try:
+        h, hT, cT, cache = rf.lstm_forward(x, h0, Wx, Wh, b, c0=c0, reverse=True, return_state=True)
+        hk, hTk, cTk, cache_k = rf.lstm_forward(x, h0, *p, c0=c0, reverse=True, return_state=True, gate_order="ifgo")
+        for a, k in zip((h, hT, cT), (hk, hTk, cTk)):
+            np.testing.assert_array_equal(a, k)
+        np.testing.assert_array_equal(rf.LSTMInference(*p, gate_order="ifgo")(x, h0, c0=c0, reverse=True), h)
+        step = rf.lstm_step_forward(x[:, 0], h0, c0, *p, gate_order="ifgo")
+        np.testing.assert_array_equal(step[0], rf.lstm_step_forward(x[:, 0], h0, c0, Wx, Wh, b)[0])
+        grads = rf.lstm_backward(dh, cache)
+        got = rf.lstm_backward(dh, cache_k)
+    finally:
+        rf._core._set_partition("auto")
+    want = list(grads[:2]) + [_ifgo(g) for g in grads[2:]]
+    assert_all_close(got, want, dtype, ["dx", "dh0", "dWx", "dWh", "db"])
+    ref_h, ref_cache = ref.lstm_forward(x, h0, *p, c0=c0, reverse=True, gate_order="ifgo")
+    assert_all_close([h], [ref_h], dtype, ["h"])
+    assert_all_close(got, ref.lstm_backward(dh, ref_cache), dtype, ["dx", "dh0", "dWx", "dWh", "db"])
+    assert "gate_order=ifgo" in repr(cache_k) and rf.LSTMInference(*p, gate_order="ifgo").gate_order == "ifgo"
+
+
+@pytest.mark.parametrize("fn", ["lstm_forward", "lstm_step_forward", "LSTMInference"])
+def test_lstm_refuses_an_unknown_gate_order(fn):
+    x, h0, Wx, Wh, b = recurrent_inputs((2, 3, 4, 5), np.float32, gates=4)
+    args = {"lstm_forward": (x, h0, Wx, Wh, b), "lstm_step_forward": (x[:, 0], h0, h0, Wx, Wh, b),
+            "LSTMInference": (Wx, Wh, b)}[fn]
+    with pytest.raises(ValueError, match=fn + r"\(\): gate_order must be 'ifog' \(cs231n's\) or 'ifgo' "
+                                           r"\(Keras's and PyTorch's\), got 'ifco'"):
+        getattr(rf, fn)(*args, gate_order="ifco")
+    with pytest.raises(ValueError, match=r"gate_order must be 'ifog'"):
+        ref.lstm_forward(x, h0, Wx, Wh, b, gate_order="ifco")
+
+
 INFERENCE_OBJECTS = [("lstm", rf.LSTMInference, {}), ("rnn", rf.RNNInference, {"activation": "tanh"}),
                      ("rnn", rf.RNNInference, {"activation": "relu"})]
 

@@ -85,6 +85,30 @@ def test_lstm_matches_torch(shape, dtype, reverse):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (16, 12, 64, 48)], ids=str)
+def test_lstm_in_torchs_gate_order_takes_its_weights_as_they_are(shape, dtype):
+    """gate_order='ifgo': torch's weight_ih_l0.T, weight_hh_l0.T and summed
+    biases go in unpermuted, and the gradients come out in torch's order."""
+    N, T, D, H = shape
+    lstm = torch.nn.LSTM(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype])
+    Wx, Wh = lstm.weight_ih_l0.detach().numpy().T, lstm.weight_hh_l0.detach().numpy().T
+    b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()
+    x, h0, c0 = rand((N, T, D), dtype, 1), rand((N, H), dtype, 2), rand((N, H), dtype, 3)
+    h, hT, cT, cache = rf.lstm_forward(x, h0, Wx, Wh, b, c0=c0, return_state=True, gate_order="ifgo")
+    dh = rand((N, T, H), dtype, 4)
+    dx, dh0, dWx, dWh, db = rf.lstm_backward(dh, cache)
+    np.testing.assert_array_equal(rf.LSTMInference(Wx, Wh, b, gate_order="ifgo")(x, h0, c0=c0), h)
+    xt = tensor(x, dtype)
+    out, _ = lstm(xt, (tensor(h0[None], dtype, grad=False), tensor(c0[None], dtype, grad=False)))
+    close(h, out.detach().numpy(), dtype, "h")
+    torch.sum(out * torch.from_numpy(dh)).backward()
+    close(dx, xt.grad.numpy(), dtype, "dx")
+    close(dWx, lstm.weight_ih_l0.grad.numpy().T, dtype, "dWx")
+    close(dWh, lstm.weight_hh_l0.grad.numpy().T, dtype, "dWh")
+    close(db, lstm.bias_ih_l0.grad.numpy(), dtype, "db")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("reverse", [False, True])

@@ -371,18 +371,6 @@ class SimpleRNN(_Recurrent):
         return dx, [dh0], dWx, dWh, db
 
 
-# Keras orders an LSTM's gates i, f, c, o; the kernels (cs231n) i, f, o, g.
-# Swapping the last two blocks of the last axis maps either order to the
-# other: into `out` by three slice copies (an index array's copy, allocated
-# anew, took 7 us against 4 for a 50 x 200 kernel; six per layer and batch).
-def _swap_last_gates(w: np.ndarray, out: np.ndarray) -> np.ndarray:
-    H = w.shape[-1] // 4
-    out[..., :2 * H] = w[..., :2 * H]
-    out[..., 2 * H:3 * H] = w[..., 3 * H:]
-    out[..., 3 * H:] = w[..., 2 * H:3 * H]
-    return out
-
-
 class LSTM(_Recurrent):
     """keras.layers.LSTM with its defaults (tanh, sigmoid gates, unit forget
     bias). Weights in Keras's layout: kernel (D, 4H), recurrent_kernel (H, 4H),
@@ -400,7 +388,6 @@ class LSTM(_Recurrent):
                              f"fused kernels, got {activation!r} and {recurrent_activation!r}")
         super().__init__(units, **kwargs)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self._swapped: Dict[int, np.ndarray] = {}  # weights in the kernels' gate order, by index
 
     def _init_bias(self, b: np.ndarray) -> None:
         if self.unit_forget_bias:
@@ -411,39 +398,24 @@ class LSTM(_Recurrent):
         cfg["unit_forget_bias"] = self.unit_forget_bias
         return cfg
 
-    def _kernel_order(self, i: int, w: np.ndarray) -> np.ndarray:
-        """w (weights[i], or the zero bias) in the kernels' gate order, in a
-        buffer of the layer's that the next call overwrites (the kernels copy
-        what they keep)."""
-        buf = self._swapped.get(i)
-        if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
-            buf = self._swapped[i] = np.empty_like(w)
-        return _swap_last_gates(w, buf)
-
-    def _kernel_weights(self):
-        return (self._kernel_order(0, self.weights[0]), self._kernel_order(1, self.weights[1]),
-                self._kernel_order(2, self._bias()))
-
     def _pack(self):
-        return _core.LSTMInference(*self._kernel_weights())
+        # Keras's gate order i, f, c (= g), o is the kernels' gate_order 'ifgo'.
+        return _core.LSTMInference(self.weights[0], self.weights[1], self._bias(), gate_order="ifgo")
 
     def _run(self, x, states, keep_cache):
         packed = self._inference()
         if packed is not None:
             h, hT, cT = packed(x, states[0], c0=states[1], reverse=self.go_backwards, return_state=True)
             return h, [hT, cT], None
-        h, hT, cT, cache = _core.lstm_forward(x, states[0], *self._kernel_weights(), c0=states[1],
-                                              reverse=self.go_backwards, return_state=True, cache=keep_cache,
-                                              _borrow=self._borrow)
+        h, hT, cT, cache = _core.lstm_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
+                                              c0=states[1], reverse=self.go_backwards, return_state=True,
+                                              cache=keep_cache, _borrow=self._borrow, gate_order="ifgo")
         return h, [hT, cT], cache
 
     def _grad(self, dh, cache, dstates):
         dcT = dstates[0] if dstates and dstates[0] is not None else None
         dx, dh0, dWx, dWh, db, dc0 = _core.lstm_backward(dh, cache, dcT=dcT, return_dc0=True)
         return dx, [dh0, dc0], dWx, dWh, db
-
-    def _store_grad(self, i: int, g: np.ndarray) -> None:
-        _swap_last_gates(g, self.grads[i])
 
 
 def _reg_config(r: Optional[regularizers.Regularizer]):
