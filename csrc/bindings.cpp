@@ -953,10 +953,9 @@ void adam_t(std::vector<AdamArrays>& sets, double alpha, double beta_1, double b
     }
     if (w.empty()) return;
     py::gil_scoped_release nogil;
-    rnn_fast::adam_update_many<F>(static_cast<index_t>(w.size()), w.data(), g.data(), m.data(), v.data(),
-                                  amsgrad ? vh.data() : nullptr, n.data(), static_cast<F>(alpha),
-                                  static_cast<F>(1.0 - beta_1), static_cast<F>(1.0 - beta_2), static_cast<F>(epsilon),
-                                  threads());
+    rnn_fast::adam_update<F>(static_cast<index_t>(w.size()), w.data(), g.data(), m.data(), v.data(),
+                             amsgrad ? vh.data() : nullptr, n.data(), static_cast<F>(alpha), static_cast<F>(1.0 - beta_1),
+                             static_cast<F>(1.0 - beta_2), static_cast<F>(epsilon), threads());
 }
 
 void adam_update(py::handle w_, py::handle g_, py::handle m_, py::handle v_, py::handle vhat_, double alpha,

@@ -139,21 +139,14 @@ void adam_range(F* __restrict w, const F* __restrict g, F* __restrict m, F* __re
 }  // namespace
 
 template <typename F>
-void adam_update(F* w, const F* g, F* m, F* v, F* vhat, index_t n, F alpha, F one_minus_beta_1,
-                 F one_minus_beta_2, F epsilon, int nthreads) {
-    F* const* vh = vhat != nullptr ? &vhat : nullptr;
-    adam_update_many<F>(1, &w, &g, &m, &v, vh, &n, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, nthreads);
-}
-
-template <typename F>
-void adam_update_many(index_t count, F* const* w, const F* const* g, F* const* m, F* const* v, F* const* vhat,
-                      const index_t* n, F alpha, F one_minus_beta_1, F one_minus_beta_2, F epsilon, int nthreads) {
+void adam_update(index_t count, F* const* w, const F* const* g, F* const* m, F* const* v, F* const* vhat,
+                 const index_t* n, F alpha, F one_minus_beta_1, F one_minus_beta_2, F epsilon, int nthreads) {
     // Elements are independent: any split gives the same values. Work items:
-    // chunks of up to kChunk elements of one span, shared out in one region.
+    // chunks of up to kChunk elements of one array, shared out in one region.
     constexpr index_t kChunk = 1 << 14;
     index_t items = 0;
     for (index_t s = 0; s < count; ++s) items += (n[s] + kChunk - 1) / kChunk;
-    std::vector<std::pair<index_t, index_t>> work;  // (span, first element)
+    std::vector<std::pair<index_t, index_t>> work;  // (array, first element)
     work.reserve(static_cast<std::size_t>(items));
     for (index_t s = 0; s < count; ++s)
         for (index_t i = 0; i < n[s]; i += kChunk) work.emplace_back(s, i);
@@ -181,9 +174,8 @@ void adam_update_many(index_t count, F* const* w, const F* const* g, F* const* m
     template double temporal_softmax_loss<F>(F*, const F*, const std::int64_t*, const F*, index_t,      \
                                              index_t, index_t, int);                                    \
     template void dropout_forward<F>(F*, F*, const F*, index_t, double, std::uint64_t, int);             \
-    template void adam_update<F>(F*, const F*, F*, F*, F*, index_t, F, F, F, F, int);                      \
-    template void adam_update_many<F>(index_t, F* const*, const F* const*, F* const*, F* const*, F* const*,   \
-                                      const index_t*, F, F, F, F, int);
+    template void adam_update<F>(index_t, F* const*, const F* const*, F* const*, F* const*, F* const*,      \
+                                 const index_t*, F, F, F, F, int);
 
 RNN_FAST_INSTANTIATE(float)
 RNN_FAST_INSTANTIATE(double)

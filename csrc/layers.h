@@ -52,15 +52,11 @@ void dropout_forward(F* y, F* mask, const F* x, index_t n, double keep, std::uin
 //   vhat = max(vhat, v) (amsgrad: vhat not null)
 //   w -= alpha * m / (sqrt(vhat or v) + epsilon)
 // alpha is the step's bias-corrected learning rate. g may not alias the rest.
+// Over `count` arrays (a model's weights) at once: array s is n[s] elements
+// at w[s], g[s], m[s], v[s] (and vhat[s]; vhat is null or holds count
+// pointers).
 template <typename F>
-void adam_update(F* w, const F* g, F* m, F* v, F* vhat, index_t n, F alpha, F one_minus_beta_1,
-                 F one_minus_beta_2, F epsilon, int nthreads);
-
-// The same step over many arrays (a model's weights) at once: span i is n[i]
-// elements at w[i], g[i], m[i], v[i] (and vhat[i], amsgrad). vhat is null or
-// holds count pointers.
-template <typename F>
-void adam_update_many(index_t count, F* const* w, const F* const* g, F* const* m, F* const* v, F* const* vhat,
-                      const index_t* n, F alpha, F one_minus_beta_1, F one_minus_beta_2, F epsilon, int nthreads);
+void adam_update(index_t count, F* const* w, const F* const* g, F* const* m, F* const* v, F* const* vhat,
+                 const index_t* n, F alpha, F one_minus_beta_1, F one_minus_beta_2, F epsilon, int nthreads);
 
 }  // namespace rnn_fast

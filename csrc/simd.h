@@ -230,40 +230,20 @@ RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
 // itself below |x| = 4e-4, where the fit is within an ulp of it anyway: three
 // more operations, 4% of an inference forward at H = 50, measured.)
 // Error: at most 6 ulp (tested; 4.3 measured with FMA, 5.3 without).
-template <typename T, int L>
-RNN_FAST_INLINE V<T, L> vtanh_rational(V<T, L> x) {
-    using VT = V<T, L>;
-    static_assert(sizeof(T) == 4, "a float32 approximation");
-    // Clamp with the bound first: min/max return their second operand where
-    // one is NaN, so NaN stays NaN.
-    const VT one = splat<T, L>(1.0f);
-    const VT xc = vmin<T, L>(splat<T, L>(9.0f), vmax<T, L>(splat<T, L>(-9.0f), x));
-    const VT z = xc * xc;
-    VT p = z * -2.76076847742355e-16f + 2.00018790482477e-13f;
-    p = p * z + -8.60467152213735e-11f;
-    p = p * z + 5.12229709037114e-08f;
-    p = p * z + 1.48572235717979e-05f;
-    p = p * z + 6.37261928875436e-04f;
-    p = p * z + 4.89352455891786e-03f;
-    p = p * xc;
-    VT q = z * 1.19825839466702e-06f + 1.18534705686654e-04f;
-    q = q * z + 2.26843463243900e-03f;
-    q = q * z + 4.89352518554385e-03f;
-    return vmin<T, L>(one, vmax<T, L>(-one, p / q));
-}
-
-// vtanh_rational of M vectors at once, x[j] -> tanh(x[j]), each step taken
-// for all M before the next (the same operations per vector: the same
-// bits). One vector's steps form a chain of ~50 cycles' latency through
-// the Horner steps and the division, too long for the out-of-order window
-// of this hardware to overlap more than two or three such chains; written
-// side by side the M chains overlap by program order.
+// Of M vectors at once, x[j] -> tanh(x[j]), each step taken for all M before
+// the next: one vector's steps form a chain of ~50 cycles' latency through
+// the Horner steps and the division, too long for the out-of-order window of
+// this hardware to overlap more than two or three such chains; written side
+// by side the M chains overlap by program order (the same operations per
+// vector for any M: the same bits).
 template <typename T, int L, int M>
 RNN_FAST_INLINE void vtanh_rational_n(V<T, L> (&x)[M]) {
     using VT = V<T, L>;
     static_assert(sizeof(T) == 4, "a float32 approximation");
     const VT one = splat<T, L>(1.0f);
     VT xc[M], z[M], p[M], q[M];
+    // Clamp with the bound first: min/max return their second operand where
+    // one is NaN, so NaN stays NaN.
     for (int j = 0; j < M; ++j) xc[j] = vmin<T, L>(splat<T, L>(9.0f), vmax<T, L>(splat<T, L>(-9.0f), x[j]));
     for (int j = 0; j < M; ++j) z[j] = xc[j] * xc[j];
     for (int j = 0; j < M; ++j) p[j] = z[j] * -2.76076847742355e-16f + 2.00018790482477e-13f;
@@ -277,6 +257,13 @@ RNN_FAST_INLINE void vtanh_rational_n(V<T, L> (&x)[M]) {
     for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + 4.89352455891786e-03f;
     for (int j = 0; j < M; ++j) p[j] = p[j] * xc[j];
     for (int j = 0; j < M; ++j) x[j] = vmin<T, L>(one, vmax<T, L>(-one, p[j] / q[j]));
+}
+
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vtanh_rational(V<T, L> x) {
+    V<T, L> one[1] = {x};
+    vtanh_rational_n<T, L, 1>(one);
+    return one[0];
 }
 
 // 1 / (1 + e^-x) (double), 1/2 + tanh(x/2) / 2 (float: the rational tanh,

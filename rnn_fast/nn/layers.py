@@ -298,10 +298,8 @@ class _Recurrent(Layer):
         if dstates[0] is not None:
             dh[:, last] += dstates[0]
         dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
-        self._store_grad(0, dWx)
-        self._store_grad(1, dWh)
-        if self.use_bias:
-            self._store_grad(2, db)
+        for g, kernel_g in zip(self.grads, (dWx, dWh, db)):  # no db without a bias
+            g[...] = kernel_g
         self.state_grads = dinit
         if ctx["mask"] is not None:
             dx *= ctx["mask"]
@@ -309,10 +307,6 @@ class _Recurrent(Layer):
 
     def _bias(self) -> np.ndarray:
         return self.weights[2] if self.use_bias else np.zeros(self._gates * self.units, self.dtype)
-
-    def _store_grad(self, i: int, g: np.ndarray) -> None:
-        """grads[i] = the kernel's gradient g of weights[i]."""
-        self.grads[i][...] = g
 
     # While frozen (a predict or evaluate pass), inference forwards run on the
     # weights packed once (an LSTMInference / RNNInference), not packed anew

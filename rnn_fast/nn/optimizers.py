@@ -57,8 +57,12 @@ class Optimizer:
         if len(self.state) != len(weights):
             self.build(weights)
         self.iterations += 1
-        for w, g, s in zip(weights, self.clip(grads), self.state):
-            self._update(w, g.astype(w.dtype, copy=False), s)
+        self._apply(weights, [g.astype(w.dtype, copy=False) for w, g in zip(weights, self.clip(grads))])
+
+    def _apply(self, weights: List[np.ndarray], grads: List[np.ndarray]) -> None:
+        """The step, the gradients clipped and in the weights' dtypes."""
+        for w, g, s in zip(weights, grads, self.state):
+            self._update(w, g, s)
 
     def _update(self, w: np.ndarray, g: np.ndarray, slots: List[np.ndarray]) -> None:
         raise NotImplementedError
@@ -139,24 +143,16 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), bool(amsgrad)
 
-    def _alpha(self) -> float:
-        n = self.iterations
-        return self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n)
-
-    def apply(self, weights: List[np.ndarray], grads: List[np.ndarray]) -> None:
+    def _apply(self, weights, grads):
         # One pass in C++ over every weight, with the values of the NumPy
         # expressions of rnn_fast.reference._adam_update (five NumPy passes
         # and their temporaries); one call for all (~10 us a call, 14 a batch
         # on the seed's model, when made per weight).
-        if len(self.state) != len(weights):
-            self.build(weights)
-        self.iterations += 1
-        grads = [g.astype(w.dtype, copy=False) for w, g in zip(weights, self.clip(grads))]
-        slots = list(zip(*self.state)) if self.state else [(), (), ()]
-        _core._adam_update(list(weights), grads, list(slots[0]), list(slots[1]),
-                           list(slots[2]) if self.amsgrad else None, alpha=self._alpha(), beta_1=self.beta_1,
-                           beta_2=self.beta_2, epsilon=self.epsilon)
-
+        n = self.iterations
+        alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n)
+        m, v, vhat = (list(slot) for slot in zip(*self.state)) if self.state else ([], [], [])
+        _core._adam_update(list(weights), grads, m, v, vhat if self.amsgrad else None, alpha=alpha,
+                           beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
 
     def get_config(self):
         return dict(super().get_config(), beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
