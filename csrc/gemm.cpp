@@ -404,6 +404,147 @@ void choose_split(index_t M, index_t N, index_t mr, index_t nr, index_t slivers,
     *row_items = best_ri;
 }
 
+// One left operand of gemm_pieces and the rows of C it gives: op(A) (M x K)
+// as rows [first, first + M) of the stacked product, first a multiple of mr.
+template <typename T>
+struct Piece {
+    Rows<T> A;
+    T* C;
+    index_t ldc;
+    index_t M, first;
+};
+
+// gemm's general path, for one or more left operands stacked (each padded
+// to whole mr-row slivers) against one op(B): C_p (+)= op(A_p) · op(B) for
+// every piece p, B's panels packed once for all of them.
+template <typename T>
+void gemm_pieces(const Piece<T>* pieces, int count, index_t N, index_t K, bool transA, Rows<T> B, bool transB,
+                 bool accumulate, int nthreads, const T* bias, const PackedB<T>* packed_b) {
+    const Kernels<T>& uk = kernels<T>();
+    const index_t mr = uk.mr, nr = uk.nr;
+    const index_t M = pieces[count - 1].first + pieces[count - 1].M;  // rows of the stack, padding included
+    // The piece holding stacked row v.
+    auto piece_of = [&](index_t v) -> const Piece<T>& {
+        int p = count - 1;
+        while (p > 0 && pieces[p].first > v) --p;
+        return pieces[p];
+    };
+    // Work items: a panel of whole slivers (at most about 1 MiB packed,
+    // streamed from L2/L3 while every row block of the item runs through it)
+    // times a range of rows, split as choose_split finds best for the threads
+    // (columns past N and rows past M not counted; the fewest panels, then
+    // row ranges, among equals), so that 13 slivers on 2 threads do not leave
+    // one thread idle a seventh of the product. Each item packs its own B
+    // panel and A blocks as it goes.
+    const index_t KC = std::min(uk.kc, K), MC = uk.mc;
+    const index_t slivers = ceil_div(N, nr);
+    const index_t units = ceil_div(M, mr);  // rows are split in whole mr-row blocks
+    const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (KC * nr * index_t(sizeof(T))));
+    const index_t min_cols = ceil_div(slivers, panel);
+    // A long sum into a small C (a small layer's weight gradient: 50 x 200
+    // over 1,920 rows) has too few tiles to share evenly, and each thread
+    // packs all of A or all of B again: its K is cut in two halves, summed
+    // apart and added, the second into `part`. The cut depends on the shape
+    // alone, so that the values do not depend on the thread count.
+    const index_t chunks = M * N <= kSplitOutput && K >= 2 * kSplitDepth ? 2 : 1;
+    index_t col_items = min_cols, row_items = 1;
+    if (nthreads > 1 && M * N * K >= kParallelWork)
+        choose_split(M, N, mr, nr, slivers, units, min_cols, chunks, nthreads, &col_items, &row_items);
+    const index_t per_col = ceil_div(slivers, col_items);
+    const index_t items = col_items * row_items * chunks;
+    const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
+    // Packing buffers for each thread, allocated here: nothing may throw
+    // inside the parallel region.
+    const index_t team = parallel ? std::min<index_t>(nthreads, items) : 1;
+    const index_t a_size = ceil_div(MC, mr) * mr * KC, b_size = packed_b != nullptr ? 0 : per_col * nr * KC;
+    Buffer<T> buffers, part;
+    buffers.reserve(static_cast<std::size_t>(team * (a_size + b_size)));
+    if (chunks > 1) part.reserve(static_cast<std::size_t>(M * N));
+    // Items write disjoint tiles of C (or of part); each tile sums over its
+    // K range in block order.
+#pragma omp parallel num_threads(static_cast<int>(team)) if (parallel)
+    {
+        T* apack = buffers.data() + omp_get_thread_num() * (a_size + b_size);
+        T* bpack = apack + a_size;
+        alignas(64) T edge[16 * 64];  // one tile whose sliver is not all real columns
+#pragma omp for schedule(static)
+        for (index_t item = 0; item < items; ++item) {
+            const index_t s0 = (item % col_items) * per_col, s1 = std::min(slivers, s0 + per_col);
+            const index_t r = item / col_items % row_items, chunk = item / (col_items * row_items);
+            const index_t m0 = std::min(M, r * units / row_items * mr), m1 = std::min(M, (r + 1) * units / row_items * mr);
+            const index_t k0 = chunk * (K / 2), k1 = chunks == 1 || chunk == 1 ? K : K / 2;
+            for (index_t pc = k0; pc < k1; pc += KC) {
+                const index_t kc = std::min(KC, k1 - pc);
+                const bool acc = (chunk == 0 && accumulate) || pc > k0;
+                if (packed_b == nullptr) pack_b_panel(bpack, B, transB, pc, kc, s0 * nr, N, s1 - s0, nr);
+                for (index_t ic = m0; ic < m1; ic += MC) {
+                    const index_t mc = std::min(MC, m1 - ic);
+                    // Each piece's slivers of the block (pieces start on whole slivers).
+                    for (int p = 0; p < count; ++p) {
+                        const Piece<T>& q = pieces[p];
+                        const index_t lo = std::max(ic, q.first), hi = std::min(ic + mc, q.first + q.M);
+                        if (lo < hi) pack_a(apack + (lo - ic) * kc, q.A, transA, lo - q.first, hi - lo, pc, kc, mr);
+                    }
+                    for (index_t s = s0; s < s1; ++s) {
+                        const T* bp = packed_b != nullptr ? packed_b->sliver(s) + pc * nr : bpack + (s - s0) * kc * nr;
+                        const index_t j0 = s * nr, nj = std::min(nr, N - j0);
+                        // Weights packed beforehand (an inference's Wx, 16 MB for a
+                        // 1024 x 4096 layer) come from L3 or memory: the next sliver's
+                        // block is fetched into L1 by this one's last tile (the large
+                        // LSTM's inference forward 2% faster; a panel packed here by
+                        // the thread itself gains nothing, measured).
+                        const T* next = s + 1 < s1 && packed_b != nullptr ? packed_b->sliver(s + 1) + pc * nr : nullptr;
+                        for (index_t ir = 0; ir < mc; ir += mr) {
+                            const T* ap = apack + ir * kc;
+                            const index_t v = ic + ir;
+                            const Piece<T>& q = piece_of(v);
+                            T* c = chunk == 0 ? q.C + (v - q.first) * q.ldc + j0 : part.data() + v * N + j0;
+                            const index_t ldo = chunk == 0 ? q.ldc : N;
+                            const int mi = static_cast<int>(std::min(mr, q.first + q.M - v));
+                            // The first K block of C adds the bias, if any.
+                            const T* base = acc || chunk > 0 || bias == nullptr ? nullptr : bias + j0;
+                            // A sliver of at most nr / 2 real columns takes half a tile.
+                            const auto tile = 2 * nj <= nr ? uk.tile_half : uk.tile;
+                            if (nj == nr && ir + mr >= mc && ir > 0 && next != nullptr) {
+                                uk.tile_fetch(mi, kc, ap, bp, c, ldo, acc, base, next);
+                                continue;
+                            }
+                            if (nj == nr || 2 * nj == nr) {
+                                tile(mi, kc, ap, bp, c, ldo, acc, base);
+                                continue;
+                            }
+                            tile(mi, kc, ap, bp, edge, nr, false, nullptr);
+                            for (index_t i = 0; i < mi; ++i)
+                                for (index_t j = 0; j < nj; ++j)
+                                    c[i * ldo + j] = acc    ? c[i * ldo + j] + edge[i * nr + j]
+                                                     : base ? base[j] + edge[i * nr + j]
+                                                            : edge[i * nr + j];
+                        }
+                    }
+                }
+            }
+        }
+        if (chunks > 1) {
+            // C += part, rows shared out (after the loop's barrier).
+#pragma omp for schedule(static)
+            for (index_t v = 0; v < M; ++v) {
+                const Piece<T>& q = piece_of(v);
+                if (v >= q.first + q.M) continue;  // a piece's padding
+                T* c = q.C + (v - q.first) * q.ldc;
+                for (index_t j = 0; j < N; ++j) c[j] += part.data()[v * N + j];
+            }
+        }
+    }
+}
+
+// Whether gemm takes its general (packed) path for this shape, rather than
+// one of its special ones.
+bool general_shape(index_t M, index_t N, index_t K, bool transA, bool transB, index_t nr) {
+    const bool shallow = !transA && !transB && K <= 4;
+    return M > 0 && N > 0 && K > 0 && !shallow && !(!transA && transB && N <= 4) && !(transA && !transB && M <= 4) &&
+           !narrow(M, N, nr);
+}
+
 }  // namespace
 
 template <typename T>
@@ -413,8 +554,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     // The shallow path and the packed one add a bias themselves; the other
     // special shapes below set C := bias, then accumulate.
     const bool shallow = !transA && !transB && K <= 4 && K > 0;
-    const bool special = K == 0 || (!transA && transB && N <= 4) || (transA && !transB && M <= 4) ||
-                         narrow(M, N, kernels<T>().nr);
+    const bool special = !shallow && !general_shape(M, N, K, transA, transB, kernels<T>().nr);
     if (bias != nullptr && !shallow && special) {
         fill_rows(C, M, N, ldc, bias, nthreads);
         return gemm(M, N, K, A, transA, B, transB, true, C, ldc, nthreads);
@@ -424,8 +564,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
             for (index_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
         return;
     }
-    const Kernels<T>& uk = kernels<T>();
-    const index_t mr = uk.mr, nr = uk.nr;
+    const index_t nr = kernels<T>().nr;
     const bool big = nthreads > 1 && M * N * K >= kParallelWork;
     if (!transA && transB && N <= 4) {
         // A few output columns (dx when D is tiny): dot products of contiguous
@@ -500,102 +639,22 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
             transpose_into(C + i0 * ldc, ldc, ct.data() + i0, M, std::min(kRows, M - i0), N, accumulate);
         return;
     }
-    // Work items: a panel of whole slivers (at most about 1 MiB packed,
-    // streamed from L2/L3 while every row block of the item runs through it)
-    // times a range of rows, split as choose_split finds best for the threads
-    // (columns past N and rows past M not counted; the fewest panels, then
-    // row ranges, among equals), so that 13 slivers on 2 threads do not leave
-    // one thread idle a seventh of the product. Each item packs its own B
-    // panel and A blocks as it goes.
-    const index_t KC = std::min(uk.kc, K), MC = uk.mc;
-    const index_t slivers = ceil_div(N, nr);
-    const index_t units = ceil_div(M, mr);  // rows are split in whole mr-row blocks
-    const index_t panel = std::max<index_t>(1, (index_t(1) << 20) / (KC * nr * index_t(sizeof(T))));
-    const index_t min_cols = ceil_div(slivers, panel);
-    // A long sum into a small C (a small layer's weight gradient: 50 x 200
-    // over 1,920 rows) has too few tiles to share evenly, and each thread
-    // packs all of A or all of B again: its K is cut in two halves, summed
-    // apart and added, the second into `part`. The cut depends on the shape
-    // alone, so that the values do not depend on the thread count.
-    const index_t chunks = M * N <= kSplitOutput && K >= 2 * kSplitDepth ? 2 : 1;
-    index_t col_items = min_cols, row_items = 1;
-    if (nthreads > 1 && M * N * K >= kParallelWork)
-        choose_split(M, N, mr, nr, slivers, units, min_cols, chunks, nthreads, &col_items, &row_items);
-    const index_t per_col = ceil_div(slivers, col_items);
-    const index_t items = col_items * row_items * chunks;
-    const bool parallel = nthreads > 1 && items > 1 && M * N * K >= kParallelWork;
-    // Packing buffers for each thread, allocated here: nothing may throw
-    // inside the parallel region.
-    const index_t team = parallel ? std::min<index_t>(nthreads, items) : 1;
-    const index_t a_size = ceil_div(MC, mr) * mr * KC, b_size = packed_b != nullptr ? 0 : per_col * nr * KC;
-    Buffer<T> buffers, part;
-    buffers.reserve(static_cast<std::size_t>(team * (a_size + b_size)));
-    if (chunks > 1) part.reserve(static_cast<std::size_t>(M * N));
-    // Items write disjoint tiles of C (or of part); each tile sums over its
-    // K range in block order.
-#pragma omp parallel num_threads(static_cast<int>(team)) if (parallel)
-    {
-        T* apack = buffers.data() + omp_get_thread_num() * (a_size + b_size);
-        T* bpack = apack + a_size;
-        alignas(64) T edge[16 * 64];  // one tile whose sliver is not all real columns
-#pragma omp for schedule(static)
-        for (index_t item = 0; item < items; ++item) {
-            const index_t s0 = (item % col_items) * per_col, s1 = std::min(slivers, s0 + per_col);
-            const index_t r = item / col_items % row_items, chunk = item / (col_items * row_items);
-            const index_t m0 = std::min(M, r * units / row_items * mr), m1 = std::min(M, (r + 1) * units / row_items * mr);
-            const index_t k0 = chunk * (K / 2), k1 = chunks == 1 || chunk == 1 ? K : K / 2;
-            T* const out = chunk == 0 ? C : part.data();
-            const index_t ldo = chunk == 0 ? ldc : N;
-            for (index_t pc = k0; pc < k1; pc += KC) {
-                const index_t kc = std::min(KC, k1 - pc);
-                const bool acc = (chunk == 0 && accumulate) || pc > k0;
-                if (packed_b == nullptr) pack_b_panel(bpack, B, transB, pc, kc, s0 * nr, N, s1 - s0, nr);
-                for (index_t ic = m0; ic < m1; ic += MC) {
-                    const index_t mc = std::min(MC, m1 - ic);
-                    pack_a(apack, A, transA, ic, mc, pc, kc, mr);
-                    for (index_t s = s0; s < s1; ++s) {
-                        const T* bp = packed_b != nullptr ? packed_b->sliver(s) + pc * nr : bpack + (s - s0) * kc * nr;
-                        const index_t j0 = s * nr, nj = std::min(nr, N - j0);
-                        // Weights packed beforehand (an inference's Wx, 16 MB for a
-                        // 1024 x 4096 layer) come from L3 or memory: the next sliver's
-                        // block is fetched into L1 by this one's last tile (the large
-                        // LSTM's inference forward 2% faster; a panel packed here by
-                        // the thread itself gains nothing, measured).
-                        const T* next = s + 1 < s1 && packed_b != nullptr ? packed_b->sliver(s + 1) + pc * nr : nullptr;
-                        for (index_t ir = 0; ir < mc; ir += mr) {
-                            const T* ap = apack + ir * kc;
-                            T* c = out + (ic + ir) * ldo + j0;
-                            const int mi = static_cast<int>(std::min(mr, mc - ir));
-                            // The first K block of C adds the bias, if any.
-                            const T* base = acc || chunk > 0 || bias == nullptr ? nullptr : bias + j0;
-                            // A sliver of at most nr / 2 real columns takes half a tile.
-                            const auto tile = 2 * nj <= nr ? uk.tile_half : uk.tile;
-                            if (nj == nr && ir + mr >= mc && ir > 0 && next != nullptr) {
-                                uk.tile_fetch(mi, kc, ap, bp, c, ldo, acc, base, next);
-                                continue;
-                            }
-                            if (nj == nr || 2 * nj == nr) {
-                                tile(mi, kc, ap, bp, c, ldo, acc, base);
-                                continue;
-                            }
-                            tile(mi, kc, ap, bp, edge, nr, false, nullptr);
-                            for (index_t i = 0; i < mi; ++i)
-                                for (index_t j = 0; j < nj; ++j)
-                                    c[i * ldo + j] = acc    ? c[i * ldo + j] + edge[i * nr + j]
-                                                     : base ? base[j] + edge[i * nr + j]
-                                                            : edge[i * nr + j];
-                        }
-                    }
-                }
-            }
-        }
-        if (chunks > 1) {
-            // C += part, rows shared out (after the loop's barrier).
-#pragma omp for schedule(static)
-            for (index_t i = 0; i < M; ++i)
-                for (index_t j = 0; j < N; ++j) C[i * ldc + j] += part.data()[i * N + j];
-        }
+    const Piece<T> one{A, C, ldc, M, 0};
+    gemm_pieces(&one, 1, N, K, transA, B, transB, accumulate, nthreads, bias, packed_b);
+}
+
+template <typename T>
+void gemm_pair(index_t M1, index_t M2, index_t N, index_t K, Rows<T> A1, Rows<T> A2, bool transA, Rows<T> B,
+               bool transB, T* C1, index_t ldc1, T* C2, index_t ldc2, int nthreads) {
+    const index_t mr = kernels<T>().mr, nr = kernels<T>().nr;
+    if (!general_shape(M1, N, K, transA, transB, nr) || !general_shape(M2, N, K, transA, transB, nr)) {
+        gemm(M1, N, K, A1, transA, B, transB, false, C1, ldc1, nthreads);
+        gemm(M2, N, K, A2, transA, B, transB, false, C2, ldc2, nthreads);
+        return;
     }
+    const Piece<T> pieces[2] = {{A1, C1, ldc1, M1, 0}, {A2, C2, ldc2, M2, ceil_div(M1, mr) * mr}};
+    gemm_pieces(pieces, 2, N, K, transA, B, transB, false, nthreads, static_cast<const T*>(nullptr),
+                static_cast<const PackedB<T>*>(nullptr));
 }
 
 template <typename T>
@@ -640,6 +699,8 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, int nthreads) {
     template void pack_block_rows<T>(T*, const T*, index_t, index_t, index_t, index_t);          \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int, const T*, \
                           const PackedB<T>*);                                                    \
+    template void gemm_pair<T>(index_t, index_t, index_t, index_t, Rows<T>, Rows<T>, bool, Rows<T>, bool, T*, \
+                               index_t, T*, index_t, int);                                               \
     template void fill_rows<T>(T*, index_t, index_t, index_t, const T*, int);                    \
     template void column_sums<T>(T*, const T*, index_t, index_t, int);
 

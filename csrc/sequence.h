@@ -410,19 +410,20 @@ template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
                            index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows) {
-    if (sums.shallow()) {
-        if (!by_rows) sums.add_inputs(reverse, nthreads);
-    } else {
-        gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
-        gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
-    }
-    sums.finish(dWx, db);
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
     h_prev.shift = reverse ? H : -H;
     h_prev.alt = h0;
     h_prev.alt_ld = H;
     h_prev.alt_index = reverse ? T - 1 : 0;
-    gemm<F>(H, G, N * T, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
+    if (sums.shallow()) {
+        if (!by_rows) sums.add_inputs(reverse, nthreads);
+        gemm<F>(H, G, N * T, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
+    } else {
+        gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
+        gemm_pair<F>(D, H, G, N * T, dense_rows(x, D), h_prev, true, dense_rows(dA, G), false, dWx, G, dWh, G,
+                     nthreads);
+    }
+    sums.finish(dWx, db);
 }
 
 }  // namespace rnn_fast

@@ -36,6 +36,22 @@ def test_lstm_sequence(shape, dtype, reverse):
     assert_all_close(rf.lstm_backward(dh, cache), ref.lstm_backward(dh, cache_ref), dtype, LSTM_GRADS)
 
 
+# dWx and dWh come from one product of dA with x and h_prev stacked (gemm_pair):
+# D not a whole number of row slivers on any ISA (7, 13: padding between the
+# two), N*T of at least 512 so that the sum is cut in two halves, and an H of
+# at most 4 rows, for which the pair falls back to two products.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(9, 60, 7, 11), (5, 110, 13, 6), (4, 130, 9, 3)], ids=shape_id)
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_weight_gradients_of_stacked_inputs(shape, dtype, cell):
+    args = recurrent_inputs(shape, dtype, gates=4 if cell == "lstm" else 1)
+    fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
+    h, cache = fwd(*args)
+    _, cache_ref = getattr(ref, f"{cell}_forward")(*args)
+    dh = rand(h.shape, dtype)
+    assert_all_close(bwd(dh, cache), getattr(ref, f"{cell}_backward")(dh, cache_ref), dtype, LSTM_GRADS)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
