@@ -854,7 +854,7 @@ template <typename F>
 py::tuple dropout_t(const py::array& x_, double keep, std::uint64_t seed) {
     const Contiguous<F> x = contiguous<F>(x_);
     const std::vector<py::ssize_t> shape(x_.shape(), x_.shape() + x_.ndim());
-    py::array_t<F> y(shape), mask(shape);
+    py::array_t<F> y = empty<F>(shape), mask = empty<F>(shape);
     {
         py::gil_scoped_release nogil;
         rnn_fast::dropout_forward<F>(y.mutable_data(), mask.mutable_data(), x.data(), x.size(), keep, seed, threads());
