@@ -877,6 +877,27 @@ py::tuple dropout_forward(py::handle x_, double rate, py::handle seed_) {
     return x.itemsize() == 8 ? dropout_t<double>(x, 1.0 - rate, seed) : dropout_t<float>(x, 1.0 - rate, seed);
 }
 
+template <typename F>
+py::array dropout_backward_t(const py::array& dy_, const py::array& mask_) {
+    const Contiguous<F> dy = contiguous<F>(dy_), mask = contiguous<F>(mask_);
+    py::array_t<F> dx = empty<F>(std::vector<py::ssize_t>(dy_.shape(), dy_.shape() + dy_.ndim()));
+    py::gil_scoped_release nogil;
+    rnn_fast::dropout_backward<F>(dx.mutable_data(), dy.data(), mask.data(), dy_.size(), threads());
+    return dx;
+}
+
+py::array dropout_backward(py::handle dy_, py::handle mask_) {
+    const char* fn = "dropout_backward";
+    const py::array dy = float_array(dy_, fn, "dy");
+    const py::array mask = float_array(mask_, fn, "mask");
+    if (!dy.attr("shape").equal(mask.attr("shape")))
+        throw py::value_error(std::string(fn) + "(): mask must have dy's shape " +
+                              py::str(dy.attr("shape")).cast<std::string>() + ", got " +
+                              py::str(mask.attr("shape")).cast<std::string>());
+    return dy.itemsize() == 8 || mask.itemsize() == 8 ? dropout_backward_t<double>(dy, mask)
+                                                      : dropout_backward_t<float>(dy, mask);
+}
+
 // An array the optimizer step writes in place: an ndarray (never a converted
 // copy), C-contiguous and writeable, with the parameters' dtype and shape
 // when `w` is given.
@@ -1260,7 +1281,10 @@ mask (N, T) booleans (or real weights). Returns (loss: float, dx (N, T, V)).)doc
           R"doc(Inverted dropout of x (any shape): returns (y, mask), mask holding 1 / (1 - rate)
 where an element is kept (probability 1 - rate) and 0 elsewhere, y = x * mask.
 The mask is a function of seed (an integer in [0, 2**64)) and the element's
-flat index only: the same for any thread count. Backward: dy * mask.)doc");
+flat index only: the same for any thread count. Backward: dropout_backward.)doc");
+    m.def("dropout_backward", &dropout_backward, "dy"_a, "mask"_a,
+          R"doc(The backward of dropout_forward: dy * mask, dy and mask of one shape (a new
+array, float64 if either is).)doc");
     m.def("_adam_update", &adam_update, "w"_a, "g"_a, "m"_a, "v"_a, "vhat"_a, py::kw_only(), "alpha"_a, "beta_1"_a,
           "beta_2"_a, "epsilon"_a,
           R"doc(rnn_fast.nn's Adam step, in place, in one pass: m += (g - m)(1 - beta_1);

@@ -113,6 +113,18 @@ void dropout_forward(F* y, F* mask, const F* x, index_t n, double keep, std::uin
     }
 }
 
+template <typename F>
+void dropout_backward(F* dx, const F* dy, const F* mask, index_t n, int nthreads) {
+    // Blocks of whole cache lines, each written by one thread.
+    constexpr index_t kBlock = 8192;
+    const index_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && n >= (1 << 16))
+    for (index_t q = 0; q < blocks; ++q) {
+        const index_t end = std::min(n, (q + 1) * kBlock);
+        for (index_t i = q * kBlock; i < end; ++i) dx[i] = dy[i] * mask[i];
+    }
+}
+
 namespace {
 
 // The step over [0, n) (restrict: the arrays are distinct, checked by the
@@ -174,6 +186,7 @@ void adam_update(index_t count, F* const* w, const F* const* g, F* const* m, F* 
     template double temporal_softmax_loss<F>(F*, const F*, const std::int64_t*, const F*, index_t,      \
                                              index_t, index_t, int);                                    \
     template void dropout_forward<F>(F*, F*, const F*, index_t, double, std::uint64_t, int);             \
+    template void dropout_backward<F>(F*, const F*, const F*, index_t, int);                            \
     template void adam_update<F>(index_t, F* const*, const F* const*, F* const*, F* const*, F* const*,      \
                                  const index_t*, F, F, F, F, int);
 

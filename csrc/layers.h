@@ -46,6 +46,10 @@ double temporal_softmax_loss(F* dx, const F* x, const std::int64_t* y, const F* 
 template <typename F>
 void dropout_forward(F* y, F* mask, const F* x, index_t n, double keep, std::uint64_t seed, int nthreads);
 
+// A dropout's backward: dx[i] = dy[i] * mask[i] (n values; dx may be dy).
+template <typename F>
+void dropout_backward(F* dx, const F* dy, const F* mask, index_t n, int nthreads);
+
 // One Adam step on n parameters, in place, in F's arithmetic, the order of
 // Keras's (and rnn_fast.nn's NumPy) update:
 //   m += (g - m) * (1 - beta_1);  v += (g * g - v) * (1 - beta_2)

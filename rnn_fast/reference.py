@@ -30,6 +30,7 @@ __all__ = [
     "word_embedding_backward",
     "temporal_softmax_loss",
     "dropout_forward",
+    "dropout_backward",
 ]
 
 
@@ -352,6 +353,14 @@ def dropout_forward(x, rate, seed):
     mask = np.where(halves < threshold, x.dtype.type(1) / x.dtype.type(keep), x.dtype.type(0)).astype(x.dtype)
     mask = mask.reshape(x.shape)
     return x * mask, mask
+
+
+def dropout_backward(dy, mask):
+    """The backward of dropout_forward: dy * mask."""
+    dy, mask = np.asarray(dy), np.asarray(mask)
+    if dy.shape != mask.shape:
+        raise ValueError(f"dropout_backward(): mask must have dy's shape {dy.shape}, got {mask.shape}")
+    return dy * mask
 
 
 def _adam_update(w, g, m, v, vhat, *, alpha, beta_1, beta_2, epsilon):

@@ -170,6 +170,10 @@ def test_dropout_arguments_are_checked():
             rf.dropout_forward(x, 0.5, seed)
     with pytest.raises(TypeError, match=r"dropout_forward\(\): x must be a float32 or float64 array, got dtype int64"):
         rf.dropout_forward(np.ones(3, np.int64), 0.5, 0)
+    with pytest.raises(ValueError, match=r"dropout_backward\(\): mask must have dy's shape \(3, 4\), got \(4, 3\)"):
+        rf.dropout_backward(x, x.T)
+    with pytest.raises(TypeError, match=r"dropout_backward\(\): mask must be a float32 or float64 array, got dtype bool"):
+        rf.dropout_backward(x, x > 0)
 
 
 def test_set_num_threads_rejects_non_positive():

@@ -671,6 +671,23 @@ def test_dropout_matches_reference(shape, dtype, rate):
     assert set(np.unique(mask)) <= {dtype(0), dtype(1) / dtype(1 - rate)}
 
 
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64),
+                                    (np.float64, np.float32)], ids=str)
+@pytest.mark.parametrize("shape", [(0,), (7,), (3, 5, 7), (5, 26215)], ids=str)
+def test_dropout_backward_matches_reference(shape, dtypes):
+    # dy * mask in NumPy's result dtype; the inputs are left as they were;
+    # (5, 26215): blocks shared by threads, the last one short.
+    dy = rand(shape, dtypes[0])
+    mask = rf.dropout_forward(np.ones(shape, dtypes[1]), 0.3, 5)[1]
+    before = dy.copy(), mask.copy()
+    dx = rf.dropout_backward(dy, mask)
+    want = ref.dropout_backward(dy, mask)
+    assert dx.dtype == want.dtype and dx.shape == shape
+    np.testing.assert_array_equal(dx, want)
+    np.testing.assert_array_equal(dy, before[0])
+    np.testing.assert_array_equal(mask, before[1])
+
+
 def test_dropout_statistics():
     # Kept fraction, and pairs sharing one 64-bit draw, within 5 sigma of
     # independent Bernoulli(keep) draws; other seeds give other masks; a

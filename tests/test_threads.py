@@ -36,7 +36,8 @@ def run_all(dtype):
     out += [e, rf.word_embedding_backward(rand(e.shape, dtype), cache)]
     loss, dx = rf.temporal_softmax_loss(scores[0], idx, idx % 3 > 0)
     out += [np.array(loss), dx]
-    out += rf.dropout_forward(rand((300, 401), dtype), 0.3, 12345)  # past the parallel threshold, odd size
+    y, mask = rf.dropout_forward(rand((300, 401), dtype), 0.3, 12345)  # past the parallel threshold, odd size
+    out += [y, mask, rf.dropout_backward(rand(y.shape, dtype, 4), mask)]
     return out
 
 

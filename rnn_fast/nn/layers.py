@@ -642,7 +642,11 @@ class Dropout(Layer):
         return x * self._mask
 
     def backward(self, dy):
-        return dy if self._mask is None else dy * self._mask
+        if self._mask is None:
+            return dy
+        if self._mask.dtype in (np.float32, np.float64) and np.asarray(dy).dtype in (np.float32, np.float64):
+            return _core.dropout_backward(dy, self._mask)
+        return dy * self._mask
 
 
 class Embedding(Layer):
