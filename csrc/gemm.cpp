@@ -163,7 +163,37 @@ void pack_sliver(T* d, const T* const* rows, index_t kc, index_t mr = MI) {
     const T* r[MI];
 #pragma GCC unroll 16
     for (int i = 0; i < MI; ++i) r[i] = rows[i];
-    for (index_t k = 0; k < kc; ++k, d += mr)
+    index_t k = 0;
+    if constexpr (sizeof(T) == 4 && MI >= 2) {
+        // Four k at a time: rows four at a time transposed in registers and
+        // stored four values at a time, two more as pairs (64-bit stores),
+        // the last one value by value.
+        for (; k + 4 <= kc; k += 4, d += 4 * mr) {
+            int i = 0;
+#pragma GCC unroll 4
+            for (; i + 4 <= MI; i += 4) {
+                __m128 a = _mm_loadu_ps(r[i] + k), b = _mm_loadu_ps(r[i + 1] + k);
+                __m128 c = _mm_loadu_ps(r[i + 2] + k), e = _mm_loadu_ps(r[i + 3] + k);
+                _MM_TRANSPOSE4_PS(a, b, c, e);
+                _mm_storeu_ps(d + i, a);
+                _mm_storeu_ps(d + mr + i, b);
+                _mm_storeu_ps(d + 2 * mr + i, c);
+                _mm_storeu_ps(d + 3 * mr + i, e);
+            }
+            if (i + 2 <= MI) {
+                const __m128 a = _mm_loadu_ps(r[i] + k), b = _mm_loadu_ps(r[i + 1] + k);
+                const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+                _mm_storel_pi(reinterpret_cast<__m64*>(d + i), lo);
+                _mm_storeh_pi(reinterpret_cast<__m64*>(d + mr + i), lo);
+                _mm_storel_pi(reinterpret_cast<__m64*>(d + 2 * mr + i), hi);
+                _mm_storeh_pi(reinterpret_cast<__m64*>(d + 3 * mr + i), hi);
+                i += 2;
+            }
+            if (i < MI)
+                for (int q = 0; q < 4; ++q) d[q * mr + i] = r[i][k + q];
+        }
+    }
+    for (; k < kc; ++k, d += mr)
 #pragma GCC unroll 16
         for (int i = 0; i < MI; ++i) d[i] = r[i][k];
 }
