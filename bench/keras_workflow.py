@@ -16,7 +16,11 @@ enters the project's:
 One epoch of fit and one predict over all windows are each timed three
 times after a warm-up epoch (Keras traces its graph there), medians kept;
 the two sides run in alternating processes (--rounds, default 3) and each
-side's median over them is reported.
+side's median over them is reported. Keras's times are bimodal by process
+on the 2-core host this was written on (a fit epoch of 1.3-1.7 s in some
+processes, 2.59 s in others, the same model and data): the verdicts take
+Keras's fastest process against rnn_fast's median one, the ratio a user
+would see against Keras at its best; the ratio of medians is printed too.
 Targets (issue 10): fit >= 6x and predict >= 4x faster than Keras.
 """
 import argparse
@@ -113,7 +117,9 @@ def main() -> int:
                     predict_s=statistics.median(r["predict_s"] for r in rs))
 
     ours, theirs = median_run(runs["rnn_fast"]), median_run(runs["keras"])
-    fit_x, predict_x = theirs["fit_epoch_s"] / ours["fit_epoch_s"], theirs["predict_s"] / ours["predict_s"]
+    best_fit = min(r["fit_epoch_s"] for r in runs["keras"])
+    best_predict = min(r["predict_s"] for r in runs["keras"])
+    fit_x, predict_x = best_fit / ours["fit_epoch_s"], best_predict / ours["predict_s"]
     print(f"seed workflow: 4 x LSTM({UNITS}) + Dropout(0.2), Dense(1), adam, MSE, batch {BATCH}, "
           f"{WINDOWS} windows of {STEPS} steps")
     print(f"medians of {args.rounds} alternating processes per side")
@@ -124,8 +130,11 @@ def main() -> int:
     for backend, rs in runs.items():
         print(f"{backend} per process, fit: " + ", ".join(f"{r['fit_epoch_s']:.3f}" for r in rs) +
               " s; predict: " + ", ".join(f"{r['predict_s']:.3f}" for r in rs) + " s")
-    print(f"rnn_fast is {fit_x:.2f}x faster to fit (target >= 6x: {'PASS' if fit_x >= 6 else 'FAIL'}) and "
-          f"{predict_x:.2f}x faster to predict (target >= 4x: {'PASS' if predict_x >= 4 else 'FAIL'})")
+    print(f"against the medians: {theirs['fit_epoch_s'] / ours['fit_epoch_s']:.2f}x to fit, "
+          f"{theirs['predict_s'] / ours['predict_s']:.2f}x to predict")
+    print(f"against Keras's fastest process ({best_fit:.3f} s, {best_predict:.3f} s): rnn_fast is {fit_x:.2f}x "
+          f"faster to fit (target >= 6x: {'PASS' if fit_x >= 6 else 'FAIL'}) and {predict_x:.2f}x faster to "
+          f"predict (target >= 4x: {'PASS' if predict_x >= 4 else 'FAIL'})")
     return 0
 
 
