@@ -222,6 +222,9 @@ RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
     return x != x ? x : r;
 }
 
+// c * times / 4^k, exactly (powers of two).
+constexpr float quartered(float c, int k, float times) { return k == 0 ? c * times : quartered(c / 4, k - 1, times); }
+
 // float tanh: a rational function, odd degree 13 over even degree 6 (the
 // coefficients of Eigen's generic_fast_tanh_float, which TensorFlow uses),
 // on x clamped to +-9, where tanh rounds to +-1 (the fit holds to 9.1), the
@@ -229,22 +232,20 @@ RNN_FAST_INLINE V<T, L> vexp(V<T, L> x) {
 // against an exp and a division for the formula below. (Eigen returns x
 // itself below |x| = 4e-4, where the fit is within an ulp of it anyway: three
 // more operations, 4% of an inference forward at H = 50, measured.)
-// Error: at most 6 ulp (tested; 4.3 measured with FMA, 5.3 without).
-//   p(z) = sum_k P[k] z^k (k = 0..6), q(z) = sum_k Q[k] z^k (k = 0..3),
-//   tanh(x) ~ x p(x^2) / q(x^2).
-// c / 4^k * times, exactly (powers of two).
-constexpr float quartered(float c, int k, float times) { return k == 0 ? c * times : quartered(c / 4, k - 1, times); }
-
+// Error: at most 6 ulp (tested; 4.3 measured with FMA, 5.3 without):
+//   tanh(x) ~ x p(x^2) / q(x^2),  p(z) = sum_k P[k] z^k,  q(z) = sum_k Q[k] z^k.
 struct TanhRational {
     static constexpr float P[7] = {4.89352455891786e-03f, 6.37261928875436e-04f, 1.48572235717979e-05f,
                                    5.12229709037114e-08f, -8.60467152213735e-11f, 2.00018790482477e-13f,
                                    -2.76076847742355e-16f};
     static constexpr float Q[4] = {4.89352518554385e-03f, 2.26843463243900e-03f, 1.18534705686654e-04f,
                                    1.19825839466702e-06f};
-    // The sigmoid's twins (below): P[k] / 4^k, 4 Q[k] / 4^k, exact scalings.
-    static constexpr float SP[7] = {quartered(P[0], 0, 1), quartered(P[1], 1, 1), quartered(P[2], 2, 1), quartered(P[3], 3, 1),
-                                    quartered(P[4], 4, 1), quartered(P[5], 5, 1), quartered(P[6], 6, 1)};
-    static constexpr float SQ[4] = {quartered(Q[0], 0, 4), quartered(Q[1], 1, 4), quartered(Q[2], 2, 4), quartered(Q[3], 3, 4)};
+    // The sigmoid's twins (below): P[k] / 4^k and 4 Q[k] / 4^k.
+    static constexpr float SP[7] = {quartered(P[0], 0, 1), quartered(P[1], 1, 1), quartered(P[2], 2, 1),
+                                    quartered(P[3], 3, 1), quartered(P[4], 4, 1), quartered(P[5], 5, 1),
+                                    quartered(P[6], 6, 1)};
+    static constexpr float SQ[4] = {quartered(Q[0], 0, 4), quartered(Q[1], 1, 4), quartered(Q[2], 2, 4),
+                                    quartered(Q[3], 3, 4)};
 };
 
 // Of M vectors at once, x[j] -> tanh(x[j]) for j >= S and sigmoid(x[j]) =
@@ -258,9 +259,10 @@ struct TanhRational {
 // steps in z = x^2 = 4 (x/2)^2 give exactly 4^-k times tanh(x/2)'s, and
 // x p / 4q = (x/2) p / 2q) and its result clamped to +-1/2 before adding
 // 1/2: bit for bit 1/2 + tanh(x/2) / 2 (checked against the previous build
-// on 5 million inputs, subnormals, infinities and NaN among them), one multiplication
-// fewer and an addition for a multiply-add (the LSTM forward's cell: a 32 x 60
-// x 1 x 50 forward 0.7% faster, measured; the cell is not bound by them).
+// on 5 million inputs, subnormals, infinities and NaN among them), one
+// multiplication fewer and an addition for a multiply-add (the LSTM forward's
+// cell: a 32 x 60 x 1 x 50 forward 0.7% faster, measured; the cell is not
+// bound by them).
 template <typename T, int L, int M, int S = 0>
 RNN_FAST_INLINE void vtanh_rational_n(V<T, L> (&x)[M]) {
     using VT = V<T, L>;
