@@ -196,10 +196,18 @@ private:
 template <typename F>
 struct PackedWeights;
 
-// Wh^T for a recurrent backward's dA · Wh^T (G x H), from Wh (H x G).
+// Wh^T for a recurrent backward's dA · Wh^T (G x H), from Wh (H x G); with
+// Wx (D x G), [Wh^T Wx^T] (G x (H + D)), whose last D columns give dA · Wx^T,
+// the input's gradient, in the same products (see fused_input_gradient).
 template <typename T>
-void pack_recurrent_transpose(PackedB<T>& out, const T* Wh, index_t H, index_t G, int nthreads) {
-    out.pack(G, H, dense_rows(Wh, G), true, nthreads);
+void pack_recurrent_transpose(PackedB<T>& out, const T* Wh, index_t H, index_t G, int nthreads,
+                              const T* Wx = nullptr, index_t D = 0) {
+    if (Wx == nullptr || D == 0) return out.pack(G, H, dense_rows(Wh, G), true, nthreads);
+    Buffer<T> stacked;  // [Wh; Wx], (H + D) x G
+    stacked.reserve(static_cast<std::size_t>((H + D) * G));
+    std::copy(Wh, Wh + H * G, stacked.data());
+    std::copy(Wx, Wx + D * G, stacked.data() + H * G);
+    out.pack(G, H + D, dense_rows(stacked.data(), G), true, nthreads);
 }
 
 // Rows [0, M) cut into blocks of at most mr rows, as even as possible, the

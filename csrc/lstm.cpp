@@ -18,7 +18,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     PackedB<F> wh_own;
     StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, H, G, nthreads);
-    const PackedB<F>& wh = prepare_forward(wh_own, wh_t, op, Wh, h0, N, H, 4, how, nthreads, pre);
+    const PackedB<F>& wh = prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, N, D, H, 4, how, nthreads, pre);
 
     recurrent_loop<F>(T, op, 4, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
@@ -53,8 +53,9 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     const index_t mr = uk.mr;
     Buffer<F> dA;  // (N,T,4H) gradient of every step's pre-activations
     dA.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
-    const Partition how = choose_partition<F>(N, G, H, nthreads);
+    const Partition how = choose_partition<F>(N, G, wh_t.N(), nthreads);
     LoopSums<F> sums(RowBlocks(N, G, mr), T, D, G, dA.data(), x, Wx, dx);
+    const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, packed, double-buffered.
@@ -94,10 +95,12 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
                 __builtin_prefetch(c + o * H + u);
                 __builtin_prefetch((fs == 0 ? c0 + n * H : c + (n * T + tp) * H) + u);
             });
-        }, dh0);
+        }, dh0, side_cols, [&](index_t s, const StepTile<F>& tile) {
+            store_input_gradient(dx, s, tile, T, D, reverse);
+        });
     }
     sequence_weight_grads(dx, dWx, dWh, db, dA.data(), x, h0, h, Wx, N, T, D, H, G, reverse, nthreads, sums,
-                          by_rows);
+                          by_rows, side_cols > 0);
 }
 
 #define RNN_FAST_INSTANTIATE(F)                                                                      \

@@ -17,9 +17,9 @@ namespace rnn_fast {
 //   gates (N,T,4H)  out: post-activation gates i, f, o, g of every step
 //   x (N,T,D) input; h0, c0 (N,H) initial states
 //   Wx (D,4H), Wh (H,4H), b (4H)
-// reverse runs time from T-1 down to 0. wh_t, if given, also gets Wh^T
-// packed for the backward (rather than the caller keeping a copy of Wh and
-// the backward packing it again). pre, if given, holds Wx and Wh packed
+// reverse runs time from T-1 down to 0. wh_t, if given, also gets Wh^T (or
+// [Wh^T Wx^T], see fused_input_gradient) packed for the backward (rather
+// than the caller keeping a copy of Wh and the backward packing it again). pre, if given, holds Wx and Wh packed
 // (PackedWeights::pack of these very Wx and Wh, for the ISA now dispatched),
 // which the forward reads instead of packing them: the same sums. No
 // argument may alias an output.
@@ -33,7 +33,9 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
 //   dx (N,T,D), dh0 (N,H), dc0 (N,H), dWx (D,4H), dWh (H,4H), db (4H)  out
 //   dh  (N,T,H)  upstream gradient of each step's h only (no recurrent part)
 //   dcT (N,H)    upstream gradient of the final cell state, or nullptr for 0
-//   wh_t         Wh^T packed by pack_recurrent_transpose (or the forward)
+//   wh_t         Wh^T packed by pack_recurrent_transpose (or the forward), or
+//                [Wh^T Wx^T] (the forward's, for fused_input_gradient shapes),
+//                whose products give dx in the time loop
 // Outputs must not alias each other or the inputs.
 template <typename F>
 void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh, const F* dcT,

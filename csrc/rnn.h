@@ -11,8 +11,9 @@ namespace rnn_fast {
 //   x  (N,T,D)  input; h0 (N,H) initial state
 //   Wx (D,H), Wh (H,H), b (H)
 // reverse runs time from T-1 down to 0 (the backward half of a bidirectional RNN).
-// wh_t, if given, also gets Wh^T packed for the backward (rather than the
-// caller keeping a copy of Wh and the backward packing it again). pre, if
+// wh_t, if given, also gets Wh^T (or [Wh^T Wx^T], see fused_input_gradient)
+// packed for the backward (rather than the caller keeping a copy of Wh and
+// the backward packing it again). pre, if
 // given, holds Wx and Wh packed (PackedWeights::pack of these very Wx and Wh,
 // for the ISA now dispatched), which the forward reads instead of packing
 // them: the same sums. No argument may alias h.
@@ -24,7 +25,9 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
 // Backward over a sequence, given the forward's inputs and its output h.
 //   dx (N,T,D), dh0 (N,H), dWx (D,H), dWh (H,H), db (H)  out
 //   dh (N,T,H)  upstream gradient of each step's output only (no recurrent part)
-//   wh_t        Wh^T packed by pack_recurrent_transpose (or the forward)
+//   wh_t        Wh^T packed by pack_recurrent_transpose (or the forward), or
+//               [Wh^T Wx^T] (the forward's, for fused_input_gradient shapes),
+//               whose products give dx in the time loop
 // Outputs must not alias each other or the inputs.
 template <typename F>
 void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F* x, const F* h0,

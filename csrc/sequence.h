@@ -90,6 +90,33 @@ Partition choose_partition(index_t N, index_t K, index_t G, int nthreads) {
     return even ? Partition::rows : Partition::columns;
 }
 
+// Inputs of at most this many features (a one-feature series) take their
+// gradients from each step's dA while the time loop has it in L1: with D = 1
+// the three products of dA below (dx, dWx, db) are passes over the whole of
+// dA that do little arithmetic, re-read from L3 after the loop (a sixth of a
+// 32 x 60 x 1 x 50 LSTM backward, measured by skipping them; taken in the
+// loop, that backward runs 0.91 -> 0.81 ms). db is taken in the loop for
+// every input (its pass was 4% of a 32 x 60 x 50 x 50 backward).
+constexpr index_t kShallowInput = 4;
+
+// Wider inputs of a small layer take dx = dA · Wx^T in the time loop too, as
+// more columns of its products: the backward's B is [Wh^T Wx^T] (packed by
+// the forward), and step s's products of dA of the step before give that
+// step's dx as well as its recurrent gradient, from the packed operand the
+// loop has anyway, rather than a GEMM after the loop that packs all of dA
+// again (a 32 x 60 x 50 x 50 LSTM backward 6.5% faster, 256 x 20 x 50 x 50
+// 9%, 13 x 100 x 32 x 32 1%; measured). Up to kFusedInputBytes of B, which
+// every thread reads at every step of its rows; from 3 rows (tiles of one or
+// two rows take longer than the GEMM: 1 x 100 x 50 x 50 7% slower). The
+// choice depends on the shape alone, so that the bits do not depend on the
+// thread count or partition.
+constexpr index_t kFusedInputBytes = 256 * 1024;
+
+template <typename F>
+bool fused_input_gradient(index_t N, index_t D, index_t H, index_t G) {
+    return D > kShallowInput && N >= 3 && G * (H + D) * index_t(sizeof(F)) <= kFusedInputBytes;
+}
+
 // Weights packed once for many forwards (an inference object's), in every
 // layout a forward may want: Wx (D x G) for the input projection, Wh (H x G)
 // in one group per gate (threads own columns; see prepare_forward) and in
@@ -120,11 +147,14 @@ struct PackedWeights {
 // (weights packed before the call), else wh.
 template <typename F>
 const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0,
-                                  index_t N, index_t H, int gates, Partition how, int nthreads,
-                                  const PackedWeights<F>* pre) {
+                                  const F* Wx, index_t N, index_t D, index_t H, int gates, Partition how,
+                                  int nthreads, const PackedWeights<F>* pre) {
     if (pre == nullptr)
         wh.pack(H, gates * H, dense_rows(Wh, gates * H), false, nthreads, how == Partition::rows ? 1 : gates);
-    if (wh_t != nullptr) pack_recurrent_transpose(*wh_t, Wh, H, gates * H, nthreads);
+    if (wh_t != nullptr) {
+        const bool fused = fused_input_gradient<F>(N, D, H, gates * H);
+        pack_recurrent_transpose(*wh_t, Wh, H, gates * H, nthreads, fused ? Wx : nullptr, fused ? D : 0);
+    }
     pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
     return pre != nullptr ? pre->recurrent(how) : wh;
 }
@@ -157,6 +187,12 @@ void for_tile_lines(const StepTile<F>& tile, index_t T, index_t t, Fn fn) {
 // reused from L1).
 constexpr index_t kBlocksPerPass = 16;
 
+// recurrent_loop's side when B has no side columns.
+struct NoSide {
+    template <typename Tile>
+    void operator()(index_t, const Tile&) const {}
+};
+
 // The time loop shared by the cells, one parallel region for all steps. At
 // step s the recurrent products A_s · B (A_s = op.a[s % 2], step s's left
 // operand, N x K; B = K x gates*U, U units per gate) go to
@@ -169,7 +205,13 @@ constexpr index_t kBlocksPerPass = 16;
 // is written before the loop) arrive while those products run. At step 0
 // with zero_first the products are zeros instead (no recurrent input yet).
 // With `last` (gates = 1) one more step follows, whose product of the final
-// operand with B is stored in last (N x U, dense) instead: a backward's dh0. Products run over K in blocks of the ISA's kc.
+// operand with B is stored in last (N x U, dense) instead: a backward's dh0.
+// With side_cols (gates = 1), B's last side_cols columns are not the cell's:
+// their products of step s >= 1 (operand A_s, the step before's) go to
+//   side(s, StepTile tile)
+// (tile.j0 and tile.units: side columns j0 .. j0+units-1, counted from the
+// first; the final step's too), for every row and side column once. Products
+// run over K in blocks of the ISA's kc.
 // Threads own, as `how` says (choose_partition; B packed to match, see
 // prepare_forward):
 //   - rows: whole row blocks, every step of them with no barrier at all (a
@@ -182,14 +224,15 @@ constexpr index_t kBlocksPerPass = 16;
 // Either way each output is written by one thread, and an element's
 // arithmetic is the same (row blocks and K blocks do not depend on the
 // thread count or partition): bitwise equal results for any thread count.
-template <typename T, typename Epilogue, typename Prefetch>
+template <typename T, typename Epilogue, typename Prefetch, typename Side = NoSide>
 void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
-                    Partition how, int nthreads, Epilogue epilogue, Prefetch prefetch, T* last = nullptr) {
+                    Partition how, int nthreads, Epilogue epilogue, Prefetch prefetch, T* last = nullptr,
+                    index_t side_cols = 0, Side side = {}) {
     const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K(), kc = std::max<index_t>(1, uk.kc);
     const index_t total = steps + (last != nullptr ? 1 : 0);
-    const index_t units = B.N() / gates;
+    const index_t units = (B.N() - side_cols) / gates, cell_cols = B.N() - side_cols;
     const bool by_rows = how == Partition::rows, own_rows = by_rows || how == Partition::row_passes;
     // Rows: one block's products for all slivers, row stride wide.
     const index_t wide = B.slivers() * nr;
@@ -221,6 +264,8 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                 }
             }
         }
+        if (side_cols > 0 && s > 0)
+            side(s, StepTile<T>{rows.start(b), mi, 0, side_cols, acc + cell_cols, wide, 0});
         if (s < steps) {
             epilogue(s, StepTile<T>{rows.start(b), mi, 0, units, acc, wide, units}, op.a[(s + 1) & 1]);
             return;
@@ -231,10 +276,13 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // block b's gate q at tiles + ((b - b0) * gates + q) * tile_size.
     auto column_pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
         const T* as = op.a[s & 1];
+        // The chunk's columns: [c nr, c nr + cells) the cell's, the rest side columns.
+        const index_t first = B.first_column(c), width = B.width(c);
+        const index_t cells = std::max<index_t>(0, std::min(width, cell_cols - first));
         auto prefetch_pass = [&] {
-            if (s < steps)
+            if (s < steps && cells > 0)
                 for (index_t b = b0; b < b1; ++b)
-                    prefetch(s, StepTile<T>{rows.start(b), static_cast<int>(rows.size(b)), c * nr, B.width(c), nullptr,
+                    prefetch(s, StepTile<T>{rows.start(b), static_cast<int>(rows.size(b)), c * nr, cells, nullptr,
                                             nr, tile_size});
         };
         if (zero_first && s == 0) {
@@ -266,12 +314,15 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
         for (index_t b = b0; b < b1; ++b) {
             const int mi = static_cast<int>(rows.size(b));
             const T* tb = tiles + (b - b0) * gates * tile_size;
+            if (cells < width && s > 0)
+                side(s, StepTile<T>{rows.start(b), mi, first + cells - cell_cols, width - cells, tb + cells, nr, 0});
+            if (cells == 0) continue;
             if (s < steps) {
-                epilogue(s, StepTile<T>{rows.start(b), mi, c * nr, B.width(c), tb, nr, tile_size}, op.a[(s + 1) & 1]);
+                epilogue(s, StepTile<T>{rows.start(b), mi, c * nr, cells, tb, nr, tile_size}, op.a[(s + 1) & 1]);
                 continue;
             }
             for (int r = 0; r < mi; ++r)
-                std::copy(tb + r * nr, tb + r * nr + B.width(c), last + (rows.start(b) + r) * units + c * nr);
+                std::copy(tb + r * nr, tb + r * nr + cells, last + (rows.start(b) + r) * units + c * nr);
         }
     };
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -291,15 +342,33 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                     for (index_t q = 0; q < passes; ++q)
                         column_pass(s, c, b0 + mine_count * q / passes, b0 + mine_count * (q + 1) / passes, mine);
         } else {
-            const index_t c0 = chunks * tid / nth, c1 = chunks * (tid + 1) / nth;
+            // The chunks with cell columns and those of side columns alone are
+            // shared out apart: the cells' work would otherwise fall to some
+            // threads only (a 13 x 100 x 32 x 32 LSTM backward 11% slower).
+            const index_t cc = std::min(chunks, (cell_cols + nr - 1) / nr), sc = chunks - cc;
+            const index_t c0 = cc * tid / nth, c1 = cc * (tid + 1) / nth;
+            const index_t d0 = cc + sc * tid / nth, d1 = cc + sc * (tid + 1) / nth;
+            auto chunk = [&](index_t s, index_t c) {
+                for (index_t p = 0; p < rows.count; p += kBlocksPerPass)
+                    column_pass(s, c, p, std::min(rows.count, p + kBlocksPerPass), mine);
+            };
             for (index_t s = 0; s < total; ++s) {
-                for (index_t c = c0; c < c1; ++c)
-                    for (index_t p = 0; p < rows.count; p += kBlocksPerPass)
-                        column_pass(s, c, p, std::min(rows.count, p + kBlocksPerPass), mine);
+                for (index_t c = c0; c < c1; ++c) chunk(s, c);
+                for (index_t c = d0; c < d1; ++c) chunk(s, c);
 #pragma omp barrier
             }
         }
     }
+}
+
+// The side of a backward's time loop with a fused input gradient: step s's
+// side products are dx of loop step s - 1 (forward step T - s).
+template <typename F>
+void store_input_gradient(F* dx, index_t s, const StepTile<F>& tile, index_t T, index_t D, bool reverse) {
+    const index_t t = step_time(T - s, T, reverse);
+    for (int r = 0; r < tile.mi; ++r)
+        std::copy(tile.acc + r * tile.row_stride, tile.acc + r * tile.row_stride + tile.units,
+                  dx + ((tile.row0 + r) * T + t) * D + tile.j0);
 }
 
 // a (N,T,G) = x (N,T,D) · Wx (D,G) + b (G), over all N*T rows in one GEMM
@@ -311,14 +380,6 @@ void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, inde
             pre != nullptr ? &pre->wx : nullptr);
 }
 
-// Inputs of at most this many features (a one-feature series) take their
-// gradients from each step's dA while the time loop has it in L1: with D = 1
-// the three products of dA below (dx, dWx, db) are passes over the whole of
-// dA that do little arithmetic, re-read from L3 after the loop (a sixth of a
-// 32 x 60 x 1 x 50 LSTM backward, measured by skipping them; taken in the
-// loop, that backward runs 0.91 -> 0.81 ms). db is taken in the loop for
-// every input (its pass was 4% of a 32 x 60 x 50 x 50 backward).
-constexpr index_t kShallowInput = 4;
 
 // The sums of dA that a backward's time loop takes while it has each
 // step's dA in L1 (dA (N,T,G)):
@@ -405,11 +466,12 @@ private:
 //               state h (N,T,H) of the time before it (after it when reverse)
 //   db (G) = sum of dA over N and T
 // db, and a shallow input's dx and dWx, come from sums instead (its tiles'
-// rows added by the time loop, whole when by_rows).
+// rows added by the time loop, whole when by_rows); dx from the time loop
+// when dx_done (fused_input_gradient).
 template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
-                           index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows) {
+                           index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows, bool dx_done) {
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
     h_prev.shift = reverse ? H : -H;
     h_prev.alt = h0;
@@ -419,7 +481,7 @@ void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x
         if (!by_rows) sums.add_inputs(reverse, nthreads);
         gemm<F>(H, G, N * T, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
     } else {
-        gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
+        if (!dx_done) gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
         gemm_pair<F>(D, H, G, N * T, dense_rows(x, D), h_prev, true, dense_rows(dA, G), false, dWx, G, dWh, G,
                      nthreads);
     }
