@@ -1317,14 +1317,17 @@ methods give children their full thread count.)doc");
                                          "got '" + how + "'");
           }, "how"_a,
           "Test hook: force how the recurrent time loops share a step among threads (results are the same).");
-    m.def("_fused_input_gradient", [](index_t N, index_t D, index_t H, int gates, const std::string& dtype) {
+    m.def("_fused_inputs", [](index_t N, index_t D, index_t H, int gates, const std::string& dtype) {
               if (dtype != "float32" && dtype != "float64")
-                  throw py::value_error("_fused_input_gradient(): dtype must be 'float32' or 'float64'");
-              return dtype == "float32" ? rnn_fast::fused_input_gradient<float>(N, D, H, gates * H)
-                                        : rnn_fast::fused_input_gradient<double>(N, D, H, gates * H);
+                  throw py::value_error("_fused_inputs(): dtype must be 'float32' or 'float64'");
+              const index_t G = gates * H;
+              return dtype == "float32" ? py::make_tuple(rnn_fast::fused_input_projection<float>(N, D, H, G),
+                                                         rnn_fast::fused_input_gradient<float>(N, D, H, G))
+                                        : py::make_tuple(rnn_fast::fused_input_projection<double>(N, D, H, G),
+                                                         rnn_fast::fused_input_gradient<double>(N, D, H, G));
           }, "N"_a, "D"_a, "H"_a, "gates"_a, "dtype"_a,
-          "Test hook: whether a recurrent backward of this shape takes dx in its time loop (the forward packs "
-          "[Wh^T Wx^T] for it).");
+          "Test hook: whether a recurrent layer of this shape takes x·Wx in its forward's time loop and dx in its "
+          "backward's (forward, backward).");
     m.def("_matmul", &matmul, "a"_a, "b"_a, "bias"_a = py::none(),
           "Test hook: a (M,K) @ b (K,N) [+ bias (N,)] by the kernels' GEMM, float32 or float64, into a new array.");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");

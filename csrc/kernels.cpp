@@ -44,8 +44,9 @@ namespace rnn_fast {
                                        std::make_integer_sequence<int, MR>{});                                     \
     }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
-                         index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo) {           \
-        lstm_forward_cell<T, L>(rows, n, acc, acc_rs, as, a, a_rs, gs, cp, cp_rs, c, h, ch_rs, ifgo);              \
+                         index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo,             \
+                         const T* bias) {                                                                          \
+        lstm_forward_cell<T, L>(rows, n, acc, acc_rs, as, a, a_rs, gs, cp, cp_rs, c, h, ch_rs, ifgo, bias);        \
     }                                                                                                              \
     void lstm_bwd_##NAME(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs, T* dc, \
                          index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,             \
@@ -53,8 +54,8 @@ namespace rnn_fast {
         lstm_backward_cell<T, L>(rows, n, dh, ch_rs, acc, acc_rs, dc, dc_rs, a, a_rs, gs, c, cp, cp_rs, da, ifgo); \
     }                                                                                                              \
     void rnn_fwd_##NAME(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,               \
-                        index_t a_rs) {                                                                            \
-        rnn_forward_cell<T, L>(rows, n, act, acc, acc_rs, a, a_rs);                                                \
+                        index_t a_rs, const T* bias) {                                                             \
+        rnn_forward_cell<T, L>(rows, n, act, acc, acc_rs, a, a_rs, bias);                                          \
     }                                                                                                              \
     void rnn_bwd_##NAME(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,        \
                         const T* h, T* da, index_t rs) {                                                           \

@@ -58,12 +58,13 @@ struct Kernels {
     // GEMM tile (see simd.h for the formulas and the stride arguments).
     // (ifgo: the gates' columns in Keras's and PyTorch's order i, f, g, o.)
     void (*lstm_forward_cell)(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,
-                              index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo);
+                              index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo,
+                              const T* bias);
     void (*lstm_backward_cell)(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs,
                                T* dc, index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,
                                index_t cp_rs, T* da, bool ifgo);
     void (*rnn_forward_cell)(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,
-                             index_t a_rs);
+                             index_t a_rs, const T* bias);
     void (*rnn_backward_cell)(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,
                               const T* h, T* da, index_t rs);
     // Sums of a backward's dA for `rows` rows (n values each, row stride

@@ -13,12 +13,16 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     const index_t G = 4 * H;
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
-    // Pre-activations x · Wx + b of all steps, straight into the gate buffer.
-    input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
+    // Pre-activations x · Wx + b of all steps, straight into the gate buffer,
+    // unless the time loop's products take x·Wx (fused_input_projection).
+    const bool fused = fused_input_projection<F>(N, D, H, G);
+    if (!fused) input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
     PackedB<F> wh_own;
-    StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
-    const Partition how = choose_partition<F>(N, H, G, nthreads);
-    const PackedB<F>& wh = prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, N, D, H, 4, how, nthreads, pre);
+    const index_t K = fused ? H + D : H;
+    StepOperand<F> op(N, K, mr);  // ([x_t] h_{t-1}), packed, double-buffered across steps
+    const Partition how = choose_partition<F>(N, K, G, nthreads);
+    const PackedB<F>& wh =
+        prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 4, reverse, fused, how, nthreads, pre);
 
     recurrent_loop<F>(T, op, 4, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
@@ -29,8 +33,11 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         const index_t o0 = row0 * T + t;
         const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
         uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, gates + o0 * G + j0, T * G, H, cp0,
-                             s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H, ifgo);
-        op.put(a_next, row0, mi, j0, h + o0 * H + j0, T * H, uc);
+                             s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H, ifgo,
+                             fused ? b + j0 : nullptr);
+        op.put(a_next, row0, mi, (fused ? D : 0) + j0, h + o0 * H + j0, T * H, uc);
+        if (fused && j0 == 0 && s + 1 < T)  // x of the next step, once per row block
+            op.put(a_next, row0, mi, 0, x + (row0 * T + step_time(s + 1, T, reverse)) * D, T * D, D);
     }, [&](index_t s, const StepTile<F>& tile) {
         // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);

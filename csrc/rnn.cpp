@@ -12,19 +12,26 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
                      PackedB<F>* wh_t, const PackedWeights<F>* pre) {
     const Kernels<F>& uk = kernels<F>();
     const index_t mr = uk.mr;
-    // Pre-activations of all steps, x · Wx + b, straight into h.
-    input_projection(h, x, Wx, b, N, T, D, H, nthreads, pre);
+    // Pre-activations of all steps, x · Wx + b, straight into h, unless the
+    // time loop's products take x·Wx (fused_input_projection).
+    const bool fused = fused_input_projection<F>(N, D, H, H);
+    if (!fused) input_projection(h, x, Wx, b, N, T, D, H, nthreads, pre);
     PackedB<F> wh_own;
-    StepOperand<F> op(N, H, mr);  // h_{t-1}, packed, double-buffered across steps
-    const Partition how = choose_partition<F>(N, H, H, nthreads);
-    const PackedB<F>& wh = prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, N, D, H, 1, how, nthreads, pre);
+    const index_t K = fused ? H + D : H;
+    StepOperand<F> op(N, K, mr);  // ([x_t] h_{t-1}), packed, double-buffered across steps
+    const Partition how = choose_partition<F>(N, K, H, nthreads);
+    const PackedB<F>& wh =
+        prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 1, reverse, fused, how, nthreads, pre);
 
     recurrent_loop<F>(T, op, 1, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
         const index_t t = step_time(s, T, reverse);
         const index_t row0 = tile.row0, j0 = tile.j0, uc = tile.units;
         const int mi = tile.mi;
-        uk.rnn_forward_cell(mi, uc, act, tile.acc, tile.row_stride, h + (row0 * T + t) * H + j0, T * H);
-        op.put(a_next, row0, mi, j0, h + (row0 * T + t) * H + j0, T * H, uc);
+        uk.rnn_forward_cell(mi, uc, act, tile.acc, tile.row_stride, h + (row0 * T + t) * H + j0, T * H,
+                            fused ? b + j0 : nullptr);
+        op.put(a_next, row0, mi, (fused ? D : 0) + j0, h + (row0 * T + t) * H + j0, T * H, uc);
+        if (fused && j0 == 0 && s + 1 < T)  // x of the next step, once per row block
+            op.put(a_next, row0, mi, 0, x + (row0 * T + step_time(s + 1, T, reverse)) * D, T * D, D);
     }, [&](index_t s, const StepTile<F>& tile) {
         // The tile's x·Wx + b, which the cell turns into h in place.
         for_tile_lines(tile, T, step_time(s, T, reverse),

@@ -232,45 +232,49 @@ def test_lstm_refuses_an_unknown_gate_order(fn):
         ref.lstm_forward(x, h0, Wx, Wh, b, gate_order="ifco")
 
 
-# (N, T, D, H) whose backward takes dx in its time loop, as more columns of
-# the recurrent products ([Wh^T Wx^T]): the sliver where the cell's columns
-# end shared with dx's (H = 50, 20), slivers of dx's alone (D = 32), the
-# fewest rows (N = 3), one row block and several.
+# (N, T, D, H) whose forward takes x·Wx and whose backward takes dx in their
+# time loops, as more columns of the products ([Wx; Wh] and [Wh^T Wx^T]): the
+# sliver where the cell's columns end shared with dx's (H = 50, 20), slivers
+# of dx's alone (D = 32), the fewest rows (N = 3), one row block and several.
 FUSED_SHAPES = [(7, 4, 50, 50), (13, 5, 32, 32), (3, 6, 9, 20), (32, 3, 50, 50)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", FUSED_SHAPES, ids=shape_id)
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
-def test_input_gradient_taken_in_the_time_loop(cell, shape, dtype):
-    """dx from the backward's time loop: the reference's, and the same bits
-    for each partition of the loop (rows, columns with the cell's chunks and
-    dx's shared out apart, row passes) on 1 to 3 threads, both directions."""
+def test_inputs_taken_in_the_time_loops(cell, shape, dtype):
+    """x·Wx in the forward's time loop and dx in the backward's: the
+    reference's h and gradients, and the same bits for each partition of the
+    loop (rows, columns with the cell's chunks and dx's shared out apart, row
+    passes) on 1 to 3 threads, both directions, the inference forward's h
+    equal to the training forward's."""
     N, T, D, H = shape
     gates = 4 if cell == "lstm" else 1
-    assert rf._core._fused_input_gradient(N, D, H, gates, np.dtype(dtype).name)
+    assert rf._core._fused_inputs(N, D, H, gates, np.dtype(dtype).name) == (True, True)
     args = recurrent_inputs(shape, dtype, gates=gates)
     dh = rand((N, T, H), dtype, 7)
-    names = ["dx", "dh0", "dWx", "dWh", "db"]
+    names = ["h", "dx", "dh0", "dWx", "dWh", "db"]
     fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
     for reverse in (False, True):
-        _, ref_cache = getattr(ref, f"{cell}_forward")(*args, reverse=reverse)
-        want = getattr(ref, f"{cell}_backward")(dh, ref_cache)
+        ref_h, ref_cache = getattr(ref, f"{cell}_forward")(*args, reverse=reverse)
+        want = [ref_h, *getattr(ref, f"{cell}_backward")(dh, ref_cache)]
         first = None
         try:
             for how in ("rows", "columns", "row_passes"):
                 rf._core._set_partition(how)
                 for n in (1, 2, 3):
                     rf.set_num_threads(n)
-                    got = bwd(dh, fwd(*args, reverse=reverse)[1])
+                    h, cache = fwd(*args, reverse=reverse)
+                    got = [h, *bwd(dh, cache)]
                     assert_all_close(got, want, dtype, names)
+                    np.testing.assert_array_equal(fwd(*args, reverse=reverse, cache=False)[0], h)
                     first = first or got
                     for k, (a, e) in enumerate(zip(got, first)):
                         assert np.array_equal(a, e), f"{names[k]} differs with partition {how} on {n} threads"
         finally:
             rf._core._set_partition("auto")
-    assert not rf._core._fused_input_gradient(N, 4, H, gates, "float32")  # a shallow input's sums instead
-    assert not rf._core._fused_input_gradient(2, D, H, gates, "float32")  # tiles of two rows: the GEMM after
+    assert rf._core._fused_inputs(N, 4, H, gates, "float32") == (True, False)  # a shallow input's sums instead
+    assert rf._core._fused_inputs(2, D, H, gates, "float32") == (False, False)  # tiles of two rows: the GEMMs
 
 
 INFERENCE_OBJECTS = [("lstm", rf.LSTMInference, {}), ("rnn", rf.RNNInference, {"activation": "tanh"}),
