@@ -196,6 +196,17 @@ private:
 template <typename F>
 struct PackedWeights;
 
+// [top; bottom] (top_rows + bottom_rows rows of `cols`, both dense), copied
+// into buf, as rows for PackedB::pack.
+template <typename T>
+Rows<T> stacked_rows(Buffer<T>& buf, const T* top, index_t top_rows, const T* bottom, index_t bottom_rows,
+                     index_t cols) {
+    buf.reserve(static_cast<std::size_t>(std::max<index_t>(1, (top_rows + bottom_rows) * cols)));
+    std::copy(top, top + top_rows * cols, buf.data());
+    std::copy(bottom, bottom + bottom_rows * cols, buf.data() + top_rows * cols);
+    return dense_rows(static_cast<const T*>(buf.data()), cols);
+}
+
 // Wh^T for a recurrent backward's dA · Wh^T (G x H), from Wh (H x G); with
 // Wx (D x G), [Wh^T Wx^T] (G x (H + D)), whose last D columns give dA · Wx^T,
 // the input's gradient, in the same products (see fused_input_gradient).
@@ -203,11 +214,8 @@ template <typename T>
 void pack_recurrent_transpose(PackedB<T>& out, const T* Wh, index_t H, index_t G, int nthreads,
                               const T* Wx = nullptr, index_t D = 0) {
     if (Wx == nullptr || D == 0) return out.pack(G, H, dense_rows(Wh, G), true, nthreads);
-    Buffer<T> stacked;  // [Wh; Wx], (H + D) x G
-    stacked.reserve(static_cast<std::size_t>((H + D) * G));
-    std::copy(Wh, Wh + H * G, stacked.data());
-    std::copy(Wx, Wx + D * G, stacked.data() + H * G);
-    out.pack(G, H + D, dense_rows(stacked.data(), G), true, nthreads);
+    Buffer<T> buf;
+    out.pack(G, H + D, stacked_rows(buf, Wh, H, Wx, D, G), true, nthreads);
 }
 
 // Rows [0, M) cut into blocks of at most mr rows, as even as possible, the

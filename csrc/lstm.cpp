@@ -37,7 +37,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
                              fused ? b + j0 : nullptr);
         op.put(a_next, row0, mi, (fused ? D : 0) + j0, h + o0 * H + j0, T * H, uc);
         if (fused && j0 == 0 && s + 1 < T)  // x of the next step, once per row block
-            op.put(a_next, row0, mi, 0, x + (row0 * T + step_time(s + 1, T, reverse)) * D, T * D, D);
+            put_input(op, a_next, row0, mi, x, step_time(s + 1, T, reverse), T, D);
     }, [&](index_t s, const StepTile<F>& tile) {
         // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);

@@ -31,7 +31,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
                             fused ? b + j0 : nullptr);
         op.put(a_next, row0, mi, (fused ? D : 0) + j0, h + (row0 * T + t) * H + j0, T * H, uc);
         if (fused && j0 == 0 && s + 1 < T)  // x of the next step, once per row block
-            op.put(a_next, row0, mi, 0, x + (row0 * T + step_time(s + 1, T, reverse)) * D, T * D, D);
+            put_input(op, a_next, row0, mi, x, step_time(s + 1, T, reverse), T, D);
     }, [&](index_t s, const StepTile<F>& tile) {
         // The tile's x·Wx + b, which the cell turns into h in place.
         for_tile_lines(tile, T, step_time(s, T, reverse),

@@ -140,11 +140,15 @@ bool fused_input_projection(index_t N, index_t D, index_t H, index_t G) {
 template <typename F>
 void pack_stacked(PackedB<F>& out, const F* Wh, const F* Wx, index_t D, index_t H, index_t G, int nthreads,
                   int groups) {
-    Buffer<F> stacked;
-    stacked.reserve(static_cast<std::size_t>((H + D) * G));
-    std::copy(Wx, Wx + D * G, stacked.data());
-    std::copy(Wh, Wh + H * G, stacked.data() + D * G);
-    out.pack(H + D, G, dense_rows(stacked.data(), G), false, nthreads, groups);
+    Buffer<F> buf;
+    out.pack(D + H, G, stacked_rows(buf, Wx, D, Wh, H, G), false, nthreads, groups);
+}
+
+// x at time t of rows row0 .. row0+mi-1 into the first D columns of a fused
+// forward's step operand a (see fused_input_projection).
+template <typename F>
+void put_input(const StepOperand<F>& op, F* a, index_t row0, int mi, const F* x, index_t t, index_t T, index_t D) {
+    op.put(a, row0, mi, 0, x + (row0 * T + t) * D, T * D, D);
 }
 
 // Weights packed once for many forwards (an inference object's), in every
@@ -204,7 +208,7 @@ const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<
             const index_t row0 = op.rows.start(b);
             const int mi = static_cast<int>(op.rows.size(b));
             op.put(op.a[0], row0, mi, D, h0 + row0 * H, H, H);
-            if (T > 0) op.put(op.a[0], row0, mi, 0, x + (row0 * T + step_time(0, T, reverse)) * D, T * D, D);
+            if (T > 0) put_input(op, op.a[0], row0, mi, x, step_time(0, T, reverse), T, D);
         }
     }
     return pre != nullptr ? pre->recurrent(how, fused) : wh;
