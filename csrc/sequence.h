@@ -112,11 +112,6 @@ constexpr index_t kShallowInput = 4;
 // thread count or partition.
 constexpr index_t kFusedInputBytes = 256 * 1024;
 
-template <typename F>
-bool fused_input_gradient(index_t N, index_t D, index_t H, index_t G) {
-    return D > kShallowInput && N >= 3 && G * (H + D) * index_t(sizeof(F)) <= kFusedInputBytes;
-}
-
 // The forward of a small layer takes x·Wx in its time loop likewise: step
 // s's operand is [x_t h_{t-1}] and B is [Wx; Wh] ((D + H) x G), so that one
 // product gives x_t·Wx + h_{t-1}·Wh and the cell adds b, rather than a GEMM
@@ -134,6 +129,10 @@ bool stacked_fits(index_t D, index_t H, index_t G) {
 template <typename F>
 bool fused_input_projection(index_t N, index_t D, index_t H, index_t G) {
     return N >= 3 && stacked_fits<F>(D, H, G);
+}
+template <typename F>
+bool fused_input_gradient(index_t N, index_t D, index_t H, index_t G) {
+    return D > kShallowInput && fused_input_projection<F>(N, D, H, G);
 }
 
 // [Wx; Wh] ((D + H) x G) packed as B, in `groups` groups of columns.
@@ -434,7 +433,6 @@ void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, inde
     gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, G, nthreads, b,
             pre != nullptr ? &pre->wx : nullptr);
 }
-
 
 // The sums of dA that a backward's time loop takes while it has each
 // step's dA in L1 (dA (N,T,G)):
