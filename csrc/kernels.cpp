@@ -43,6 +43,26 @@ namespace rnn_fast {
         tile_dispatch_##NAME<NV, true>(mi, kc, a, b, c, ldc, acc, bias, next,                                      \
                                        std::make_integer_sequence<int, MR>{});                                     \
     }                                                                                                              \
+    /* tiles of MI rows of an unpacked A (row stride lda) */                                                    \
+    template <int NU, int MI>                                                                                      \
+    void rows_##NAME(index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc, const T* bias) { \
+        tile<T, L, MR, NV, MI, NU, false, true>(kc, a, b, c, ldc, acc, bias, nullptr, lda);                        \
+    }                                                                                                              \
+    template <int NU, int... I>                                                                                    \
+    void rows_dispatch_##NAME(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc, \
+                              const T* bias, std::integer_sequence<int, I...>) {                                   \
+        static void (*const fns[])(index_t, const T*, index_t, const T*, T*, index_t, bool, const T*) = {           \
+            rows_##NAME<NU, I + 1>...};                                                                            \
+        fns[mi - 1](kc, a, lda, b, c, ldc, acc, bias);                                                             \
+    }                                                                                                              \
+    void tile_rows_##NAME(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc,    \
+                          const T* bias) {                                                                         \
+        rows_dispatch_##NAME<NV>(mi, kc, a, lda, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});     \
+    }                                                                                                              \
+    void half_rows_##NAME(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc,    \
+                          const T* bias) {                                                                         \
+        rows_dispatch_##NAME<NV / 2>(mi, kc, a, lda, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{}); \
+    }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
                          index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo,             \
                          const T* bias) {                                                                          \
@@ -50,16 +70,17 @@ namespace rnn_fast {
     }                                                                                                              \
     void lstm_bwd_##NAME(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs, T* dc, \
                          index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,             \
-                         index_t cp_rs, T* da, bool ifgo) {                                                        \
-        lstm_backward_cell<T, L>(rows, n, dh, ch_rs, acc, acc_rs, dc, dc_rs, a, a_rs, gs, c, cp, cp_rs, da, ifgo); \
+                         index_t cp_rs, T* da, bool ifgo, T* da2, index_t da2_rs) {                                \
+        lstm_backward_cell<T, L>(rows, n, dh, ch_rs, acc, acc_rs, dc, dc_rs, a, a_rs, gs, c, cp, cp_rs, da, ifgo,  \
+                                 da2, da2_rs);                                                                     \
     }                                                                                                              \
     void rnn_fwd_##NAME(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,               \
                         index_t a_rs, const T* bias) {                                                             \
         rnn_forward_cell<T, L>(rows, n, act, acc, acc_rs, a, a_rs, bias);                                          \
     }                                                                                                              \
     void rnn_bwd_##NAME(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,        \
-                        const T* h, T* da, index_t rs) {                                                           \
-        rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs);                                         \
+                        const T* h, T* da, index_t rs, T* da2, index_t da2_rs) {                                   \
+        rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs, da2, da2_rs);                            \
     }                                                                                                              \
     void loop_sums_##NAME(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,             \
                           index_t x_rs, const T* Wx, T* dx, T* part, T* db) {                                      \
@@ -73,7 +94,7 @@ namespace rnn_fast {
     void tanh_##NAME(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }                                   \
     T fma_##NAME(index_t iters) { return fma_chains<T, L>(iters); }                                                \
     const Kernels<T> NAME{ISA,   MR,          NV * L,      L,     KC,          MC,      tile_##NAME, half_##NAME,     \
-                          fetch_##NAME,                                                                            \
+                          fetch_##NAME,            tile_rows_##NAME, half_rows_##NAME,                             \
                           lstm_fwd_##NAME,                                                                         \
                           lstm_bwd_##NAME, rnn_fwd_##NAME, rnn_bwd_##NAME, loop_sums_##NAME, dropout_##NAME,      \
                           sigmoid_##NAME,                                                                          \

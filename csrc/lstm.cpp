@@ -19,7 +19,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     if (!fused) input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
     PackedB<F> wh_own;
     const index_t K = fused ? H + D : H;
-    StepOperand<F> op(N, K, mr);  // ([x_t] h_{t-1}), packed, double-buffered across steps
+    StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, K, G, nthreads);
     const PackedB<F>& wh =
         prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 4, reverse, fused, how, nthreads, pre);
@@ -65,8 +65,8 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        // The recurrent operand dA of the step before, packed, double-buffered.
-        StepOperand<F> op(N, G, mr);
+        // The recurrent operand dA of the step before, double-buffered.
+        StepOperand<F> op(N, G, mr, by_rows);
         // dc0 carries the cell-state gradient from step to step; it ends as dc0.
         if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
         else std::fill(dc0, dc0 + N * H, F(0));
@@ -83,9 +83,10 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             const F* cp0 = fs == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
             uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tile.acc, tile.row_stride, dc0 + row0 * H + j0, H,
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
-                                  dA.data() + o0 * G + j0, ifgo);
+                                  dA.data() + o0 * G + j0, ifgo, op.at(a_next, row0, j0), op.ld);
             const F* da = dA.data() + o0 * G + j0;
-            for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, da + q * H, T * G, uc);
+            if (!op.dense)
+                for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, da + q * H, T * G, uc);
             const index_t b = op.rows.block(row0);
             if (by_rows) sums.add_rows(b, t);
             else for (int q = 0; q < 4; ++q) sums.add_db(b, t, q * H + j0, uc);

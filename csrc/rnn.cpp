@@ -18,7 +18,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
     if (!fused) input_projection(h, x, Wx, b, N, T, D, H, nthreads, pre);
     PackedB<F> wh_own;
     const index_t K = fused ? H + D : H;
-    StepOperand<F> op(N, K, mr);  // ([x_t] h_{t-1}), packed, double-buffered across steps
+    StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, K, H, nthreads);
     const PackedB<F>& wh =
         prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 1, reverse, fused, how, nthreads, pre);
@@ -52,8 +52,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        // The recurrent operand dA of the step before, packed, double-buffered.
-        StepOperand<F> op(N, H, mr);
+        // The recurrent operand dA of the step before, double-buffered.
+        StepOperand<F> op(N, H, mr, by_rows);
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
         recurrent_loop<F>(T, op, 1, wh_t, true, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
@@ -61,8 +61,9 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             const int mi = tile.mi;
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
-            uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
-            op.put(a_next, row0, mi, j0, dA.data() + o0, T * H, uc);
+            uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H,
+                                 op.at(a_next, row0, j0), op.ld);
+            if (!op.dense) op.put(a_next, row0, mi, j0, dA.data() + o0, T * H, uc);
             if (by_rows) sums.add_rows(op.rows.block(row0), t);
             else sums.add_db(op.rows.block(row0), t, j0, uc);
         }, [&](index_t s, const StepTile<F>& tile) {

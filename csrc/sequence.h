@@ -17,25 +17,44 @@ template <typename F>
 constexpr index_t kLine = 64 / sizeof(F);
 
 // The left operand of the time loop's GEMMs (h_{t-1} in a forward, dA of
-// the step before in a backward): N rows of K in RowBlocks' layout, twice,
-// so that step s reads a[s % 2] while its epilogue writes a[(s + 1) % 2].
+// the step before in a backward): N rows of K, twice, so that step s reads
+// a[s % 2] while its epilogue writes a[(s + 1) % 2]. In RowBlocks' packed
+// layout, or `dense` (only when threads own rows: the tiles then read rows,
+// Kernels::tile_rows) as N rows of stride ld, which a backward's cell
+// stores as it stores dA (at()) rather than the epilogue packing them (LSTM
+// backward 32 x 60 x 1 x 50 4% faster, 32 x 60 x 50 x 50 1%, 32 x 100 x
+// 256 x 256 0.4%; measured; the same sums). A forward's operand stays
+// packed: dense, its training forward ran 1-4% slower (a tile of rows takes
+// a few cycles more to start, which K = 51 or 100 does not hide, and its
+// stores into the operand seemed to collide with the cell's others, by how
+// much depending on the operand's address).
 template <typename T>
 struct StepOperand {
     RowBlocks rows;
+    bool dense;
+    index_t ld;  // dense: the rows' stride, whole cache lines
     Buffer<T> buffer;
     T* a[2];
 
-    StepOperand(index_t N, index_t K, index_t mr) : rows(N, K, mr) {
-        const index_t size = std::max<index_t>(1, rows.count * mr * K);
+    StepOperand(index_t N, index_t K, index_t mr, bool dense_)
+        : rows(N, K, mr), dense(dense_), ld((K + kLine<T> - 1) / kLine<T> * kLine<T>) {
+        const index_t size = std::max<index_t>(1, dense ? N * ld : rows.count * mr * K);
         buffer.reserve(static_cast<std::size_t>(2 * size));
         a[0] = buffer.data();
         a[1] = buffer.data() + size;
     }
 
+    // Row block b of a step's operand a.
+    const T* block(const T* a, index_t b) const { return dense ? a + rows.start(b) * ld : a + b * rows.K * rows.mr; }
+
+    // Where row r's column k of a dense operand a is, or nullptr when packed.
+    T* at(T* a, index_t r, index_t k) const { return dense ? a + r * ld + k : nullptr; }
+
     // Rows row0 .. row0+mi-1 of a tile (one row block's), columns [k0, k0 +
     // count) of the next step's operand a_next := src (row i at src + i * ld).
     void put(T* a_next, index_t row0, int mi, index_t k0, const T* src, index_t ld, index_t count) const {
-        pack_block_rows(a_next + rows.packed(row0, k0), src, ld, mi, count, rows.mr);
+        if (!dense) return pack_block_rows(a_next + rows.packed(row0, k0), src, ld, mi, count, rows.mr);
+        for (int i = 0; i < mi; ++i) std::copy(src + i * ld, src + i * ld + count, at(a_next, row0 + i, k0));
     }
 };
 
@@ -302,7 +321,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 
     // Rows: block b of step s, all units.
     auto row_block = [&](index_t s, index_t b, T* acc) {
-        const T* as = op.a[s & 1] + b * K * mr;
+        const T* as = op.block(op.a[s & 1], b);
         const int mi = static_cast<int>(rows.size(b));
         const StepTile<T> whole{rows.start(b), mi, 0, units, nullptr, wide, units};
         if (zero_first && s == 0) {
@@ -312,9 +331,14 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
             for (index_t k0 = 0; k0 < K; k0 += kc) {
                 if (s < steps && k0 + kc >= K) prefetch(s, whole);
                 for (index_t q = 0; q < B.slivers(); ++q) {
-                    const auto tile = 2 * B.width(q) <= nr ? uk.tile_half : uk.tile;  // see Kernels::tile_half
-                    tile(mi, std::min(kc, K - k0), as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr, wide, k0 > 0,
-                         nullptr);
+                    const bool half = 2 * B.width(q) <= nr;  // see Kernels::tile_half
+                    const index_t kn = std::min(kc, K - k0);
+                    if (op.dense)
+                        (half ? uk.tile_rows_half : uk.tile_rows)(mi, kn, as + k0, op.ld, B.sliver(q) + k0 * nr,
+                                                                  acc + q * nr, wide, k0 > 0, nullptr);
+                    else
+                        (half ? uk.tile_half : uk.tile)(mi, kn, as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr,
+                                                        wide, k0 > 0, nullptr);
                 }
             }
         }

@@ -346,10 +346,21 @@ RNN_FAST_INLINE V<T, L> vrelu(V<T, L> x) {
 //   next (FETCH): a B block of kc rows laid out like b, fetched into L1
 //      row by row as this tile's products read b's rows, so that the tile
 //      after it (the first to read that block) does not wait on L2 or L3
-template <typename T, int L, int MR, int NV, int MI, int NU = NV, bool FETCH = false>
+//   ROWS: a is not packed but MI rows of A itself, element (i, k) at
+//      a[i * lda + k] (a backward's step operand when threads own rows,
+//      which its cell stores as it goes: see StepOperand; the same sums)
+template <typename T, int L, int MR, int NV, int MI, int NU = NV, bool FETCH = false, bool ROWS = false>
 RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, index_t ldc,
-                          bool accumulate, const T* bias, const T* next = nullptr) {
+                          bool accumulate, const T* bias, const T* next = nullptr, index_t lda = 0) {
     using VT = V<T, L>;
+    // Element (i, k) of A.
+    const T* row[MI];
+#pragma GCC unroll 16
+    for (int i = 0; i < MI; ++i) row[i] = a + i * lda;
+    auto at = [&](int i, index_t k) -> T {
+        if constexpr (ROWS) return row[i][k];
+        else return a[k * MR + i];
+    };
     // Bytes of a B row, and the cache lines fetched per row of next.
     constexpr int kRowBytes = NV * L * static_cast<int>(sizeof(T)), kLines = kRowBytes >= 64 ? kRowBytes / 64 : 1;
     auto fetch = [&](index_t k) {
@@ -390,7 +401,7 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
             for (int v = 0; v < NU; ++v) bv[v] = load<T, L>(b + ((k + p) * NV + v) * L);
 #pragma GCC unroll 16
             for (int i = 0; i < MI; ++i) {
-                const T ai = a[(k + p) * MR + i];
+                const T ai = at(i, k + p);
 #pragma GCC unroll 4
                 for (int v = 0; v < NU; ++v) acc[p][i][v] += ai * bv[v];
             }
@@ -400,7 +411,7 @@ RNN_FAST_INLINE void tile(index_t kc, const T* __restrict a, const T* __restrict
         fetch(k);
 #pragma GCC unroll 16
         for (int i = 0; i < MI; ++i) {
-            const T ai = a[k * MR + i];
+            const T ai = at(i, k);
 #pragma GCC unroll 4
             for (int v = 0; v < NU; ++v) acc[0][i][v] += ai * load<T, L>(b + (k * NV + v) * L);
         }
@@ -516,14 +527,18 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
 // LSTM backward of one step, from the post-activation gates a and the cell
 // states: dh + acc is the total gradient of h_t; dc (row stride dc_rs) holds
 // the gradient of c_t from the next step on entry, that of c_{t-1} on exit;
-// da (like a, in its gate order) gets the gradients of the pre-activations.
+// da (like a, in its gate order) gets the gradients of the pre-activations,
+// and da2 too when given (row stride da2_rs, the same gate stride: the next
+// step's operand).
 template <typename T, int L>
 RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc,
                                         index_t acc_rs, T* dc, index_t dc_rs, const T* a, index_t a_rs,
-                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da, bool ifgo) {
+                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da, bool ifgo,
+                                        T* da2, index_t da2_rs) {
     const index_t fo = gs, oo = (ifgo ? 3 : 2) * gs, go = (ifgo ? 2 : 3) * gs;
     for (index_t r = 0; r < rows;
          ++r, dh += ch_rs, acc += acc_rs, dc += dc_rs, a += a_rs, c += ch_rs, cp += cp_rs, da += a_rs) {
+        T* const next = da2 != nullptr ? da2 + r * da2_rs : nullptr;
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
             const V<T, L> i = ld<T, L, F>(a + k, m), f = ld<T, L, F>(a + fo + k, m);
@@ -531,10 +546,12 @@ RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, in
             const V<T, L> tc = vtanh<T, L>(ld<T, L, F>(c + k, m));
             const V<T, L> dht = ld<T, L, F>(dh + k, m) + load<T, L>(acc + k);
             const V<T, L> dct = ld<T, L, F>(dc + k, m) + dht * o * (T(1) - tc * tc);  // through h = o * tanh(c)
-            st<T, L, F>(da + k, dct * g * i * (T(1) - i), m);
-            st<T, L, F>(da + fo + k, dct * ld<T, L, F>(cp + k, m) * f * (T(1) - f), m);
-            st<T, L, F>(da + oo + k, dht * tc * o * (T(1) - o), m);
-            st<T, L, F>(da + go + k, dct * i * (T(1) - g * g), m);
+            const V<T, L> d[4] = {dct * g * i * (T(1) - i), dct * ld<T, L, F>(cp + k, m) * f * (T(1) - f),
+                                  dht * tc * o * (T(1) - o), dct * i * (T(1) - g * g)};
+            const index_t off[4] = {0, fo, oo, go};
+            for (int q = 0; q < 4; ++q) st<T, L, F>(da + off[q] + k, d[q], m);
+            if (next != nullptr)
+                for (int q = 0; q < 4; ++q) st<T, L, F>(next + off[q] + k, d[q], m);
             st<T, L, F>(dc + k, dct * f, m);
         });
     }
@@ -558,16 +575,20 @@ RNN_FAST_INLINE void rnn_forward_cell(index_t rows, index_t n, Activation act, c
 }
 
 // Vanilla RNN backward: da = (dh + acc) * act'(h), from the output h; dh, h
-// and da share the row stride rs.
+// and da share the row stride rs; da2, when given, gets da too (row stride
+// da2_rs: the next step's operand).
 template <typename T, int L>
 RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, const T* dh, const T* acc,
-                                       index_t acc_rs, const T* h, T* da, index_t rs) {
+                                       index_t acc_rs, const T* h, T* da, index_t rs, T* da2, index_t da2_rs) {
     for (index_t r = 0; r < rows; ++r, dh += rs, acc += acc_rs, h += rs, da += rs) {
+        T* const next = da2 != nullptr ? da2 + r * da2_rs : nullptr;
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
             const V<T, L> y = ld<T, L, F>(h + k, m);
             const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
-            st<T, L, F>(da + k, (ld<T, L, F>(dh + k, m) + load<T, L>(acc + k)) * d, m);
+            const V<T, L> g = (ld<T, L, F>(dh + k, m) + load<T, L>(acc + k)) * d;
+            st<T, L, F>(da + k, g, m);
+            if (next != nullptr) st<T, L, F>(next + k, g, m);
         });
     }
 }
