@@ -109,6 +109,7 @@ namespace rnn_fast {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
 namespace avx512 {
+constexpr bool kFma = true;  // multiply-adds fused: see TanhRational
 #include "simd.h"
 RNN_FAST_TABLE(f, "avx512", float, 16, 14, 2, 512, 112)
 RNN_FAST_TABLE(d, "avx512", double, 8, 14, 2, 512, 112)
@@ -118,6 +119,7 @@ RNN_FAST_TABLE(d, "avx512", double, 8, 14, 2, 512, 112)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
+constexpr bool kFma = true;
 #include "simd.h"
 RNN_FAST_TABLE(f, "avx2", float, 8, 6, 2, 256, 144)
 RNN_FAST_TABLE(d, "avx2", double, 4, 6, 2, 256, 144)
@@ -125,6 +127,7 @@ RNN_FAST_TABLE(d, "avx2", double, 4, 6, 2, 256, 144)
 #pragma GCC pop_options
 
 namespace portable {
+constexpr bool kFma = false;
 #include "simd.h"
 RNN_FAST_TABLE(f, "portable", float, 4, 4, 2, 256, 112)
 RNN_FAST_TABLE(d, "portable", double, 2, 4, 2, 256, 112)

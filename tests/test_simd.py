@@ -41,6 +41,24 @@ def test_error_bound(name, dtype):
     assert np.abs(got).max() <= 1  # never past the range: 1 - t*t and s*(1 - s) stay >= 0
 
 
+def floats_between(a, b):
+    lo, hi = np.float32(a).view(np.int32), np.float32(b).view(np.int32)
+    return np.arange(lo, hi + 1, dtype=np.int32).view(np.float32)
+
+
+def test_float32_saturation_in_range_and_exact():
+    # Around where the rational tanh reaches 1 (its own clamp point with FMA,
+    # past which it would pass 1; 9 and 18 without), every float of both
+    # signs: never out of range, and exactly saturated from the clamp on.
+    for name, lo, hi, top in (("tanh", 7.9, 9.5, 1.0), ("sigmoid", 15.8, 18.5, 1.0)):
+        x = floats_between(lo, hi)
+        up, down = rf._core._simd(x, name), rf._core._simd(-x, name)
+        bottom = -1.0 if name == "tanh" else 0.0
+        assert up.max() <= top and down.min() >= bottom, name
+        past = x >= (9.0 if name == "tanh" else 18.0)  # past either clamp point
+        assert np.all(up[past] == top) and np.all(down[past] == bottom), name
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_extremes_are_finite_and_exact(dtype):
     x = np.array([-1e4, -1e30, -np.inf, 1e4, 1e30, np.inf], dtype)
