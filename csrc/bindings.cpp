@@ -385,16 +385,11 @@ void run_forward(RecurrentCache& cache, const RecurrentArgs& in, bool keep, bool
             cache.c0 = zeros;
         }
         cache.c = empty<F>({N, T, H});
-        // The gates: the cache's array, or (inference) the core's scratch,
-        // whose block the next call reuses.
-        rnn_fast::Buffer<F> scratch;
-        F* gates;
+        // The gates: the cache's array, or (inference) none kept.
+        F* gates = nullptr;
         if (keep) {
             cache.gates = empty<F>({N, T, 4 * H});
             gates = mptr<F>(cache.gates);
-        } else {
-            scratch.reserve(static_cast<std::size_t>(std::max<index_t>(1, 4 * N * T * H)));
-            gates = scratch.data();
         }
         py::gil_scoped_release nogil;
         rnn_fast::lstm_seq_forward<F>(mptr<F>(cache.h), mptr<F>(cache.c), gates, cptr<F>(cache.x), cptr<F>(cache.h0),

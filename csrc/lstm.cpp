@@ -16,11 +16,22 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     // Pre-activations x · Wx + b of all steps, straight into the gate buffer,
     // unless the time loop's products take x·Wx (fused_input_projection).
     const bool fused = fused_input_projection<F>(N, D, H, G);
-    if (!fused) input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
     PackedB<F> wh_own;
     const index_t K = fused ? H + D : H;
     StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, K, G, nthreads);
+    // Without gates (an inference: nothing keeps them), each tile's cell
+    // turns its products into the gates in place when they are whole rows
+    // laid out like the bias (fused, threads owning rows: a 32 x 60 x 50 x
+    // 50 inference 5% faster, 32 x 60 x 1 x 50 2%, measured); otherwise
+    // they go to a buffer of the forward's own.
+    const bool in_place = gates == nullptr && fused && how == Partition::rows;
+    Buffer<F> own;
+    if (gates == nullptr && !in_place) {
+        own.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * G)));
+        gates = own.data();
+    }
+    if (!fused) input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
     const PackedB<F>& wh =
         prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 4, reverse, fused, how, nthreads, pre);
 
@@ -32,7 +43,11 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         // The cell for the whole tile: rows row0.. of time t, units j0..
         const index_t o0 = row0 * T + t;
         const F* cp0 = s == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
-        uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, gates + o0 * G + j0, T * G, H, cp0,
+        // The gates: in the gate buffer, or in place of the tile's products
+        // (whole rows, gate q at q * H like the bias's: see above).
+        F* const a = in_place ? const_cast<F*>(tile.acc) : gates + o0 * G + j0;
+        const index_t a_rs = in_place ? tile.row_stride : T * G;
+        uk.lstm_forward_cell(mi, uc, tile.acc, tile.row_stride, tile.gate_stride, a, a_rs, H, cp0,
                              s == 0 ? H : T * H, c + o0 * H + j0, h + o0 * H + j0, T * H, ifgo,
                              fused ? b + j0 : nullptr);
         op.put(a_next, row0, mi, (fused ? D : 0) + j0, h + o0 * H + j0, T * H, uc);
@@ -42,7 +57,8 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         // x·Wx + b and c_{t-1} of the tile, and the lines it will write.
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
         for_tile_lines(tile, T, step_time(s, T, reverse), [&](index_t n, index_t o, index_t u) {
-            for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + u, 1);
+            if (!in_place)
+                for (int q = 0; q < 4; ++q) __builtin_prefetch(gates + o * G + q * H + u, 1);
             __builtin_prefetch((s == 0 ? c0 + n * H : c + (n * T + tp) * H) + u);
             __builtin_prefetch(c + o * H + u, 1);
             __builtin_prefetch(h + o * H + u, 1);

@@ -14,7 +14,8 @@ namespace rnn_fast {
 // Forward over a sequence.
 //   h     (N,T,H)   out: hidden state of every step
 //   c     (N,T,H)   out: cell state of every step
-//   gates (N,T,4H)  out: post-activation gates i, f, o, g of every step
+//   gates (N,T,4H)  out: post-activation gates i, f, o, g of every step, or
+//                   nullptr (an inference: nothing keeps them)
 //   x (N,T,D) input; h0, c0 (N,H) initial states
 //   Wx (D,4H), Wh (H,4H), b (4H)
 // reverse runs time from T-1 down to 0. wh_t, if given, also gets Wh^T (or
