@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 
 #include "gemm.h"
 
@@ -314,6 +315,8 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // (Rows: plus one vector, which the cells' tail loads of the last row may
     // read past its units; those lanes are never stored.)
     const index_t scratch_size = by_rows ? mr * wide + uk.lanes : kBlocksPerPass * gates * tile_size;
+    // A dense operand's rows are read by whole row blocks only (see StepOperand).
+    if (op.dense && !by_rows) throw std::invalid_argument("recurrent_loop: a dense step operand needs Partition::rows");
     const index_t shares = own_rows ? rows.count : chunks;
     const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, shares)));
     Buffer<T> scratch;  // each thread's, allocated here: nothing may throw in the region

@@ -477,7 +477,9 @@ RNN_FAST_INLINE void fetch_row(const T* p, index_t n) {
 // i, f, o, g on exit (i, f, g, o with ifgo: Keras's and PyTorch's order, the
 // columns of its weights and so of a and acc); c = f * cp + i * g;
 // h = o * tanh(c). With bias (laid out like a row of a), acc holds x·Wx as
-// well and the pre-activations are bias + acc (a is only written).
+// well and the pre-activations are bias + acc (a is only written, and may be
+// acc itself, with a_rs = acc_rs and gs = as: the gates in place of the
+// products, each vector read before it is written).
 template <typename T, int L>
 RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a,
                                        index_t a_rs, index_t gs, const T* cp, index_t cp_rs, T* c, T* h,
