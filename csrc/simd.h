@@ -158,6 +158,19 @@ RNN_FAST_INLINE V<T, L> vmax(V<T, L> a, V<T, L> b) {
     else if constexpr (sizeof(VT) == 32) return (VT)_mm256_max_pd((__m256d)a, (__m256d)b);
     else return a > b ? a : b;
 }
+// a * b + c: one rounding where the instruction set has fused multiply-adds
+// (kFma), whatever the optimization level (at -O1, as the sanitizer build
+// compiles, GCC does not fuse a * b + c itself), else two.
+template <typename T, int L>
+RNN_FAST_INLINE V<T, L> vfma(V<T, L> a, V<T, L> b, V<T, L> c) {
+    using VT = V<T, L>;
+    if constexpr (!kFma) return a * b + c;
+    else if constexpr (sizeof(VT) == 64 && sizeof(T) == 4) return (VT)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+    else if constexpr (sizeof(VT) == 64) return (VT)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+    else if constexpr (sizeof(VT) == 32 && sizeof(T) == 4) return (VT)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+    else if constexpr (sizeof(VT) == 32) return (VT)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+    else return a * b + c;
+}
 template <typename T, int L>
 RNN_FAST_INLINE V<T, L> vfloor(V<T, L> x) {
     using VT = V<T, L>;
@@ -287,17 +300,19 @@ RNN_FAST_INLINE void vtanh_rational_n(V<T, L> (&x)[M]) {
     constexpr float bt = kFma ? C::kTanhOne : 9.0f, bs = kFma ? C::kSigmoidOne : 18.0f;
     for (int j = 0; j < M; ++j) xc[j] = vmin<T, L>(lim(j, bt, bs), vmax<T, L>(lim(j, -bt, -bs), x[j]));
     for (int j = 0; j < M; ++j) z[j] = xc[j] * xc[j];
-    auto pc = [](int j, int k) { return j < S ? C::SP[k] : C::P[k]; };
-    auto qc = [](int j, int k) { return j < S ? C::SQ[k] : C::Q[k]; };
-    for (int j = 0; j < M; ++j) p[j] = z[j] * pc(j, 6) + pc(j, 5);
-    for (int j = 0; j < M; ++j) q[j] = z[j] * qc(j, 3) + qc(j, 2);
-    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + pc(j, 4);
-    for (int j = 0; j < M; ++j) q[j] = q[j] * z[j] + qc(j, 1);
-    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + pc(j, 3);
-    for (int j = 0; j < M; ++j) q[j] = q[j] * z[j] + qc(j, 0);
-    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + pc(j, 2);
-    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + pc(j, 1);
-    for (int j = 0; j < M; ++j) p[j] = p[j] * z[j] + pc(j, 0);
+    // The Horner steps fused where they can be (vfma): the clamp points
+    // above hold for those roundings only.
+    auto pc = [](int j, int k) { return splat<T, L>(j < S ? C::SP[k] : C::P[k]); };
+    auto qc = [](int j, int k) { return splat<T, L>(j < S ? C::SQ[k] : C::Q[k]); };
+    for (int j = 0; j < M; ++j) p[j] = vfma<T, L>(z[j], pc(j, 6), pc(j, 5));
+    for (int j = 0; j < M; ++j) q[j] = vfma<T, L>(z[j], qc(j, 3), qc(j, 2));
+    for (int j = 0; j < M; ++j) p[j] = vfma<T, L>(p[j], z[j], pc(j, 4));
+    for (int j = 0; j < M; ++j) q[j] = vfma<T, L>(q[j], z[j], qc(j, 1));
+    for (int j = 0; j < M; ++j) p[j] = vfma<T, L>(p[j], z[j], pc(j, 3));
+    for (int j = 0; j < M; ++j) q[j] = vfma<T, L>(q[j], z[j], qc(j, 0));
+    for (int j = 0; j < M; ++j) p[j] = vfma<T, L>(p[j], z[j], pc(j, 2));
+    for (int j = 0; j < M; ++j) p[j] = vfma<T, L>(p[j], z[j], pc(j, 1));
+    for (int j = 0; j < M; ++j) p[j] = vfma<T, L>(p[j], z[j], pc(j, 0));
     for (int j = 0; j < M; ++j) p[j] = p[j] * xc[j];
     if constexpr (kFma)
         for (int j = 0; j < M; ++j) x[j] = p[j] / q[j];
