@@ -16,15 +16,14 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     // Pre-activations x · Wx + b of all steps, straight into the gate buffer,
     // unless the time loop's products take x·Wx (fused_input_projection).
     const bool fused = fused_input_projection<F>(N, D, H, G);
-    PackedB<F> wh_own;
     const index_t K = fused ? H + D : H;
-    StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
     const Partition how = choose_partition<F>(N, K, G, nthreads);
     // Without gates (an inference: nothing keeps them), each tile's cell
     // turns its products into the gates in place when they are whole rows
     // laid out like the bias (fused, threads owning rows: a 32 x 60 x 50 x
     // 50 inference 5% faster, 32 x 60 x 1 x 50 2%, measured); otherwise
-    // they go to a buffer of the forward's own.
+    // they go to a buffer of the forward's own, taken before the loop's
+    // others (as the caller's scratch was until this became possible).
     const bool in_place = gates == nullptr && fused && how == Partition::rows;
     Buffer<F> own;
     if (gates == nullptr && !in_place) {
@@ -32,6 +31,8 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
         gates = own.data();
     }
     if (!fused) input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
+    PackedB<F> wh_own;
+    StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
     const PackedB<F>& wh =
         prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 4, reverse, fused, how, nthreads, pre);
 
