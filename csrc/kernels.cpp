@@ -17,51 +17,42 @@ namespace rnn_fast {
 // The table entries of one ISA for element type T, vector width L and an
 // MR x (NV * L) GEMM tile, defined where simd.h's templates are visible.
 #define RNN_FAST_TABLE(NAME, ISA, T, L, MR, NV, KC, MC)                                                                         \
-    /* tiles of MI rows and NU of the sliver's NV vectors (FETCH: streaming next into L1), MI at run time */      \
-    template <int NU, bool FETCH, int MI>                                                                          \
+    /* tiles of MI rows and NU of the sliver's NV vectors (FETCH: streaming next into L1; ROWS: A unpacked, row   \
+       stride lda), MI at run time */                                                                              \
+    template <int NU, bool FETCH, bool ROWS, int MI>                                                               \
     void tile_##NAME(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,               \
-                     const T* next) {                                                                              \
-        tile<T, L, MR, NV, MI, NU, FETCH>(kc, a, b, c, ldc, acc, bias, next);                                      \
+                     const T* next, index_t lda) {                                                                 \
+        tile<T, L, MR, NV, MI, NU, FETCH, ROWS>(kc, a, b, c, ldc, acc, bias, next, lda);                           \
     }                                                                                                              \
-    template <int NU, bool FETCH, int... I>                                                                        \
+    template <int NU, bool FETCH, bool ROWS = false, int... I>                                                     \
     void tile_dispatch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc,             \
-                              const T* bias, const T* next, std::integer_sequence<int, I...>) {                    \
-        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*, const T*) = {         \
-            tile_##NAME<NU, FETCH, I + 1>...};                                                                     \
-        fns[mi - 1](kc, a, b, c, ldc, acc, bias, next);                                                            \
+                              const T* bias, const T* next, index_t lda, std::integer_sequence<int, I...>) {       \
+        static void (*const fns[])(index_t, const T*, const T*, T*, index_t, bool, const T*, const T*, index_t) = {\
+            tile_##NAME<NU, FETCH, ROWS, I + 1>...};                                                               \
+        fns[mi - 1](kc, a, b, c, ldc, acc, bias, next, lda);                                                       \
     }                                                                                                              \
     void tile_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
-        tile_dispatch_##NAME<NV, false>(mi, kc, a, b, c, ldc, acc, bias, nullptr,                                  \
+        tile_dispatch_##NAME<NV, false>(mi, kc, a, b, c, ldc, acc, bias, nullptr, 0,                               \
                                         std::make_integer_sequence<int, MR>{});                                    \
     }                                                                                                              \
     void half_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias) {     \
-        tile_dispatch_##NAME<NV / 2, false>(mi, kc, a, b, c, ldc, acc, bias, nullptr,                              \
+        tile_dispatch_##NAME<NV / 2, false>(mi, kc, a, b, c, ldc, acc, bias, nullptr, 0,                           \
                                             std::make_integer_sequence<int, MR>{});                                \
     }                                                                                                              \
     void fetch_##NAME(int mi, index_t kc, const T* a, const T* b, T* c, index_t ldc, bool acc, const T* bias,      \
                       const T* next) {                                                                             \
-        tile_dispatch_##NAME<NV, true>(mi, kc, a, b, c, ldc, acc, bias, next,                                      \
+        tile_dispatch_##NAME<NV, true>(mi, kc, a, b, c, ldc, acc, bias, next, 0,                                   \
                                        std::make_integer_sequence<int, MR>{});                                     \
-    }                                                                                                              \
-    /* tiles of MI rows of an unpacked A (row stride lda) */                                                    \
-    template <int NU, int MI>                                                                                      \
-    void rows_##NAME(index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc, const T* bias) { \
-        tile<T, L, MR, NV, MI, NU, false, true>(kc, a, b, c, ldc, acc, bias, nullptr, lda);                        \
-    }                                                                                                              \
-    template <int NU, int... I>                                                                                    \
-    void rows_dispatch_##NAME(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc, \
-                              const T* bias, std::integer_sequence<int, I...>) {                                   \
-        static void (*const fns[])(index_t, const T*, index_t, const T*, T*, index_t, bool, const T*) = {           \
-            rows_##NAME<NU, I + 1>...};                                                                            \
-        fns[mi - 1](kc, a, lda, b, c, ldc, acc, bias);                                                             \
     }                                                                                                              \
     void tile_rows_##NAME(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc,    \
                           const T* bias) {                                                                         \
-        rows_dispatch_##NAME<NV>(mi, kc, a, lda, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{});     \
+        tile_dispatch_##NAME<NV, false, true>(mi, kc, a, b, c, ldc, acc, bias, nullptr, lda,                       \
+                                              std::make_integer_sequence<int, MR>{});                              \
     }                                                                                                              \
     void half_rows_##NAME(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc, bool acc,    \
                           const T* bias) {                                                                         \
-        rows_dispatch_##NAME<NV / 2>(mi, kc, a, lda, b, c, ldc, acc, bias, std::make_integer_sequence<int, MR>{}); \
+        tile_dispatch_##NAME<NV / 2, false, true>(mi, kc, a, b, c, ldc, acc, bias, nullptr, lda,                   \
+                                                  std::make_integer_sequence<int, MR>{});                          \
     }                                                                                                              \
     void lstm_fwd_##NAME(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,    \
                          index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo,             \
