@@ -86,8 +86,10 @@ constexpr index_t kRowPartitionBytes = 1536 * 1024;
 // threads (row_passes: their blocks pass through each B block from L1 as
 // the columns' do): a step's barrier costs more than that on this shared
 // host (256 x 25 x 512 x 512 LSTM: inference 4.6%, forward+backward 3.7%,
-// 128 rows 2.5% faster, measured), 64 rows in 11 blocks (29 and 35 rows)
-// would not.
+// 128 rows 2.5% faster, measured), but only from 64 rows a thread: with
+// fewer, each thread's pass over all of B costs more than its share of the
+// columns' barriers (64 x 25 x 1024 x 1024 LSTM, 32 rows a thread: inference
+// and forward+backward 3% slower in row passes, measured on a 1 MiB-L2 EPYC).
 template <typename T>
 Partition choose_partition(index_t N, index_t K, index_t G, int nthreads) {
     const Partition forced = forced_partition();
@@ -102,7 +104,7 @@ Partition choose_partition(index_t N, index_t K, index_t G, int nthreads) {
             const index_t b0 = blocks.count * t / nthreads, b1 = blocks.count * (t + 1) / nthreads;
             most = std::max(most, blocks.start(b1) - blocks.start(b0));
         }
-        return 32 * most * nthreads <= 33 * N ? Partition::row_passes : Partition::columns;
+        return 32 * most * nthreads <= 33 * N && most >= 64 ? Partition::row_passes : Partition::columns;
     }
     // Rows need blocks that share out evenly: 3 blocks on 2 threads would
     // leave one thread waiting a third of every call.
