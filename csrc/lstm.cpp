@@ -32,7 +32,7 @@ void lstm_seq_forward(F* h, F* c, F* gates, const F* x, const F* h0, const F* c0
     }
     if (!fused) input_projection(gates, x, Wx, b, N, T, D, G, nthreads, pre);
     PackedB<F> wh_own;
-    StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
+    StepOperand<F> op(N, K, mr, N <= kDenseRows);  // ([x_t] h_{t-1}), double-buffered across steps
     const PackedB<F>& wh =
         prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 4, reverse, fused, how, nthreads, pre);
 
@@ -83,7 +83,7 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, double-buffered.
-        StepOperand<F> op(N, G, mr, by_rows);
+        StepOperand<F> op(N, G, mr, by_rows || N <= kDenseRows);
         // dc0 carries the cell-state gradient from step to step; it ends as dc0.
         if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
         else std::fill(dc0, dc0 + N * H, F(0));

@@ -18,7 +18,7 @@ void rnn_seq_forward(F* h, const F* x, const F* h0, const F* Wx, const F* Wh, co
     if (!fused) input_projection(h, x, Wx, b, N, T, D, H, nthreads, pre);
     PackedB<F> wh_own;
     const index_t K = fused ? H + D : H;
-    StepOperand<F> op(N, K, mr, false);  // ([x_t] h_{t-1}), packed, double-buffered across steps
+    StepOperand<F> op(N, K, mr, N <= kDenseRows);  // ([x_t] h_{t-1}), double-buffered across steps
     const Partition how = choose_partition<F>(N, K, H, nthreads);
     const PackedB<F>& wh =
         prepare_forward(wh_own, wh_t, op, Wh, h0, Wx, x, N, T, D, H, 1, reverse, fused, how, nthreads, pre);
@@ -53,7 +53,7 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
         // The recurrent operand dA of the step before, double-buffered.
-        StepOperand<F> op(N, H, mr, by_rows);
+        StepOperand<F> op(N, H, mr, by_rows || N <= kDenseRows);
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
         recurrent_loop<F>(T, op, 1, wh_t, true, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <stdexcept>
 
 #include "gemm.h"
 
@@ -17,16 +16,25 @@ namespace rnn_fast {
 template <typename F>
 constexpr index_t kLine = 64 / sizeof(F);
 
+// Up to this many rows a time loop's step operand is dense (see StepOperand)
+// whatever the partition: a packed A of one or two rows holds a cache line
+// for every k or two (mr columns, 14 with AVX-512), which the B slivers
+// streaming from L2 through L1 keep evicting. 1 x 100 x 128 x 256 LSTM
+// inference on AVX-512 17% faster (its products, B from L2: 77 -> 102 GB/s;
+// AVX2 99 -> 100), measured on a Zen 4 EPYC; the same sums.
+constexpr index_t kDenseRows = 2;
+
 // The left operand of the time loop's GEMMs (h_{t-1} in a forward, dA of
 // the step before in a backward): N rows of K, twice, so that step s reads
 // a[s % 2] while its epilogue writes a[(s + 1) % 2]. In RowBlocks' packed
-// layout, or `dense` (only when threads own rows: the tiles then read rows,
-// Kernels::tile_rows) as N rows of stride ld, which a backward's cell
-// stores as it stores dA (at()) rather than the epilogue packing them (LSTM
-// backward 32 x 60 x 1 x 50 4% faster, 32 x 60 x 50 x 50 1%, 32 x 100 x
-// 256 x 256 0.4%; measured; the same sums). A forward's operand stays
-// packed: dense, its training forward ran 1-4% slower (a tile of rows takes
-// a few cycles more to start, which K = 51 or 100 does not hide, and its
+// layout, or `dense` (when threads own rows, or up to kDenseRows rows: the
+// tiles then read rows, Kernels::tile_rows) as N rows of stride ld, which a
+// backward's cell stores as it stores dA (at()) rather than the epilogue
+// packing them (LSTM backward 32 x 60 x 1 x 50 4% faster, 32 x 60 x 50 x 50
+// 1%, 32 x 100 x 256 x 256 0.4%; measured; the same sums). A forward's
+// operand of more rows stays packed: dense, its training forward ran 1-4%
+// slower (a tile of rows takes a few cycles more to start, which K = 51 or
+// 100 does not hide, and its
 // stores into the operand seemed to collide with the cell's others, by how
 // much depending on the operand's address).
 template <typename T>
@@ -222,15 +230,11 @@ const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<
         const bool fused_dx = fused_input_gradient<F>(N, D, H, G);
         pack_recurrent_transpose(*wh_t, Wh, H, G, nthreads, fused_dx ? Wx : nullptr, fused_dx ? D : 0);
     }
-    if (!fused) {
-        pack_a_rows(op.a[0], dense_rows(h0, H), N, op.rows);
-    } else {
-        for (index_t b = 0; b < op.rows.count; ++b) {
-            const index_t row0 = op.rows.start(b);
-            const int mi = static_cast<int>(op.rows.size(b));
-            op.put(op.a[0], row0, mi, D, h0 + row0 * H, H, H);
-            if (T > 0) put_input(op, op.a[0], row0, mi, x, step_time(0, T, reverse), T, D);
-        }
+    for (index_t b = 0; b < op.rows.count; ++b) {
+        const index_t row0 = op.rows.start(b);
+        const int mi = static_cast<int>(op.rows.size(b));
+        op.put(op.a[0], row0, mi, fused ? D : 0, h0 + row0 * H, H, H);
+        if (fused && T > 0) put_input(op, op.a[0], row0, mi, x, step_time(0, T, reverse), T, D);
     }
     return pre != nullptr ? pre->recurrent(how, fused) : wh;
 }
@@ -317,8 +321,6 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // (Rows: plus one vector, which the cells' tail loads of the last row may
     // read past its units; those lanes are never stored.)
     const index_t scratch_size = by_rows ? mr * wide + uk.lanes : kBlocksPerPass * gates * tile_size;
-    // A dense operand's rows are read by whole row blocks only (see StepOperand).
-    if (op.dense && !by_rows) throw std::invalid_argument("recurrent_loop: a dense step operand needs Partition::rows");
     const index_t shares = own_rows ? rows.count : chunks;
     const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, shares)));
     Buffer<T> scratch;  // each thread's, allocated here: nothing may throw in the region
@@ -386,10 +388,14 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                     for (index_t b = b0; b < b1; ++b) {
                         const int mi = static_cast<int>(rows.size(b));
                         T* out = tiles + ((b - b0) * gates + q) * tile_size;
-                        if (b + 1 == b1 && next != nullptr && !half && b > b0)
-                            uk.tile_fetch(mi, kn, as + b * K * mr + k0 * mr, bq, out, nr, k0 > 0, nullptr, next);
+                        const T* ab = op.block(as, b);
+                        if (op.dense)
+                            (half ? uk.tile_rows_half : uk.tile_rows)(mi, kn, ab + k0, op.ld, bq, out, nr, k0 > 0,
+                                                                      nullptr);
+                        else if (b + 1 == b1 && next != nullptr && !half && b > b0)
+                            uk.tile_fetch(mi, kn, ab + k0 * mr, bq, out, nr, k0 > 0, nullptr, next);
                         else
-                            tile(mi, kn, as + b * K * mr + k0 * mr, bq, out, nr, k0 > 0, nullptr);
+                            tile(mi, kn, ab + k0 * mr, bq, out, nr, k0 > 0, nullptr);
                     }
                 }
             }

@@ -67,8 +67,10 @@ def run_recurrent(dtype, shape):
 # (N, T, D, H): more row blocks than one pass keeps (N = 100), recurrent
 # products deeper than one K block (H = 300 forward, 4H backward), and shallow
 # inputs (D <= 4), whose gradients the backward's time loop takes when threads
-# own rows and a pass after it takes otherwise.
-PARTITION_SHAPES = [(40, 9, 70, 96), (100, 5, 20, 300), (3, 4, 5, 7), (32, 7, 1, 50), (13, 6, 4, 20)]
+# own rows and a pass after it takes otherwise; one and two rows, whose step
+# operand is dense under every partition.
+PARTITION_SHAPES = [(40, 9, 70, 96), (100, 5, 20, 300), (3, 4, 5, 7), (32, 7, 1, 50), (13, 6, 4, 20),
+                    (1, 6, 9, 40), (2, 5, 30, 300)]
 
 
 @pytest.mark.parametrize("shape", PARTITION_SHAPES, ids=lambda s: "N{}T{}D{}H{}".format(*s))
