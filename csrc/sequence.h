@@ -17,12 +17,14 @@ template <typename F>
 constexpr index_t kLine = 64 / sizeof(F);
 
 // Up to this many rows a time loop's step operand is dense (see StepOperand)
-// whatever the partition: a packed A of one or two rows holds a cache line
-// for every k or two (mr columns, 14 with AVX-512), which the B slivers
-// streaming from L2 through L1 keep evicting. 1 x 100 x 128 x 256 LSTM
-// inference on AVX-512 17% faster (its products, B from L2: 77 -> 102 GB/s;
-// AVX2 99 -> 100), measured on a Zen 4 EPYC; the same sums.
-constexpr index_t kDenseRows = 2;
+// whatever the partition: a packed A of a few rows holds a cache line for
+// every k or few (mr columns, 14 with AVX-512), which the B slivers
+// streaming from L2 through L1 keep evicting. LSTM on AVX-512, measured on
+// a Zen 4 EPYC (the same sums): 1 x 100 x 128 x 256 inference 24% faster
+// (its products' B from L2 at 102 rather than 77 GB/s; AVX2 99 -> 100),
+// 3 x 100 x 128 x 256 12%; 4 x 60 x 50 x 50 training forward 6%, 6 rows 2%,
+// 8 rows 0.5%.
+constexpr index_t kDenseRows = 8;
 
 // The left operand of the time loop's GEMMs (h_{t-1} in a forward, dA of
 // the step before in a backward): N rows of K, twice, so that step s reads
