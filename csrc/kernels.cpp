@@ -61,17 +61,16 @@ namespace rnn_fast {
     }                                                                                                              \
     void lstm_bwd_##NAME(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs, T* dc, \
                          index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,             \
-                         index_t cp_rs, T* da, bool ifgo, T* da2, index_t da2_rs) {                                \
-        lstm_backward_cell<T, L>(rows, n, dh, ch_rs, acc, acc_rs, dc, dc_rs, a, a_rs, gs, c, cp, cp_rs, da, ifgo,  \
-                                 da2, da2_rs);                                                                     \
+                         index_t cp_rs, T* da, bool ifgo) {                                                        \
+        lstm_backward_cell<T, L>(rows, n, dh, ch_rs, acc, acc_rs, dc, dc_rs, a, a_rs, gs, c, cp, cp_rs, da, ifgo); \
     }                                                                                                              \
     void rnn_fwd_##NAME(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,               \
                         index_t a_rs, const T* bias) {                                                             \
         rnn_forward_cell<T, L>(rows, n, act, acc, acc_rs, a, a_rs, bias);                                          \
     }                                                                                                              \
     void rnn_bwd_##NAME(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,        \
-                        const T* h, T* da, index_t rs, T* da2, index_t da2_rs) {                                   \
-        rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs, da2, da2_rs);                            \
+                        const T* h, T* da, index_t rs) {                                                           \
+        rnn_backward_cell<T, L>(rows, n, act, dh, acc, acc_rs, h, da, rs);                                         \
     }                                                                                                              \
     void loop_sums_##NAME(index_t rows, index_t n, index_t d, const T* da, index_t da_rs, const T* x,             \
                           index_t x_rs, const T* Wx, T* dx, T* part, T* db) {                                      \

@@ -67,11 +67,11 @@ struct Kernels {
                               const T* bias);
     void (*lstm_backward_cell)(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs,
                                T* dc, index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,
-                               index_t cp_rs, T* da, bool ifgo, T* da2, index_t da2_rs);
+                               index_t cp_rs, T* da, bool ifgo);
     void (*rnn_forward_cell)(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,
                              index_t a_rs, const T* bias);
     void (*rnn_backward_cell)(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,
-                              const T* h, T* da, index_t rs, T* da2, index_t da2_rs);
+                              const T* h, T* da, index_t rs);
     // Sums of a backward's dA for `rows` rows (n values each, row stride
     // da_rs), rows r in order: for a shallow input (x and dx rows of d
     // values, row stride x_rs; d may be 0) dx[r, j] = da[r, :] · Wx[j, :] (Wx

@@ -82,8 +82,10 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
     const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        // The recurrent operand dA of the step before, double-buffered.
-        StepOperand<F> op(N, G, mr, by_rows || N <= kDenseRows);
+        // The recurrent operand dA of the step before: dA itself (a view) when
+        // dense, else packed and double-buffered.
+        const bool dense = by_rows || N <= kDenseRows;
+        StepOperand<F> op = dense ? StepOperand<F>(N, T, G, mr, dA.data(), reverse) : StepOperand<F>(N, G, mr, false);
         // dc0 carries the cell-state gradient from step to step; it ends as dc0.
         if (dcT != nullptr) std::copy(dcT, dcT + N * H, dc0);
         else std::fill(dc0, dc0 + N * H, F(0));
@@ -100,9 +102,9 @@ void lstm_seq_backward(F* dx, F* dh0, F* dc0, F* dWx, F* dWh, F* db, const F* dh
             const F* cp0 = fs == 0 ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
             uk.lstm_backward_cell(mi, uc, dh + o0 * H + j0, T * H, tile.acc, tile.row_stride, dc0 + row0 * H + j0, H,
                                   gates + o0 * G + j0, T * G, H, c + o0 * H + j0, cp0, fs == 0 ? H : T * H,
-                                  dA.data() + o0 * G + j0, ifgo, op.at(a_next, row0, j0), op.ld);
+                                  dA.data() + o0 * G + j0, ifgo);
             const F* da = dA.data() + o0 * G + j0;
-            if (!op.dense)
+            if (!op.dense)  // else the next step reads dA itself
                 for (int q = 0; q < 4; ++q) op.put(a_next, row0, mi, j0 + q * H, da + q * H, T * G, uc);
             const index_t b = op.rows.block(row0);
             if (by_rows) sums.add_rows(b, t);

@@ -52,8 +52,10 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
     const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     {  // the step loop's buffers are freed before the weight-gradient GEMMs
-        // The recurrent operand dA of the step before, double-buffered.
-        StepOperand<F> op(N, H, mr, by_rows || N <= kDenseRows);
+        // The recurrent operand dA of the step before: dA itself (a view) when
+        // dense, else packed and double-buffered.
+        const bool dense = by_rows || N <= kDenseRows;
+        StepOperand<F> op = dense ? StepOperand<F>(N, T, H, mr, dA.data(), reverse) : StepOperand<F>(N, H, mr, false);
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
         recurrent_loop<F>(T, op, 1, wh_t, true, how, nthreads, [&](index_t s, const StepTile<F>& tile, F* a_next) {
@@ -61,9 +63,8 @@ void rnn_seq_backward(F* dx, F* dh0, F* dWx, F* dWh, F* db, const F* dh, const F
             const int mi = tile.mi;
             const index_t t = step_time(T - 1 - s, T, reverse);
             const index_t o0 = (row0 * T + t) * H + j0;
-            uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H,
-                                 op.at(a_next, row0, j0), op.ld);
-            if (!op.dense) op.put(a_next, row0, mi, j0, dA.data() + o0, T * H, uc);
+            uk.rnn_backward_cell(mi, uc, act, dh + o0, tile.acc, tile.row_stride, h + o0, dA.data() + o0, T * H);
+            if (!op.dense) op.put(a_next, row0, mi, j0, dA.data() + o0, T * H, uc);  // else dA itself is read
             if (by_rows) sums.add_rows(op.rows.block(row0), t);
             else sums.add_db(op.rows.block(row0), t, j0, uc);
         }, [&](index_t s, const StepTile<F>& tile) {

@@ -27,25 +27,30 @@ constexpr index_t kLine = 64 / sizeof(F);
 constexpr index_t kDenseRows = 8;
 
 // The left operand of the time loop's GEMMs (h_{t-1} in a forward, dA of
-// the step before in a backward): N rows of K, twice, so that step s reads
-// a[s % 2] while its epilogue writes a[(s + 1) % 2]. In RowBlocks' packed
-// layout, or `dense` (when threads own rows, or up to kDenseRows rows: the
-// tiles then read rows, Kernels::tile_rows) as N rows of stride ld, which a
-// backward's cell stores as it stores dA (at()) rather than the epilogue
-// packing them (LSTM backward 32 x 60 x 1 x 50 4% faster, 32 x 60 x 50 x 50
-// 1%, 32 x 100 x 256 x 256 0.4%; measured; the same sums). A forward's
-// operand of more rows stays packed: dense, its training forward ran 1-4%
-// slower (a tile of rows takes a few cycles more to start, which K = 51 or
-// 100 does not hide, and its
-// stores into the operand seemed to collide with the cell's others, by how
-// much depending on the operand's address).
+// the step before in a backward), N rows of K, in one of three forms:
+//   - packed: RowBlocks' layout, twice, so that step s reads a[s % 2] while
+//     its epilogue packs a[(s + 1) % 2];
+//   - dense (a forward of up to kDenseRows rows): N rows of stride ld,
+//     twice likewise, read by Kernels::tile_rows (a forward of more rows
+//     stays packed: dense, its training forward ran 1-4% slower, measured;
+//     a tile of rows takes a few cycles more to start, which K = 51 or 100
+//     does not hide);
+//   - a view (a backward, when threads own rows or up to kDenseRows rows):
+//     its dA (N,T,K) itself, rows of stride T * K, step s >= 1 reading the
+//     dA that the step before's cells have just written, nothing copied or
+//     stored twice (the seed's Keras fit 3-5% faster than with a dense copy
+//     that the cells stored beside dA, its 32 x 60 x 50 x 50 backward's
+//     cells in half the time; measured on a Zen 4 EPYC).
+// The sums are the same in every form.
 template <typename T>
 struct StepOperand {
     RowBlocks rows;
     bool dense;
-    index_t ld;  // dense: the rows' stride, whole cache lines
+    index_t ld;  // dense: the rows' stride (whole cache lines, or a view's T * K)
     Buffer<T> buffer;
     T* a[2];
+    const T* view = nullptr;                // a view's dA
+    index_t view_first = 0, view_step = 0;  // step s >= 1 of a view at view + view_first + s * view_step
 
     StepOperand(index_t N, index_t K, index_t mr, bool dense_)
         : rows(N, K, mr), dense(dense_), ld((K + kLine<T> - 1) / kLine<T> * kLine<T>) {
@@ -55,11 +60,23 @@ struct StepOperand {
         a[1] = buffer.data() + size;
     }
 
+    // The view of dA (N,T,K) for a backward's steps: step s >= 1 reads the
+    // dA of forward step T - s (time step_time(T - s, T, reverse)).
+    StepOperand(index_t N, index_t steps, index_t K, index_t mr, const T* dA, bool reverse)
+        : rows(N, K, mr), dense(true), ld(steps * K), a{nullptr, nullptr}, view(dA),
+          view_first(reverse ? -K : steps * K), view_step(reverse ? K : -K) {}
+
+    // Step s's operand, and the one that step s's epilogue writes (nullptr
+    // for a view: the cell's own dA is the next operand).
+    const T* step(index_t s) const { return view == nullptr ? a[s & 1] : s == 0 ? view : view + view_first + s * view_step; }
+    T* next(index_t s) const { return view == nullptr ? a[(s + 1) & 1] : nullptr; }
+
     // Row block b of a step's operand a.
     const T* block(const T* a, index_t b) const { return dense ? a + rows.start(b) * ld : a + b * rows.K * rows.mr; }
 
-    // Where row r's column k of a dense operand a is, or nullptr when packed.
-    T* at(T* a, index_t r, index_t k) const { return dense ? a + r * ld + k : nullptr; }
+    // Where row r's column k of a dense operand a is, or nullptr when packed
+    // or a view.
+    T* at(T* a, index_t r, index_t k) const { return dense && a != nullptr ? a + r * ld + k : nullptr; }
 
     // Rows row0 .. row0+mi-1 of a tile (one row block's), columns [k0, k0 +
     // count) of the next step's operand a_next := src (row i at src + i * ld).
@@ -276,11 +293,12 @@ struct NoSide {
 };
 
 // The time loop shared by the cells, one parallel region for all steps. At
-// step s the recurrent products A_s · B (A_s = op.a[s % 2], step s's left
+// step s the recurrent products A_s · B (A_s = op.step(s), step s's left
 // operand, N x K; B = K x gates*U, U units per gate) go to
 //   epilogue(s, StepTile tile, a_next)
 // for tiles covering every row and unit once; the epilogue applies the cell
-// and writes A_{s+1} into a_next (at op.rows.packed(n, k)) for the tile's
+// and writes A_{s+1} into a_next (op.next(s): packed at op.rows.packed(n, k),
+// or dense; null for a view, whose cells' own dA is A_{s+1}) for the tile's
 // rows only. prefetch(s, tile) (tile.acc null) is called for the same tiles
 // when their last K block of products starts, so that the cell's other
 // operands of step s (far out of cache with large N: x·Wx + b of every step
@@ -330,7 +348,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 
     // Rows: block b of step s, all units.
     auto row_block = [&](index_t s, index_t b, T* acc) {
-        const T* as = op.block(op.a[s & 1], b);
+        const T* as = op.block(op.step(s), b);
         const int mi = static_cast<int>(rows.size(b));
         const StepTile<T> whole{rows.start(b), mi, 0, units, nullptr, wide, units};
         if (zero_first && s == 0) {
@@ -354,7 +372,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
         if (side_cols > 0 && s > 0)
             side(s, StepTile<T>{rows.start(b), mi, 0, side_cols, acc + cell_cols, wide, 0});
         if (s < steps) {
-            epilogue(s, StepTile<T>{rows.start(b), mi, 0, units, acc, wide, units}, op.a[(s + 1) & 1]);
+            epilogue(s, StepTile<T>{rows.start(b), mi, 0, units, acc, wide, units}, op.next(s));
             return;
         }
         for (int r = 0; r < mi; ++r) std::copy(acc + r * wide, acc + r * wide + units, last + (rows.start(b) + r) * units);
@@ -362,7 +380,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // Columns: chunk c of step s for row blocks [b0, b1), at most kBlocksPerPass;
     // block b's gate q at tiles + ((b - b0) * gates + q) * tile_size.
     auto column_pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
-        const T* as = op.a[s & 1];
+        const T* as = op.step(s);
         // The chunk's columns: [c nr, c nr + cells) the cell's, the rest side columns.
         const index_t first = B.first_column(c), width = B.width(c);
         const index_t cells = std::max<index_t>(0, std::min(width, cell_cols - first));
@@ -409,7 +427,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                 side(s, StepTile<T>{rows.start(b), mi, first + cells - cell_cols, width - cells, tb + cells, nr, 0});
             if (cells == 0) continue;
             if (s < steps) {
-                epilogue(s, StepTile<T>{rows.start(b), mi, c * nr, cells, tb, nr, tile_size}, op.a[(s + 1) & 1]);
+                epilogue(s, StepTile<T>{rows.start(b), mi, c * nr, cells, tb, nr, tile_size}, op.next(s));
                 continue;
             }
             for (int r = 0; r < mi; ++r)

@@ -561,18 +561,14 @@ RNN_FAST_INLINE void lstm_forward_cell(index_t rows, index_t n, const T* acc, in
 // LSTM backward of one step, from the post-activation gates a and the cell
 // states: dh + acc is the total gradient of h_t; dc (row stride dc_rs) holds
 // the gradient of c_t from the next step on entry, that of c_{t-1} on exit;
-// da (like a, in its gate order) gets the gradients of the pre-activations,
-// and da2 too when given (row stride da2_rs, the same gate stride: the next
-// step's operand).
+// da (like a, in its gate order) gets the gradients of the pre-activations.
 template <typename T, int L>
 RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc,
                                         index_t acc_rs, T* dc, index_t dc_rs, const T* a, index_t a_rs,
-                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da, bool ifgo,
-                                        T* da2, index_t da2_rs) {
+                                        index_t gs, const T* c, const T* cp, index_t cp_rs, T* da, bool ifgo) {
     const index_t fo = gs, oo = (ifgo ? 3 : 2) * gs, go = (ifgo ? 2 : 3) * gs;
     for (index_t r = 0; r < rows;
          ++r, dh += ch_rs, acc += acc_rs, dc += dc_rs, a += a_rs, c += ch_rs, cp += cp_rs, da += a_rs) {
-        T* const next = da2 != nullptr ? da2 + r * da2_rs : nullptr;
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
             const V<T, L> i = ld<T, L, F>(a + k, m), f = ld<T, L, F>(a + fo + k, m);
@@ -584,8 +580,6 @@ RNN_FAST_INLINE void lstm_backward_cell(index_t rows, index_t n, const T* dh, in
                                   dht * tc * o * (T(1) - o), dct * i * (T(1) - g * g)};
             const index_t off[4] = {0, fo, oo, go};
             for (int q = 0; q < 4; ++q) st<T, L, F>(da + off[q] + k, d[q], m);
-            if (next != nullptr)
-                for (int q = 0; q < 4; ++q) st<T, L, F>(next + off[q] + k, d[q], m);
             st<T, L, F>(dc + k, dct * f, m);
         });
     }
@@ -609,20 +603,17 @@ RNN_FAST_INLINE void rnn_forward_cell(index_t rows, index_t n, Activation act, c
 }
 
 // Vanilla RNN backward: da = (dh + acc) * act'(h), from the output h; dh, h
-// and da share the row stride rs; da2, when given, gets da too (row stride
-// da2_rs: the next step's operand).
+// and da share the row stride rs.
 template <typename T, int L>
 RNN_FAST_INLINE void rnn_backward_cell(index_t rows, index_t n, Activation act, const T* dh, const T* acc,
-                                       index_t acc_rs, const T* h, T* da, index_t rs, T* da2, index_t da2_rs) {
+                                       index_t acc_rs, const T* h, T* da, index_t rs) {
     for (index_t r = 0; r < rows; ++r, dh += rs, acc += acc_rs, h += rs, da += rs) {
-        T* const next = da2 != nullptr ? da2 + r * da2_rs : nullptr;
         for_vectors<T, L>(n, [&](index_t k, auto full, index_t m) {
             constexpr bool F = decltype(full)::value;
             const V<T, L> y = ld<T, L, F>(h + k, m);
             const V<T, L> d = act == Activation::tanh ? T(1) - y * y : (y > T(0) ? splat<T, L>(1) : splat<T, L>(0));
             const V<T, L> g = (ld<T, L, F>(dh + k, m) + load<T, L>(acc + k)) * d;
             st<T, L, F>(da + k, g, m);
-            if (next != nullptr) st<T, L, F>(next + k, g, m);
         });
     }
 }
