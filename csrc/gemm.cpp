@@ -252,16 +252,6 @@ void pack_a(T* dst, Rows<T> A, bool transA, index_t ic, index_t mc, index_t pc, 
 }  // namespace
 
 template <typename T>
-void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks) {
-    const T* rows[16];
-    for (index_t b = 0; b < blocks.count; ++b) {
-        const index_t r0 = blocks.start(b), mi = std::min(blocks.size(b), M - r0);
-        for (index_t i = 0; i < mi; ++i) rows[i] = A.row(r0 + i);
-        pack_rows(dst + blocks.packed(r0, 0), rows, mi, blocks.K, blocks.mr);
-    }
-}
-
-template <typename T>
 void pack_block_rows(T* dst, const T* src, index_t ld, index_t mi, index_t count, index_t mr) {
     const T* rows[16];
     for (index_t i = 0; i < mi; ++i) rows[i] = src + i * ld;
@@ -725,7 +715,6 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, int nthreads) {
 
 #define RNN_FAST_INSTANTIATE(T)                                                                  \
     template class PackedB<T>;                                                                   \
-    template void pack_a_rows<T>(T*, Rows<T>, index_t, const RowBlocks&);                        \
     template void pack_block_rows<T>(T*, const T*, index_t, index_t, index_t, index_t);          \
     template void gemm<T>(index_t, index_t, index_t, Rows<T>, bool, Rows<T>, bool, bool, T*, index_t, int, const T*, \
                           const PackedB<T>*);                                                    \

@@ -225,7 +225,7 @@ void pack_recurrent_transpose(PackedB<T>& out, const T* Wh, index_t H, index_t G
 // third of the speed.) The count is even where the rows allow it, so that
 // the blocks share out evenly between two threads (choose_partition): 32
 // rows with mr = 14 go in 8, 8, 8, 8, not 10, 11, 11, which two threads
-// could not own (a 32 x 60 x 50 x 50 LSTM inference on AVX-512 1.8x slower
+// could not own (a 32 x 60 x 50 x 50 LSTM inference on AVX-512 3x slower
 // in columns, measured), but never in blocks of fewer than 3 rows, whose
 // tiles sum their products in another order (simd.h's tile, KS). The count
 // depends on M and mr only, never on the thread count. Block b is packed as
@@ -246,10 +246,6 @@ struct RowBlocks {
         return b * K * mr + k * mr + (r - start(b));
     }
 };
-
-// Packs op(A) = A (M x K) in RowBlocks' layout.
-template <typename T>
-void pack_a_rows(T* dst, Rows<T> A, index_t M, const RowBlocks& blocks);
 
 // dst[k * mr + i] = src[i * ld + k] for the rows i < mi <= 16 and columns
 // k < count: part of one row block in RowBlocks' layout (dst at its row 0,

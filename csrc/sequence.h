@@ -68,21 +68,20 @@ struct StepOperand {
 
     // Step s's operand, and the one that step s's epilogue writes (nullptr
     // for a view: the cell's own dA is the next operand).
-    const T* step(index_t s) const { return view == nullptr ? a[s & 1] : s == 0 ? view : view + view_first + s * view_step; }
+    const T* step(index_t s) const {
+        return view == nullptr ? a[s & 1] : s == 0 ? view : view + view_first + s * view_step;
+    }
     T* next(index_t s) const { return view == nullptr ? a[(s + 1) & 1] : nullptr; }
 
     // Row block b of a step's operand a.
     const T* block(const T* a, index_t b) const { return dense ? a + rows.start(b) * ld : a + b * rows.K * rows.mr; }
 
-    // Where row r's column k of a dense operand a is, or nullptr when packed
-    // or a view.
-    T* at(T* a, index_t r, index_t k) const { return dense && a != nullptr ? a + r * ld + k : nullptr; }
-
     // Rows row0 .. row0+mi-1 of a tile (one row block's), columns [k0, k0 +
-    // count) of the next step's operand a_next := src (row i at src + i * ld).
-    void put(T* a_next, index_t row0, int mi, index_t k0, const T* src, index_t ld, index_t count) const {
-        if (!dense) return pack_block_rows(a_next + rows.packed(row0, k0), src, ld, mi, count, rows.mr);
-        for (int i = 0; i < mi; ++i) std::copy(src + i * ld, src + i * ld + count, at(a_next, row0 + i, k0));
+    // count) of the next step's operand a_next := src (row i at src + i * src_ld).
+    void put(T* a_next, index_t row0, int mi, index_t k0, const T* src, index_t src_ld, index_t count) const {
+        if (!dense) return pack_block_rows(a_next + rows.packed(row0, k0), src, src_ld, mi, count, rows.mr);
+        for (int i = 0; i < mi; ++i)
+            std::copy(src + i * src_ld, src + i * src_ld + count, a_next + (row0 + i) * ld + k0);
     }
 };
 
