@@ -5,7 +5,8 @@ Same names, argument order, return tuples and shapes as cs231n's
 ``rnn_layers.py`` and as ``rnn_fast``'s compiled functions, written straight
 from the definitions, one time step at a time. Letters: N batch, T time,
 D input features, H hidden units, M affine outputs, V vocabulary. LSTM gates
-are ordered i, f, o, g. Caches are named structures, not positional tuples.
+are ordered i, f, o, g; GRU gates r, z, n (PyTorch's). Caches are named
+structures, not positional tuples.
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ __all__ = [
     "lstm_step_backward",
     "lstm_forward",
     "lstm_backward",
+    "gru_step_forward",
+    "gru_step_backward",
+    "gru_forward",
+    "gru_backward",
     "temporal_affine_forward",
     "temporal_affine_backward",
     "word_embedding_forward",
@@ -259,6 +264,109 @@ def lstm_backward(dh, cache, *, dcT=None, return_dc0=False):
     if return_dc0:
         return dx, dprev_h, dWx, dWh, db, dprev_c
     return dx, dprev_h, dWx, dWh, db
+
+
+# -------------------------------------------------------------------- GRU
+# PyTorch's equations and gate order r, z, n (Keras's reset_after=True):
+#   r = sigmoid(x Wx_r + b_r + h Wh_r + bh_r)
+#   z = sigmoid(x Wx_z + b_z + h Wh_z + bh_z)
+#   n = tanh(x Wx_n + b_n + r * (h Wh_n + bh_n))
+#   h' = (1 - z) * n + z * h
+# The reset gate multiplies the recurrent product, so the gradient of a
+# step's recurrent pre-activations (dah) differs from that of its input ones
+# (dax) in the n block: dah_n = r * dax_n.
+
+
+@dataclass
+class GRUStepCache:
+    x: np.ndarray  # (N, D)
+    prev_h: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, 3H)
+    Wh: np.ndarray  # (H, 3H)
+    r: np.ndarray  # (N, H) post-activation gates
+    z: np.ndarray
+    n: np.ndarray
+    hn: np.ndarray  # (N, H) h Wh_n + bh_n, the recurrent part that r scales
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, b, bh, *, cache=True):
+    """One GRU step. x (N, D), prev_h (N, H), Wx (D, 3H), Wh (H, 3H), b and
+    bh (3H,) (the input's and the recurrent product's biases), gate blocks r,
+    z, n. Returns (next_h, cache); cache=False (inference) returns None in
+    the cache's place."""
+    H = prev_h.shape[1]
+    ax = x.dot(Wx) + b
+    ah = prev_h.dot(Wh) + bh
+    r = sigmoid(ax[:, :H] + ah[:, :H])
+    z = sigmoid(ax[:, H : 2 * H] + ah[:, H : 2 * H])
+    hn = ah[:, 2 * H :]
+    n = np.tanh(ax[:, 2 * H :] + r * hn)
+    next_h = (1 - z) * n + z * prev_h
+    return next_h, GRUStepCache(x, prev_h, Wx, Wh, r, z, n, hn) if cache else None
+
+
+def gru_step_backward(dnext_h, cache):
+    """Returns (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,), dbh (3H,))."""
+    c = cache
+    dn = dnext_h * (1 - c.z) * (1 - c.n * c.n)  # of n's pre-activation
+    dz = dnext_h * (c.prev_h - c.n) * c.z * (1 - c.z)
+    dr = dn * c.hn * c.r * (1 - c.r)
+    dax = np.concatenate([dr, dz, dn], axis=1)  # of x Wx + b
+    dah = np.concatenate([dr, dz, dn * c.r], axis=1)  # of h Wh + bh
+    dx = dax.dot(c.Wx.T)
+    dprev_h = dnext_h * c.z + dah.dot(c.Wh.T)
+    return dx, dprev_h, c.x.T.dot(dax), c.prev_h.T.dot(dah), dax.sum(axis=0), dah.sum(axis=0)
+
+
+@dataclass
+class GRUCache:
+    steps: List[GRUStepCache]  # in time order t = 0..T-1
+    shape_x: tuple  # (N, T, D)
+    h0: np.ndarray  # (N, H)
+    Wx: np.ndarray
+    Wh: np.ndarray
+    reverse: bool
+    dtype: np.dtype  # of the forward's results: every input promoted
+
+
+def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cache=True):
+    """GRU over a sequence. x (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H),
+    b and bh (3H,), gate blocks r, z, n. Returns (h (N, T, H), cache), or
+    (h, h_T, cache) with return_state. reverse runs time from T-1 down to 0.
+    cache=False (inference) returns None in the cache's place."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(x, h0, Wx, Wh, b, bh)
+    h = np.zeros((N, T, H), dtype=dtype)
+    steps = [None] * T
+    prev = h0
+    for t in _times(T, reverse):
+        prev, steps[t] = gru_step_forward(x[:, t], prev, Wx, Wh, b, bh)
+        h[:, t] = prev
+    saved = GRUCache(steps, x.shape, h0, Wx, Wh, reverse, dtype) if cache else None
+    if return_state:
+        return h, np.array(prev, dtype=dtype), saved
+    return h, saved
+
+
+def gru_backward(dh, cache):
+    """dh (N, T, H): upstream gradient of each step's h only.
+    Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db, dbh)."""
+    N, T, D = cache.shape_x
+    dtype = np.result_type(dh, cache.dtype)
+    dx = np.zeros((N, T, D), dtype=dtype)
+    dprev = np.zeros(cache.h0.shape, dtype=dtype)
+    dWx = np.zeros(cache.Wx.shape, dtype=dtype)
+    dWh = np.zeros(cache.Wh.shape, dtype=dtype)
+    db = np.zeros(cache.Wx.shape[1], dtype=dtype)
+    dbh = np.zeros(cache.Wx.shape[1], dtype=dtype)
+    for t in reversed(list(_times(T, cache.reverse))):
+        dx[:, t], dprev, dWx_t, dWh_t, db_t, dbh_t = gru_step_backward(dh[:, t] + dprev, cache.steps[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+        dbh += dbh_t
+    return dx, dprev, dWx, dWh, db, dbh
 
 
 # ------------------------------------------------- non-recurrent layers

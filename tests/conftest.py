@@ -30,7 +30,7 @@ def shape_id(s):
 
 
 def recurrent_inputs(shape, dtype, gates, seed=0, scale=0.5):
-    """x (N,T,D), h0 (N,H), Wx (D,gH), Wh (H,gH), b (gH,) with gates=1 or 4."""
+    """x (N,T,D), h0 (N,H), Wx (D,gH), Wh (H,gH), b (gH,) with gates=1, 3 or 4."""
     N, T, D, H = shape
     rng = np.random.default_rng(seed)
     G = gates * H

@@ -71,6 +71,44 @@ def test_lstm_gradients_with_initial_and_final_cell_state(lib, reverse):
         np.testing.assert_allclose(grads[k], numeric_grad(loss, arrays, k), err_msg=name, **TOL)
 
 
+# The GRU's reference lands before its kernels: the GRU tests run over the
+# libraries that have it.
+GRU_LIBS = [name for name, m in LIBS.items() if hasattr(m, "gru_forward")]
+
+
+def gru_inputs(shape, seed=0):
+    """x, h0, Wx, Wh, b and bh (the recurrent product's bias) in float64."""
+    return recurrent_inputs(shape, np.float64, gates=3, seed=seed, scale=1.0) + [rand(3 * shape[3], np.float64, 14)]
+
+
+@pytest.mark.parametrize("lib", GRU_LIBS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gru_gradients(lib, reverse):
+    m = LIBS[lib]
+    args = gru_inputs((2, 3, 4, 5))
+    dh = rand((2, 3, 5), np.float64, 12)
+    h, cache = m.gru_forward(*args, reverse=reverse)
+    grads = m.gru_backward(dh, cache)
+
+    def loss(*a):
+        return np.sum(m.gru_forward(*a, reverse=reverse)[0] * dh)
+
+    for k, name in enumerate(["x", "h0", "Wx", "Wh", "b", "bh"]):
+        np.testing.assert_allclose(grads[k], numeric_grad(loss, list(args), k), err_msg=name, **TOL)
+
+
+@pytest.mark.parametrize("lib", GRU_LIBS)
+def test_gru_step_gradients(lib):
+    m = LIBS[lib]
+    x, h0, Wx, Wh, b, bh = gru_inputs((3, 1, 4, 5), seed=3)
+    args = [x[:, 0], h0, Wx, Wh, b, bh]
+    dnext = rand((3, 5), np.float64, 6)
+    grads = m.gru_step_backward(dnext, m.gru_step_forward(*args)[1])
+    for k, name in enumerate(["x", "prev_h", "Wx", "Wh", "b", "bh"]):
+        num = numeric_grad(lambda *a: np.sum(m.gru_step_forward(*a)[0] * dnext), list(args), k)
+        np.testing.assert_allclose(grads[k], num, err_msg=name, **TOL)
+
+
 @pytest.mark.parametrize("lib", LIBS)
 def test_rnn_step_gradients(lib):
     m = LIBS[lib]

@@ -1,6 +1,7 @@
-"""PyTorch's nn.RNN and nn.LSTM as an outside oracle: with the weights mapped
-(transposed, gates reordered from i,f,o,g to torch's i,f,g,o, one bias), they
-must give the same outputs and the same gradients.
+"""PyTorch's nn.RNN, nn.LSTM and nn.GRU as an outside oracle: with the
+weights mapped (transposed; LSTM gates reordered from i,f,o,g to torch's
+i,f,g,o, one bias; the GRU's r, z, n and two biases as they are), they must
+give the same outputs and the same gradients.
 
 Skipped when torch is missing, unless RNN_FAST_REQUIRE_TORCH=1 (set by CI),
 where a missing torch fails instead."""
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import rnn_fast as rf
+from rnn_fast import reference as ref
 
 from conftest import TOL, rand, recurrent_inputs
 
@@ -136,3 +138,44 @@ def test_rnn_matches_torch(shape, dtype, activation, reverse):
     close(dWx, rnn.weight_ih_l0.grad.numpy().T, dtype, "dWx")
     close(dWh, rnn.weight_hh_l0.grad.numpy().T, dtype, "dWh")
     close(db, rnn.bias_ih_l0.grad.numpy(), dtype, "db")
+
+
+# The GRU's reference lands before its kernels: the GRU oracle runs over the
+# libraries that have it.
+GRU_LIBS = {name: m for name, m in {"kernels": rf, "reference": ref}.items() if hasattr(m, "gru_forward")}
+
+
+@pytest.mark.parametrize("lib", GRU_LIBS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gru_matches_torch(lib, shape, dtype, reverse):
+    m = GRU_LIBS[lib]
+    N, T, D, H = shape
+    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=3)
+    bh = rand(3 * H, dtype, 8) * dtype(0.1)
+    dh = rand((N, T, H), dtype, 6)
+    h, hT, cache = m.gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse, return_state=True)
+    dx, dh0, dWx, dWh, db, dbh = m.gru_backward(dh, cache)
+
+    gru = torch.nn.GRU(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype])
+    with torch.no_grad():
+        gru.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
+        gru.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+        gru.bias_ih_l0.copy_(torch.from_numpy(b))
+        gru.bias_hh_l0.copy_(torch.from_numpy(bh))
+    xt = tensor(flip(x) if reverse else x, dtype)
+    h0t = tensor(h0[None], dtype)
+    out, hTt = gru(xt, h0t)
+    out_np = out.detach().numpy()
+    close(h, flip(out_np) if reverse else out_np, dtype, "h")
+    close(hT, hTt[0].detach().numpy(), dtype, "hT")
+
+    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
+    xg = xt.grad.numpy()
+    close(dx, flip(xg) if reverse else xg, dtype, "dx")
+    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
+    close(dWx, gru.weight_ih_l0.grad.numpy().T, dtype, "dWx")
+    close(dWh, gru.weight_hh_l0.grad.numpy().T, dtype, "dWh")
+    close(db, gru.bias_ih_l0.grad.numpy(), dtype, "db")
+    close(dbh, gru.bias_hh_l0.grad.numpy(), dtype, "dbh")
