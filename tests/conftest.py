@@ -1,5 +1,8 @@
 """Shared helpers: random inputs for each kernel and the per-dtype tolerances
 that every comparison with the NumPy reference uses."""
+from dataclasses import dataclass
+from typing import Tuple
+
 import numpy as np
 import pytest
 
@@ -30,7 +33,7 @@ def shape_id(s):
 
 
 def recurrent_inputs(shape, dtype, gates, seed=0, scale=0.5):
-    """x (N,T,D), h0 (N,H), Wx (D,gH), Wh (H,gH), b (gH,) with gates=1, 3 or 4."""
+    """x (N,T,D), h0 (N,H), Wx (D,gH), Wh (H,gH), b (gH,) for a cell of g gates."""
     N, T, D, H = shape
     rng = np.random.default_rng(seed)
     G = gates * H
@@ -44,6 +47,37 @@ def recurrent_inputs(shape, dtype, gates, seed=0, scale=0.5):
 
 def rand(shape, dtype, seed=1):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell as the tests drive it. Tests of every cell run over
+    CELLS, so a new cell is tested by adding its entry (and its kernels)."""
+
+    name: str  # its kernels' prefix: {name}_forward, {name}_backward, ...
+    gates: int  # column blocks of Wx and Wh
+    args: Tuple[str, ...] = ("x", "h0", "Wx", "Wh", "b")  # the forward's positional arguments
+    grads: Tuple[str, ...] = ("dx", "dh0", "dWx", "dWh", "db")  # what the backward returns
+
+    def inputs(self, shape, dtype, seed=0, scale=0.5):
+        """The forward's positional arguments: recurrent_inputs, then any
+        further bias (gates * H values each)."""
+        args = recurrent_inputs(shape, dtype, self.gates, seed, scale)
+        more = len(self.args) - len(args)
+        return args + [rand(self.gates * shape[3], dtype, seed + 20 + k) * dtype(0.1) for k in range(more)]
+
+    def forward(self, lib, args, **kw):
+        return getattr(lib, f"{self.name}_forward")(*args, **kw)
+
+    def backward(self, lib, dh, cache, **kw):
+        return getattr(lib, f"{self.name}_backward")(dh, cache, **kw)
+
+    def inference(self, lib, weights, **kw):
+        """The cell's inference object (LSTMInference, ...) on weights = the forward's arguments after h0."""
+        return getattr(lib, f"{self.name.upper()}Inference")(*weights, **kw)
+
+
+CELLS = {cell.name: cell for cell in (Cell("rnn", 1), Cell("lstm", 4))}
 
 
 def assert_close(actual, expected, dtype, err_msg=""):

@@ -11,15 +11,14 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import DTYPES, TOL, rand, recurrent_inputs
+from conftest import CELLS, DTYPES, TOL, rand
 
 SHAPE = (3, 5, 6, 4)  # N, T, D, H
-CELLS = {"rnn": 1, "lstm": 4}
 
 
 def forward_backward(lib, cell, args, dh=None, **kw):
-    h, cache = getattr(lib, f"{cell}_forward")(*args, **kw)
-    grads = getattr(lib, f"{cell}_backward")(np.ones_like(h) if dh is None else dh, cache)
+    h, cache = cell.forward(lib, args, **kw)
+    grads = cell.backward(lib, np.ones_like(h) if dh is None else dh, cache)
     return [h, *grads]
 
 
@@ -29,9 +28,14 @@ def both(cell, args, dh=None, **kw):
     return forward_backward(rf, cell, args, dh, **kw), expected
 
 
-def assert_matches(ours, expected, dtype, names=("h", "dx", "dh0", "dWx", "dWh", "db")):
+def assert_matches(ours, expected, dtype, names):
+    assert len(ours) == len(expected) == len(names)
     for a, e, n in zip(ours, expected, names):
         np.testing.assert_allclose(a, e, err_msg=n, **TOL[dtype])
+
+
+def outputs(cell):
+    return ("h",) + cell.grads
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -39,13 +43,14 @@ def assert_matches(ours, expected, dtype, names=("h", "dx", "dh0", "dWx", "dWh",
 @pytest.mark.parametrize("scale", [1e4, -1e4, 1e8, -1e8])
 def test_saturating_preactivations_give_finite_outputs(cell, dtype, scale):
     # b dominates: every pre-activation is about scale, far past exp's range.
-    x, h0, Wx, Wh, b = recurrent_inputs(SHAPE, dtype, gates=CELLS[cell])
-    b = (scale * (1 + 0.1 * rand(b.shape, np.float64))).astype(dtype)
-    kw = {"activation": "tanh"} if cell == "rnn" else {}
-    ours, expected = both(cell, (x, h0, Wx, Wh, b), **kw)
+    cell = CELLS[cell]
+    args = cell.inputs(SHAPE, dtype)
+    b = args[cell.args.index("b")]
+    b[...] = (scale * (1 + 0.1 * rand(b.shape, np.float64))).astype(dtype)
+    ours, expected = both(cell, args)
     for a in ours:
         assert np.all(np.isfinite(a))
-    assert_matches(ours, expected, dtype)
+    assert_matches(ours, expected, dtype, outputs(cell))
     # The saturated state is exactly +-1 (tanh) or bounded by |c| (LSTM).
     assert np.all(np.abs(ours[0]) <= 1)
 
@@ -56,26 +61,27 @@ def test_saturating_preactivations_give_finite_outputs(cell, dtype, scale):
 def test_huge_inputs_stay_finite(cell, dtype, scale):
     # Inputs of +-1e4 and +-1e30 (finite in float32): pre-activations of
     # either sign and that size, through the weights, at every step.
-    x, h0, Wx, Wh, b = recurrent_inputs(SHAPE, dtype, gates=CELLS[cell])
-    x = (x * scale).astype(dtype)
-    ours, expected = both(cell, (x, h0, Wx, Wh, b))
+    cell = CELLS[cell]
+    args = cell.inputs(SHAPE, dtype)
+    args[0] = (args[0] * scale).astype(dtype)
+    ours, expected = both(cell, args)
     for a in ours:
         assert np.all(np.isfinite(a))
-    assert_matches(ours, expected, dtype)
+    assert_matches(ours, expected, dtype, outputs(cell))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell,where", [(c, w) for c in CELLS for w in CELLS[c].args + ("dh",)])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("where", ["x", "h0", "Wx", "Wh", "b", "dh"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_nan_and_inf_propagate_as_in_numpy(cell, dtype, bad, where, reverse):
-    x, h0, Wx, Wh, b = args = recurrent_inputs(SHAPE, dtype, gates=CELLS[cell])
+    cell = CELLS[cell]
+    args = cell.inputs(SHAPE, dtype)
     dh = rand((SHAPE[0], SHAPE[1], SHAPE[3]), dtype)
-    target = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "dh": dh}[where]
+    target = dh if where == "dh" else args[cell.args.index(where)]
     target[(1,) * target.ndim] = bad  # one element: sample 1, time 1 / unit 1
     ours, expected = both(cell, args, dh, reverse=reverse)
-    assert_matches(ours, expected, dtype)
+    assert_matches(ours, expected, dtype, outputs(cell))
     # The check is not empty: a NaN always reaches some result, and never all
     # of them (other samples and times keep their finite values).
     flat = np.concatenate([a.ravel() for a in ours])
@@ -95,11 +101,11 @@ def test_overflowing_gradients_are_inf(dtype):
     Wx, Wh = (rng.random((D, H)) / D).astype(dtype), (rng.random((H, H)) / (4 * H)).astype(dtype)
     b = rng.random(H).astype(dtype)
     dh = (big * (1 + rng.random((N, T, H)))).astype(dtype)
-    ours, expected = both("rnn", (x, h0, Wx, Wh, b), dh, activation="relu")
+    ours, expected = both(CELLS["rnn"], (x, h0, Wx, Wh, b), dh, activation="relu")
     h, dx, dh0, dWx, dWh, db = ours
     assert np.all(np.isfinite(h))
     assert np.all(dWx == np.inf) and np.all(dWh == np.inf)
-    assert_matches(ours, expected, dtype)
+    assert_matches(ours, expected, dtype, outputs(CELLS["rnn"]))
     assert np.all(np.isfinite(dx)) == np.all(np.isfinite(expected[1]))
 
 

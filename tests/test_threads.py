@@ -9,17 +9,17 @@ import pytest
 
 import rnn_fast as rf
 
-from conftest import rand, recurrent_inputs
+from conftest import CELLS, rand
 
 
 def run_all(dtype):
     """Forward and backward of every kernel on shapes big enough to go parallel."""
     out = []
-    for cell, gates in (("rnn", 1), ("lstm", 4)):
-        args = recurrent_inputs((40, 9, 70, 96), dtype, gates=gates)
+    for cell in CELLS.values():
+        args = cell.inputs((40, 9, 70, 96), dtype)
         for reverse in (False, True):
-            h, cache = getattr(rf, f"{cell}_forward")(*args, reverse=reverse)
-            out += [h, *getattr(rf, f"{cell}_backward")(rand(h.shape, dtype), cache)]
+            h, cache = cell.forward(rf, args, reverse=reverse)
+            out += [h, *cell.backward(rf, rand(h.shape, dtype), cache)]
     # The GEMM's other paths: 50 output columns (3 whole slivers and 2
     # columns) are computed transposed; one sliver of 16 makes it split its
     # rows among threads rather than its columns; the backward's dw (200 x 50
@@ -54,13 +54,13 @@ def test_results_are_bitwise_identical_for_any_thread_count(dtype):
 
 def run_recurrent(dtype, shape):
     out = []
-    for cell, gates in (("rnn", 1), ("lstm", 4)):
-        args = recurrent_inputs(shape, dtype, gates=gates)
+    for cell in CELLS.values():
+        args = cell.inputs(shape, dtype)
         for reverse in (False, True):
-            h, cache = getattr(rf, f"{cell}_forward")(*args, reverse=reverse)
-            out += [h, getattr(rf, f"{cell}_forward")(*args, reverse=reverse, cache=False)[0]]
-            out.append(getattr(rf, f"{cell.upper()}Inference")(*args[2:])(*args[:2], reverse=reverse))
-            out += getattr(rf, f"{cell}_backward")(rand(h.shape, dtype), cache)
+            h, cache = cell.forward(rf, args, reverse=reverse)
+            out += [h, cell.forward(rf, args, reverse=reverse, cache=False)[0]]
+            out.append(cell.inference(rf, args[2:])(*args[:2], reverse=reverse))
+            out += cell.backward(rf, rand(h.shape, dtype), cache)
     return out
 
 
