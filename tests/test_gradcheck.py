@@ -9,7 +9,7 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import rand, recurrent_inputs
+from conftest import GRU, rand, recurrent_inputs
 
 EPS = 1e-6
 TOL = dict(rtol=1e-6, atol=1e-8)  # central differences: O(eps^2) truncation + O(1e-16/eps) rounding
@@ -76,16 +76,11 @@ def test_lstm_gradients_with_initial_and_final_cell_state(lib, reverse):
 GRU_LIBS = [name for name, m in LIBS.items() if hasattr(m, "gru_forward")]
 
 
-def gru_inputs(shape, seed=0):
-    """x, h0, Wx, Wh, b and bh (the recurrent product's bias) in float64."""
-    return recurrent_inputs(shape, np.float64, gates=3, seed=seed, scale=1.0) + [rand(3 * shape[3], np.float64, 14)]
-
-
 @pytest.mark.parametrize("lib", GRU_LIBS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_gru_gradients(lib, reverse):
     m = LIBS[lib]
-    args = gru_inputs((2, 3, 4, 5))
+    args = GRU.inputs((2, 3, 4, 5), np.float64, scale=1.0)
     dh = rand((2, 3, 5), np.float64, 12)
     h, cache = m.gru_forward(*args, reverse=reverse)
     grads = m.gru_backward(dh, cache)
@@ -93,14 +88,14 @@ def test_gru_gradients(lib, reverse):
     def loss(*a):
         return np.sum(m.gru_forward(*a, reverse=reverse)[0] * dh)
 
-    for k, name in enumerate(["x", "h0", "Wx", "Wh", "b", "bh"]):
+    for k, name in enumerate(GRU.args):
         np.testing.assert_allclose(grads[k], numeric_grad(loss, list(args), k), err_msg=name, **TOL)
 
 
 @pytest.mark.parametrize("lib", GRU_LIBS)
 def test_gru_step_gradients(lib):
     m = LIBS[lib]
-    x, h0, Wx, Wh, b, bh = gru_inputs((3, 1, 4, 5), seed=3)
+    x, h0, Wx, Wh, b, bh = GRU.inputs((3, 1, 4, 5), np.float64, seed=3, scale=1.0)
     args = [x[:, 0], h0, Wx, Wh, b, bh]
     dnext = rand((3, 5), np.float64, 6)
     grads = m.gru_step_backward(dnext, m.gru_step_forward(*args)[1])

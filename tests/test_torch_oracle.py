@@ -13,7 +13,7 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import TOL, rand, recurrent_inputs
+from conftest import GRU, TOL, rand, recurrent_inputs
 
 if os.environ.get("RNN_FAST_REQUIRE_TORCH") == "1":
     import torch
@@ -152,8 +152,7 @@ GRU_LIBS = {name: m for name, m in {"kernels": rf, "reference": ref}.items() if 
 def test_gru_matches_torch(lib, shape, dtype, reverse):
     m = GRU_LIBS[lib]
     N, T, D, H = shape
-    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=3)
-    bh = rand(3 * H, dtype, 8) * dtype(0.1)
+    x, h0, Wx, Wh, b, bh = GRU.inputs(shape, dtype)
     dh = rand((N, T, H), dtype, 6)
     h, hT, cache = m.gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse, return_state=True)
     dx, dh0, dWx, dWh, db, dbh = m.gru_backward(dh, cache)
