@@ -1,7 +1,7 @@
 """Shared helpers: random inputs for each kernel and the per-dtype tolerances
 that every comparison with the NumPy reference uses."""
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import pytest
@@ -58,6 +58,7 @@ class Cell:
     gates: int  # column blocks of Wx and Wh
     args: Tuple[str, ...] = ("x", "h0", "Wx", "Wh", "b")  # the forward's positional arguments
     grads: Tuple[str, ...] = ("dx", "dh0", "dWx", "dWh", "db")  # what the backward returns
+    variants: Tuple[Dict[str, Any], ...] = ({},)  # keyword sets of the forward that tests run each of
 
     def inputs(self, shape, dtype, seed=0, scale=0.5):
         """The forward's positional arguments: recurrent_inputs, then any
@@ -77,7 +78,8 @@ class Cell:
         return getattr(lib, f"{self.name.upper()}Inference")(*weights, **kw)
 
 
-CELLS = {cell.name: cell for cell in (Cell("rnn", 1), Cell("lstm", 4))}
+CELLS = {cell.name: cell for cell in (Cell("rnn", 1, variants=({"activation": "tanh"}, {"activation": "relu"})),
+                                      Cell("lstm", 4))}
 # The GRU joins CELLS with its kernels (issue 11); its reference's tests use
 # the entry now.
 GRU = Cell("gru", 3, args=Cell.args + ("bh",), grads=Cell.grads + ("dbh",))
@@ -103,3 +105,8 @@ def _restore_threads():
     n = rnn_fast.get_num_threads()
     yield
     rnn_fast.set_num_threads(n)
+
+
+def cell_variants():
+    """(cell name, forward keywords) for every cell and each of its variants: a parametrize list."""
+    return [(name, kw) for name, cell in CELLS.items() for kw in cell.variants]

@@ -5,35 +5,21 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import DTYPES, SHAPES, TOL, assert_all_close, assert_close, rand, recurrent_inputs, shape_id
-
-RNN_GRADS = ["dx", "dh0", "dWx", "dWh", "db"]
-LSTM_GRADS = ["dx", "dh0", "dWx", "dWh", "db"]
-
+from conftest import (CELLS, DTYPES, SHAPES, TOL, assert_all_close, assert_close, cell_variants, rand,
+                      recurrent_inputs, shape_id)
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_rnn_sequence(shape, dtype, activation, reverse):
-    args = recurrent_inputs(shape, dtype, gates=1)
-    h, cache = rf.rnn_forward(*args, activation=activation, reverse=reverse)
-    h_ref, cache_ref = ref.rnn_forward(*args, activation=activation, reverse=reverse)
+def test_sequence(cell, kwargs, shape, dtype, reverse):
+    cell = CELLS[cell]
+    args = cell.inputs(shape, dtype)
+    h, cache = cell.forward(rf, args, reverse=reverse, **kwargs)
+    h_ref, cache_ref = cell.forward(ref, args, reverse=reverse, **kwargs)
     assert_close(h, h_ref, dtype, "h")
     dh = rand(h.shape, dtype)
-    assert_all_close(rf.rnn_backward(dh, cache), ref.rnn_backward(dh, cache_ref), dtype, RNN_GRADS)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("reverse", [False, True])
-def test_lstm_sequence(shape, dtype, reverse):
-    args = recurrent_inputs(shape, dtype, gates=4)
-    h, cache = rf.lstm_forward(*args, reverse=reverse)
-    h_ref, cache_ref = ref.lstm_forward(*args, reverse=reverse)
-    assert_close(h, h_ref, dtype, "h")
-    dh = rand(h.shape, dtype)
-    assert_all_close(rf.lstm_backward(dh, cache), ref.lstm_backward(dh, cache_ref), dtype, LSTM_GRADS)
+    assert_all_close(cell.backward(rf, dh, cache), cell.backward(ref, dh, cache_ref), dtype, cell.grads)
 
 
 # dWx and dWh come from one product of dA with x and h_prev stacked (gemm_pair):
@@ -42,14 +28,14 @@ def test_lstm_sequence(shape, dtype, reverse):
 # at most 4 rows, for which the pair falls back to two products.
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(9, 60, 7, 11), (5, 110, 13, 6), (4, 130, 9, 3)], ids=shape_id)
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_weight_gradients_of_stacked_inputs(shape, dtype, cell):
-    args = recurrent_inputs(shape, dtype, gates=4 if cell == "lstm" else 1)
-    fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
-    h, cache = fwd(*args)
-    _, cache_ref = getattr(ref, f"{cell}_forward")(*args)
+    cell = CELLS[cell]
+    args = cell.inputs(shape, dtype)
+    h, cache = cell.forward(rf, args)
+    _, cache_ref = cell.forward(ref, args)
     dh = rand(h.shape, dtype)
-    assert_all_close(bwd(dh, cache), getattr(ref, f"{cell}_backward")(dh, cache_ref), dtype, LSTM_GRADS)
+    assert_all_close(cell.backward(rf, dh, cache), cell.backward(ref, dh, cache_ref), dtype, cell.grads)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -103,7 +89,7 @@ def test_lstm_extras(dtype, reverse):
     dh, dcT = rand(out[0].shape, dtype, 8), rand(c0.shape, dtype, 9)
     grads = rf.lstm_backward(dh, out[3], dcT=dcT, return_dc0=True)
     grads_ref = ref.lstm_backward(dh, out_ref[3], dcT=dcT, return_dc0=True)
-    assert_all_close(grads, grads_ref, dtype, LSTM_GRADS + ["dc0"])
+    assert_all_close(grads, grads_ref, dtype, list(CELLS["lstm"].grads) + ["dc0"])
     # Without the extras the cs231n signature and return values are unchanged.
     assert len(rf.lstm_backward(dh, out[3])) == 5
     assert len(rf.lstm_forward(*args)) == 2
@@ -602,17 +588,15 @@ def test_cache_is_independent_of_later_writes_to_inputs_and_outputs():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 0, 4, 5), (0, 0, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0)], ids=str)
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_zero_sizes_give_correctly_shaped_results(shape, dtype, cell):
-    gates = 4 if cell == "lstm" else 1
-    args = recurrent_inputs(shape, dtype, gates=gates)
-    fwd, bwd = getattr(rf, f"{cell}_forward"), getattr(rf, f"{cell}_backward")
-    rfwd, rbwd = getattr(ref, f"{cell}_forward"), getattr(ref, f"{cell}_backward")
-    h, cache = fwd(*args)
-    h_ref, cache_ref = rfwd(*args)
+    cell = CELLS[cell]
+    args = cell.inputs(shape, dtype)
+    h, cache = cell.forward(rf, args)
+    h_ref, cache_ref = cell.forward(ref, args)
     assert_close(h, h_ref, dtype, "h")
     dh = rand(h.shape, dtype)
-    assert_all_close(bwd(dh, cache), rbwd(dh, cache_ref), dtype, RNN_GRADS)
+    assert_all_close(cell.backward(rf, dh, cache), cell.backward(ref, dh, cache_ref), dtype, cell.grads)
 
 
 def test_zero_length_sequence_final_state_is_the_initial_state():
