@@ -319,14 +319,8 @@ def gru_step_backward(dnext_h, cache):
 
 
 @dataclass
-class GRUCache:
-    steps: List[GRUStepCache]  # in time order t = 0..T-1
-    shape_x: tuple  # (N, T, D)
-    h0: np.ndarray  # (N, H)
-    Wx: np.ndarray
-    Wh: np.ndarray
-    reverse: bool
-    dtype: np.dtype  # of the forward's results: every input promoted
+class GRUCache(RNNCache):
+    """RNNCache's fields, its steps GRUStepCache."""
 
 
 def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cache=True):

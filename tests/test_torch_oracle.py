@@ -48,6 +48,21 @@ def flip(a):
     return a[:, ::-1].copy()
 
 
+def check_sequence(module, xt, h0t, out, reverse, dtype, h, dh, dx, dh0, dWx, dWh, db):
+    """A one-layer torch module's output out (of xt, h0t: time flipped when
+    reverse) against ours, h, then its gradients under dh against ours
+    (weights, input bias: torch's layout, no gate reordering)."""
+    out_np = out.detach().numpy()
+    close(h, flip(out_np) if reverse else out_np, dtype, "h")
+    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
+    xg = xt.grad.numpy()
+    close(dx, flip(xg) if reverse else xg, dtype, "dx")
+    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
+    close(dWx, module.weight_ih_l0.grad.numpy().T, dtype, "dWx")
+    close(dWh, module.weight_hh_l0.grad.numpy().T, dtype, "dWh")
+    close(db, module.bias_ih_l0.grad.numpy(), dtype, "db")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
 @pytest.mark.parametrize("reverse", [False, True])
@@ -129,15 +144,7 @@ def test_rnn_matches_torch(shape, dtype, activation, reverse):
         rnn.bias_hh_l0.zero_()
     xt, h0t = tensor(flip(x) if reverse else x, dtype), tensor(h0[None], dtype)
     out, _ = rnn(xt, h0t)
-    out_np = out.detach().numpy()
-    close(h, flip(out_np) if reverse else out_np, dtype, "h")
-    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
-    xg = xt.grad.numpy()
-    close(dx, flip(xg) if reverse else xg, dtype, "dx")
-    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
-    close(dWx, rnn.weight_ih_l0.grad.numpy().T, dtype, "dWx")
-    close(dWh, rnn.weight_hh_l0.grad.numpy().T, dtype, "dWh")
-    close(db, rnn.bias_ih_l0.grad.numpy(), dtype, "db")
+    check_sequence(rnn, xt, h0t, out, reverse, dtype, h, dh, dx, dh0, dWx, dWh, db)
 
 
 # The GRU's reference lands before its kernels: the GRU oracle runs over the
@@ -166,15 +173,6 @@ def test_gru_matches_torch(lib, shape, dtype, reverse):
     xt = tensor(flip(x) if reverse else x, dtype)
     h0t = tensor(h0[None], dtype)
     out, hTt = gru(xt, h0t)
-    out_np = out.detach().numpy()
-    close(h, flip(out_np) if reverse else out_np, dtype, "h")
     close(hT, hTt[0].detach().numpy(), dtype, "hT")
-
-    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
-    xg = xt.grad.numpy()
-    close(dx, flip(xg) if reverse else xg, dtype, "dx")
-    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
-    close(dWx, gru.weight_ih_l0.grad.numpy().T, dtype, "dWx")
-    close(dWh, gru.weight_hh_l0.grad.numpy().T, dtype, "dWh")
-    close(db, gru.bias_ih_l0.grad.numpy(), dtype, "db")
+    check_sequence(gru, xt, h0t, out, reverse, dtype, h, dh, dx, dh0, dWx, dWh, db)
     close(dbh, gru.bias_hh_l0.grad.numpy(), dtype, "dbh")
