@@ -26,14 +26,14 @@ SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefi
 # rounded either way). The fused Adam step ran 3x faster with it.
 ext = Pybind11Extension(
     "rnn_fast._core",
-    sorted(glob("csrc/*.cpp")),
+    sorted(glob("csrc/*.cpp") + glob("csrc/bindings/*.cpp")),
     include_dirs=["csrc"],
     cxx_std=17,
     extra_compile_args=["-O1" if SANITIZE else "-O3", "-fopenmp", "-ffp-contract=fast", "-falign-loops=64",
                         "-fno-math-errno", "-Wno-psabi"]
     + (SANITIZER_FLAGS if SANITIZE else []),
     extra_link_args=["-fopenmp"] + (SANITIZER_FLAGS if SANITIZE else []),
-    depends=sorted(glob("csrc/*.h")),
+    depends=sorted(glob("csrc/**/*.h", recursive=True)),
 )
 
 setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})

@@ -27,6 +27,42 @@ inline F keep_bit(std::uint64_t u, std::uint64_t threshold) {
     return static_cast<F>(static_cast<std::int64_t>((u - threshold) >> 63));
 }
 
+// The arrays of one cell call: a tile of one time step, `rows` rows of `n`
+// hidden units (from some unit j0, which every pointer already includes).
+// Row r of an array p with row stride rs is at p + r * rs, and gate q of an
+// array of gates (gate stride gs) at + q * gs. Each cell's file says which
+// of these it reads and writes; the time loops (sequence.h) fill them all.
+template <typename T>
+struct CellArgs {
+    index_t rows = 0, n = 0;
+    int option = 0;                  // the cell's option (its description's `option`)
+    const T* acc = nullptr;          // the step's recurrent products; read whole vectors at a
+    index_t acc_rs = 0, acc_gs = 0;  // time, tails included (lanes past n never stored)
+    const T* bias = nullptr;         // forward with x·Wx in acc (fused): b, gate stride gs; else nullptr
+    const T* rbias = nullptr;        // the recurrent bias bh, gate stride gs (cells that have one)
+    T* gates = nullptr;              // what the forward saves for the backward (gate stride gs); in a
+    index_t gates_rs = 0, gs = 0;    // forward that is not fused, x·Wx + b on entry
+    T* h = nullptr;                  // this step's states (row stride rs); with no saved gates (RNN)
+    T* c = nullptr;                  // h holds x·Wx + b on entry
+    index_t rs = 0;
+    const T* hp = nullptr;           // the step before's states (row stride prs: h0 and c0 at the
+    const T* cp = nullptr;           // first step)
+    index_t prs = 0;
+    const T* dh = nullptr;           // backward: upstream gradient of this step's h (row stride rs)
+    T* carry = nullptr;              // the gradient carried back from step to step (row stride
+    index_t carry_rs = 0;            // carry_rs; see the cell's `carry`)
+    T* da = nullptr;                 // gradient of the pre-activations (gate stride gs)
+    index_t da_rs = 0;
+    T* dah = nullptr;                // of the recurrent pre-activations, like da (split cells)
+};
+
+// A cell's element-wise math over one CellArgs, for one instruction set.
+template <typename T>
+struct CellBody {
+    void (*forward)(const CellArgs<T>&);
+    void (*backward)(const CellArgs<T>&);
+};
+
 template <typename T>
 struct Kernels {
     const char* isa;  // "avx512", "avx2" or "portable"
@@ -59,19 +95,8 @@ struct Kernels {
     void (*tile_rows_half)(int mi, index_t kc, const T* a, index_t lda, const T* b, T* c, index_t ldc,
                            bool accumulate, const T* bias);
 
-    // Element-wise cell math over `rows` rows of any n values, one call per
-    // GEMM tile (see simd.h for the formulas and the stride arguments).
-    // (ifgo: the gates' columns in Keras's and PyTorch's order i, f, g, o.)
-    void (*lstm_forward_cell)(index_t rows, index_t n, const T* acc, index_t acc_rs, index_t as, T* a, index_t a_rs,
-                              index_t gs, const T* cp, index_t cp_rs, T* c, T* h, index_t ch_rs, bool ifgo,
-                              const T* bias);
-    void (*lstm_backward_cell)(index_t rows, index_t n, const T* dh, index_t ch_rs, const T* acc, index_t acc_rs,
-                               T* dc, index_t dc_rs, const T* a, index_t a_rs, index_t gs, const T* c, const T* cp,
-                               index_t cp_rs, T* da, bool ifgo);
-    void (*rnn_forward_cell)(index_t rows, index_t n, Activation act, const T* acc, index_t acc_rs, T* a,
-                             index_t a_rs, const T* bias);
-    void (*rnn_backward_cell)(index_t rows, index_t n, Activation act, const T* dh, const T* acc, index_t acc_rs,
-                              const T* h, T* da, index_t rs);
+    // Each cell's element-wise bodies (csrc/cells/), one field per cell.
+    CellBody<T> rnn, lstm;
     // Sums of a backward's dA for `rows` rows (n values each, row stride
     // da_rs), rows r in order: for a shallow input (x and dx rows of d
     // values, row stride x_rs; d may be 0) dx[r, j] = da[r, :] · Wx[j, :] (Wx

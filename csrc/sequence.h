@@ -210,13 +210,13 @@ struct PackedWeights {
     PackedB<F> whx, whx_rows;  // [Wx; Wh] likewise, when stacked_fits (see fused_input_projection)
     bool split = false;        // wh_rows (whx_rows) holds a layout of its own
 
-    void pack(const F* Wx, const F* Wh, index_t D, index_t H, int gates, int nthreads) {
+    void pack(const F* Wx, const F* Wh, index_t D, index_t H, int gates, bool fusable, int nthreads) {
         const index_t G = gates * H;
         wx.pack(D, G, dense_rows(Wx, G), false, nthreads);
         wh.pack(H, G, dense_rows(Wh, G), false, nthreads, gates);
         split = gates > 1 && H % wh.nr() != 0;
         if (split) wh_rows.pack(H, G, dense_rows(Wh, G), false, nthreads);
-        if (!stacked_fits<F>(D, H, G)) return;
+        if (!fusable || !stacked_fits<F>(D, H, G)) return;
         pack_stacked(whx, Wh, Wx, D, H, G, nthreads, gates);
         if (split) pack_stacked(whx_rows, Wh, Wx, D, H, G, nthreads, 1);
     }
@@ -245,7 +245,7 @@ const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<
     if (pre == nullptr && fused) pack_stacked(wh, Wh, Wx, D, H, G, nthreads, groups);
     else if (pre == nullptr) wh.pack(H, G, dense_rows(Wh, G), false, nthreads, groups);
     if (wh_t != nullptr) {
-        const bool fused_dx = fused_input_gradient<F>(N, D, H, G);
+        const bool fused_dx = fused && fused_input_gradient<F>(N, D, H, G);
         pack_recurrent_transpose(*wh_t, Wh, H, G, nthreads, fused_dx ? Wx : nullptr, fused_dx ? D : 0);
     }
     for (index_t b = 0; b < op.rows.count; ++b) {
@@ -479,12 +479,12 @@ void store_input_gradient(F* dx, index_t s, const StepTile<F>& tile, index_t T, 
                   dx + ((tile.row0 + r) * T + t) * D + tile.j0);
 }
 
-// a (N,T,G) = x (N,T,D) · Wx (D,G) + b (G), over all N*T rows in one GEMM
-// (reading pre's packed Wx, when given).
+// a (N,T,G; row stride lda) = x (N,T,D) · Wx (D,G) + b (G), over all N*T
+// rows in one GEMM (reading pre's packed Wx, when given).
 template <typename F>
-void input_projection(F* a, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
+void input_projection(F* a, index_t lda, const F* x, const F* Wx, const F* b, index_t N, index_t T, index_t D,
                       index_t G, int nthreads, const PackedWeights<F>* pre = nullptr) {
-    gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, G, nthreads, b,
+    gemm<F>(N * T, G, D, dense_rows(x, D), false, dense_rows(Wx, G), false, false, a, lda, nthreads, b,
             pre != nullptr ? &pre->wx : nullptr);
 }
 
@@ -566,29 +566,39 @@ private:
     Buffer<F> part_;  // rows_.count blocks of (D_ + 1) x G: dWx's rows, then db's
 };
 
-// Given dA (N,T,G), the gradient of every step's pre-activations:
+// Given dA (N,T,G), the gradient of every step's pre-activations, and dAh,
+// that of their recurrent part h_prev · Wh (+ bh), dA itself but for split
+// cells (cell.h):
 //   dx (N,T,D) = dA · Wx^T      dWx (D,G) = x^T · dA
-//   dWh (H,G) = sum over (n,t) of h_prev[n,t]^T · dA[n,t], where h_prev is
+//   dWh (H,G) = sum over (n,t) of h_prev[n,t]^T · dAh[n,t], where h_prev is
 //               h0 (N,H) at each sequence's first step and otherwise the
 //               state h (N,T,H) of the time before it (after it when reverse)
-//   db (G) = sum of dA over N and T
-// db, and a shallow input's dx and dWx, come from sums instead (its tiles'
-// rows added by the time loop, whole when by_rows); dx from the time loop
-// when dx_done (fused_input_gradient).
+//   db (G) = sum of dA over N and T;  dbh (G), split cells': of dAh
+// db, dbh and a shallow input's dx and dWx come from sums and sums_h instead
+// (their tiles' rows added by the time loop, whole when by_rows); dx from
+// the time loop when dx_done (fused_input_gradient).
 template <typename F>
 void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
                            const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
-                           index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows, bool dx_done) {
+                           index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows, bool dx_done,
+                           const F* dAh = nullptr, F* dbh = nullptr, LoopSums<F>* sums_h = nullptr) {
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
     h_prev.shift = reverse ? H : -H;
     h_prev.alt = h0;
     h_prev.alt_ld = H;
     h_prev.alt_index = reverse ? T - 1 : 0;
-    if (sums.shallow()) {
-        if (!by_rows) sums.add_inputs(reverse, nthreads);
+    const bool split = dAh != nullptr && dAh != dA;
+    if (sums.shallow() && !by_rows) sums.add_inputs(reverse, nthreads);
+    if (!sums.shallow() && !dx_done)
+        gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
+    if (split) {
+        if (!sums.shallow())
+            gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
+        gemm<F>(H, G, N * T, h_prev, true, dense_rows(dAh, G), false, false, dWh, G, nthreads);
+        sums_h->finish(nullptr, dbh);
+    } else if (sums.shallow()) {
         gemm<F>(H, G, N * T, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
     } else {
-        if (!dx_done) gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
         gemm_pair<F>(D, H, G, N * T, dense_rows(x, D), h_prev, true, dense_rows(dA, G), false, dWx, G, dWh, G,
                      nthreads);
     }

@@ -1,0 +1,278 @@
+// What every binding shares: argument checks that name the argument, the
+// expected and the received; conversion to contiguous arrays of the
+// computation dtype; the kernels' output arrays; the thread count. Only the
+// files of this directory include pybind11 (the core knows no Python).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "gemm.h"
+
+namespace rnn_fast_py {
+
+namespace py = pybind11;
+using rnn_fast::Activation;
+using rnn_fast::index_t;
+
+// The kernels' thread count (set_num_threads).
+inline std::atomic<int>& thread_count() {
+    static std::atomic<int> n{1};
+    return n;
+}
+inline int threads() { return thread_count().load(std::memory_order_relaxed); }
+
+// fn(F()) for the computation dtype F: double when dbl (any argument is
+// float64, as NumPy promotes), else float. The one place a binding picks it.
+template <typename Fn>
+decltype(auto) with_dtype(bool dbl, Fn&& fn) {
+    return dbl ? fn(double()) : fn(float());
+}
+
+// ---------------------------------------------------------------- checking
+
+inline std::string shape_of(const py::array& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+inline std::string dtype_of(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+inline std::string type_name(py::handle obj) { return py::type::of(obj).attr("__name__").cast<std::string>(); }
+
+// The dimension letters of one call (N, T, D, H, ...) and which argument fixed
+// each, so that a disagreement names both sides.
+class Dims {
+public:
+    explicit Dims(const char* fn) : fn_(fn) {}
+
+    void set(char letter, index_t value, const std::string& source) { dims_[letter] = {value, source}; }
+    index_t operator[](char letter) const { return dims_.at(letter).first; }
+
+    // `spec` is the expected shape, e.g. "N,T,D" or "D,4H" (a multiple of a letter).
+    // Every kernel call checks several arguments: the passing case builds no
+    // strings (it was ~60k instructions a call); the messages are made only
+    // for a failure.
+    void expect(const py::array& a, const char* name, const std::string& spec) {
+        struct Axis {
+            index_t mult;
+            char letter;
+        };
+        Axis axes[8];
+        std::size_t count = 0;
+        for (std::size_t p = 0; p < spec.size() && count < 8;) {
+            const std::size_t end = std::min(spec.find(',', p), spec.size());
+            index_t mult = 1;
+            if (end - p > 1) mult = std::stol(spec.substr(p, end - p - 1));
+            axes[count++] = {mult, spec[end - 1]};
+            p = end + 1;
+        }
+        auto pretty = [&] { return "(" + replace_all(spec, ",", ", ") + (count == 1 ? ",)" : ")"); };
+        if (a.ndim() != static_cast<py::ssize_t>(count))
+            throw py::value_error(std::string(fn_) + "(): " + name + " must be " + std::to_string(count) +
+                                  "-D with shape " + pretty() + ", got " + std::to_string(a.ndim()) + "-D shape " +
+                                  shape_of(a));
+        // Letters first seen here take their value from this argument.
+        bool ok = true;
+        for (std::size_t i = 0; i < count; ++i) {
+            const auto [mult, letter] = axes[i];
+            auto it = dims_.find(letter);
+            if (it == dims_.end()) {
+                if (a.shape(i) % mult != 0)
+                    throw py::value_error(std::string(fn_) + "(): " + name + " has shape " + shape_of(a) +
+                                          "; axis " + std::to_string(i) + " must be " + std::to_string(mult) +
+                                          letter + ", a multiple of " + std::to_string(mult));
+                it = dims_.emplace(letter, std::make_pair(index_t(a.shape(i) / mult), std::string(name))).first;
+            }
+            ok = ok && a.shape(i) == mult * it->second.first;
+        }
+        if (ok) return;
+        std::ostringstream expected, sources;
+        std::string told;  // letters whose source is already in the message
+        for (std::size_t i = 0; i < count; ++i) {
+            const auto [mult, letter] = axes[i];
+            const auto& [value, source] = dims_.at(letter);
+            expected << (i ? ", " : "") << mult * value;
+            if (source != name && told.find(letter) == std::string::npos) {
+                sources << ", " << letter << "=" << value << " from " << source;
+                told += letter;
+            }
+        }
+        throw py::value_error(std::string(fn_) + "(): " + name + " must have shape " + pretty() + " = (" +
+                              expected.str() + (count == 1 ? ",)" : ")") + ", got " + shape_of(a) +
+                              sources.str());
+    }
+
+private:
+    static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+        for (std::size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size())
+            s.replace(p, from.size(), to);
+        return s;
+    }
+
+    const char* fn_;
+    std::map<char, std::pair<index_t, std::string>> dims_;
+};
+
+// np.asarray(obj), which must hold float32 or float64 values.
+inline py::array float_array(py::handle obj, const char* fn, const char* name) {
+    py::array a = py::array::ensure(obj);
+    if (!a) throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got " +
+                                 type_name(obj));
+    const char kind = a.dtype().kind();
+    if (kind != 'f' || (a.itemsize() != 4 && a.itemsize() != 8))
+        throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got dtype " +
+                             dtype_of(a));
+    return a;
+}
+
+// np.asarray(obj), which must hold integers (converted to int64 after the
+// shape checks: no copy of a broadcast view before check_size).
+inline py::array index_array(py::handle obj, const char* fn, const char* name) {
+    py::array a = py::array::ensure(obj);
+    if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u'))
+        throw py::type_error(std::string(fn) + "(): " + name + " must be an integer array, got " +
+                             (a ? "dtype " + dtype_of(a) : type_name(obj)));
+    return a;
+}
+
+// Refuses, before anything is allocated, an output whose element count does
+// not fit in 64 bits (with 8-byte elements): sizes that only broadcast views,
+// whose strides are zero, can describe.
+inline void check_size(const char* fn, const char* name, const char* spec, std::initializer_list<index_t> dims) {
+    index_t n = 1;
+    bool over = false;
+    std::string shape;
+    for (index_t d : dims) {
+        if (d == 0) return;
+        over = over || __builtin_mul_overflow(n, d, &n);
+        shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    }
+    if (over || n > std::numeric_limits<std::int64_t>::max() / 8)
+        throw py::value_error(std::string(fn) + "(): " + name + " would have shape (" + spec + ") = (" + shape +
+                              "), more elements than any array can hold");
+}
+
+// An LSTM step's cell-state argument, which has no default: None is refused
+// (elsewhere the bindings take None for an absent optional argument).
+inline void not_none(py::handle obj, const char* fn, const char* name) {
+    if (obj.is_none())
+        throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got None");
+}
+
+inline bool any_double(std::initializer_list<const py::array*> arrays) {
+    for (const py::array* a : arrays)
+        if (a->itemsize() == 8) return true;
+    return false;
+}
+
+// A C-contiguous, aligned array of T with a's values; a itself when it already is one.
+inline constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+template <typename T>
+using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast | kAligned>;
+
+// The converting constructor raises NumPy's error (MemoryError when a copy
+// cannot be allocated); array_t::ensure() would clear it.
+template <typename T>
+Contiguous<T> contiguous(const py::array& a) {
+    return Contiguous<T>(static_cast<const py::object&>(a));
+}
+
+// Arrays of at least this many bytes that the kernels return take their
+// memory from the calling thread's BlockCache, as the core's scratch does
+// (up to the largest block it keeps).
+inline constexpr std::size_t kPooledBytes = std::size_t(64) << 10;
+
+// A new C-contiguous array for a kernel to fill. A training loop allocates the
+// same outputs and caches every call and frees them between calls; glibc
+// hands blocks of this size back to the system, so from NumPy's allocator
+// they were fresh pages every time, each call paying their faults and zeroing
+// on its own thread (clear_page and the page-fault path were ~8% of a small
+// model's forward+backward in perf). Large ones are therefore a Buffer owned
+// by the array's base (a capsule): the block goes back to the BlockCache of
+// the thread that frees the array, for the next call to reuse, mapped. Small
+// ones come from NumPy, mapped here in one call rather than faulted in by the
+// kernel's threads, and so do those the cache would not keep (past
+// BlockCache::kMaxBlock), whose faults are small beside the work they serve
+// (and whose failure NumPy reports with the size and shape asked for).
+template <typename F>
+py::array_t<F> empty(const std::vector<py::ssize_t>& dims) {
+    std::size_t n = 1;
+    for (py::ssize_t d : dims) n *= static_cast<std::size_t>(d);  // sizes were checked (check_size)
+    const std::size_t bytes = n * sizeof(F);
+    if (bytes < kPooledBytes || bytes > rnn_fast::BlockCache::kMaxBlock) {
+        py::array_t<F> a(dims);
+        py::gil_scoped_release nogil;
+        rnn_fast::prefault(a.mutable_data(), bytes);
+        return a;
+    }
+    auto buffer = std::make_unique<rnn_fast::Buffer<F>>();
+    {
+        py::gil_scoped_release nogil;
+        buffer->reserve(n);
+    }
+    py::capsule owner(buffer.get(), [](void* b) { delete static_cast<rnn_fast::Buffer<F>*>(b); });
+    F* data = buffer.release()->data();
+    return py::array_t<F>(dims, data, owner);
+}
+
+template <typename F>
+py::array_t<F> empty(std::initializer_list<index_t> shape) {
+    return empty<F>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// Like contiguous(), but never shares memory with `a`: the caches own their
+// arrays, so a caller who later writes into an input cannot corrupt them.
+// The copy comes from empty(), as the kernels' outputs do: from NumPy, a
+// copy of x (384 KB) was fresh pages at every call once glibc's allocator
+// had trimmed its heap, faulted in by the copy (a 32x60x50x50 LSTM forward
+// took 0.3 ms longer so, measured, and more in a model's training loop).
+template <typename T>
+Contiguous<T> owned(const py::array& a) {
+    Contiguous<T> c = contiguous<T>(a);
+    if (c.ptr() != a.ptr() && c.owndata()) return c;
+    Contiguous<T> copy = empty<T>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+    T* dst = copy.mutable_data();
+    const T* src = c.data();
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(c.size());
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::copy_bytes(dst, src, bytes, threads());
+    }
+    return copy;
+}
+
+template <typename F>
+const F* cptr(const py::array& a) { return static_cast<const F*>(a.data()); }
+template <typename F>
+F* mptr(py::array& a) { return static_cast<F*>(a.mutable_data()); }
+
+template <typename Cache>
+const Cache& cache_arg(py::handle obj, const char* fn, const char* expected) {
+    if (!py::isinstance<Cache>(obj))
+        throw py::type_error(std::string(fn) + "(): cache must be the cache returned by " + expected +
+                             ", got " + type_name(obj));
+    return obj.cast<const Cache&>();
+}
+
+
+template <typename Cache>
+void register_cache(py::module_& m, const char* name, const char* doc) {
+    py::class_<Cache>(m, name, doc).def("__repr__", [name](const Cache& c) { return c.repr(name); });
+}
+
+}  // namespace rnn_fast_py

@@ -1,0 +1,174 @@
+// The extension module rnn_fast._core: its set-up (threads, fork, errors),
+// the families of bindings (recurrent.cpp, layers.cpp) and the test hooks.
+#include <omp.h>
+#include <pthread.h>
+
+#include "bindings/common.h"
+#include "kernels.h"
+#include "sequence.h"
+
+namespace rnn_fast_py {
+
+void bind_recurrent(py::module_& m);
+void bind_layers(py::module_& m);
+
+namespace {
+
+// a @ b [+ bias] by the kernels' GEMM (the _matmul test hook).
+template <typename F>
+py::array matmul_t(const py::array& a_, const py::array& b_, const py::array* bias_, index_t M, index_t K, index_t N) {
+    const Contiguous<F> a = contiguous<F>(a_), b = contiguous<F>(b_);
+    const Contiguous<F> bias = bias_ != nullptr ? contiguous<F>(*bias_) : Contiguous<F>();
+    py::array out = empty<F>({M, N});
+    py::gil_scoped_release nogil;
+    rnn_fast::gemm<F>(M, N, K, rnn_fast::dense_rows(a.data(), K), false, rnn_fast::dense_rows(b.data(), N), false,
+                      false, mptr<F>(out), N, threads(), bias_ != nullptr ? bias.data() : nullptr);
+    return out;
+}
+
+py::array matmul(py::handle a_, py::handle b_, py::handle bias_) {
+    const char* fn = "_matmul";
+    const py::array a = float_array(a_, fn, "a"), b = float_array(b_, fn, "b");
+    Dims d(fn);
+    d.expect(a, "a", "M,K");
+    d.expect(b, "b", "K,N");
+    const bool has_bias = !bias_.is_none();
+    const py::array bias = has_bias ? float_array(bias_, fn, "bias") : a;
+    if (has_bias) d.expect(bias, "bias", "N");
+    const py::array* bp = has_bias ? &bias : nullptr;
+    return any_double({&a, &b, &bias}) ? matmul_t<double>(a, b, bp, d['M'], d['K'], d['N'])
+                                       : matmul_t<float>(a, b, bp, d['M'], d['K'], d['N']);
+}
+
+// y = f(x) elementwise through the SIMD sigmoid or tanh of the active ISA, so
+// that tests can check their stated error bounds.
+template <typename F>
+py::array simd_map(const py::array& x_, bool sigmoid) {
+    const Contiguous<F> x = contiguous<F>(x_);
+    const rnn_fast::Kernels<F>& k = rnn_fast::kernels<F>();
+    const index_t n = x.size(), padded = (n + k.lanes - 1) / k.lanes * k.lanes;
+    std::vector<F> in(static_cast<std::size_t>(padded), F(0)), out(static_cast<std::size_t>(padded));
+    std::copy(x.data(), x.data() + n, in.begin());
+    (sigmoid ? k.sigmoid : k.tanh)(padded, in.data(), out.data());
+    py::array_t<F> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    std::copy(out.begin(), out.begin() + n, y.mutable_data());
+    return y;
+}
+
+py::array simd_function(py::handle x_, const std::string& name) {
+    const py::array x = float_array(x_, "_simd", "x");
+    if (name != "sigmoid" && name != "tanh") throw py::value_error("_simd(): name must be 'sigmoid' or 'tanh'");
+    return x.itemsize() == 8 ? simd_map<double>(x, name == "sigmoid") : simd_map<float>(x, name == "sigmoid");
+}
+
+// The FMA throughput of `threads()` threads running the active ISA's widest
+// multiply-adds for about `seconds`, in GFLOP/s (F = float32 or float64).
+template <typename F>
+double peak_gflops(double seconds) {
+    const rnn_fast::Kernels<F>& k = rnn_fast::kernels<F>();
+    const int team = threads();
+    const double per_iter = 2.0 * k.lanes * 12;
+    py::gil_scoped_release nogil;
+    index_t iters = 1 << 16;
+    double elapsed = 0, sink = 0;
+    for (;;) {  // grow the count until one run lasts a tenth of the budget
+        const double t0 = omp_get_wtime();
+        sink += k.fma_chains(iters);
+        elapsed = omp_get_wtime() - t0;
+        if (elapsed > seconds / 10) break;
+        iters *= 4;
+    }
+    iters = static_cast<index_t>(iters * (seconds / 3) / elapsed) + 1;
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        const double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(team) reduction(+ : sink)
+        sink += k.fma_chains(iters);
+        const double rate = per_iter * iters * team / (omp_get_wtime() - t0) / 1e9;
+        best = rate > best ? rate : best;
+    }
+    return sink == 12345.678 ? 0 : best;  // sink is read: the loops are not dropped
+}
+
+// ---------------------------------------------------------------- threads
+
+// GNU OpenMP's thread pool does not survive fork(): a forked child's first
+// parallel region would wait forever for threads that live only in the
+// parent. A forked child therefore runs the kernels on one thread, as
+// PyTorch's do; the results are the same (they do not depend on the count).
+std::atomic<bool> g_forked{false};
+
+void after_fork_in_child() {
+    g_forked.store(true);
+    thread_count().store(1);
+}
+
+void set_num_threads(int n) {
+    if (n < 1) throw py::value_error("set_num_threads(): n must be >= 1, got " + std::to_string(n));
+    thread_count().store(g_forked.load() ? 1 : n);
+}
+
+}  // namespace
+}  // namespace rnn_fast_py
+
+using namespace rnn_fast_py;
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "rnn_fast's compiled kernels. Use the functions re-exported by the rnn_fast package.";
+    thread_count().store(omp_get_max_threads());
+    // Start the OpenMP thread pool now, at import, rather than in a user's first call.
+#pragma omp parallel num_threads(thread_count().load())
+    { (void)0; }
+    pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    // The core's own workspaces (packed weights, GEMM panels) throw
+    // std::bad_alloc when they cannot be had: a MemoryError that says so.
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::bad_alloc&) {
+            PyErr_SetString(PyExc_MemoryError, "rnn_fast: out of memory for a kernel's workspace");
+        }
+    });
+
+    bind_recurrent(m);
+    bind_layers(m);
+    using namespace pybind11::literals;
+    m.def("set_num_threads", &set_num_threads, "n"_a,
+          R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
+all cores). Results are bitwise identical whatever the count. In a child
+made by fork() the kernels use one thread whatever is asked (OpenMP's
+thread pool does not survive fork); the 'spawn' and 'forkserver' start
+methods give children their full thread count.)doc");
+    m.def("_isa", [] { return std::string(rnn_fast::kernels<float>().isa); },
+          "The SIMD instruction set in use: 'avx512', 'avx2' or 'portable' (RNN_FAST_ISA caps it).");
+    m.def("_peak_gflops", [](double seconds, const std::string& dtype) {
+              if (dtype != "float32" && dtype != "float64")
+                  throw py::value_error("_peak_gflops(): dtype must be 'float32' or 'float64'");
+              return dtype == "float32" ? peak_gflops<float>(seconds) : peak_gflops<double>(seconds);
+          }, "seconds"_a = 0.5, "dtype"_a = "float32",
+          "GFLOP/s of the active ISA's multiply-adds on get_num_threads() threads (the benchmark's FMA peak).");
+    m.def("_set_partition", [](const std::string& how) {
+              if (how == "auto") rnn_fast::set_partition(rnn_fast::Partition::automatic);
+              else if (how == "rows") rnn_fast::set_partition(rnn_fast::Partition::rows);
+              else if (how == "columns") rnn_fast::set_partition(rnn_fast::Partition::columns);
+              else if (how == "row_passes") rnn_fast::set_partition(rnn_fast::Partition::row_passes);
+              else throw py::value_error("_set_partition(): how must be 'auto', 'rows', 'columns' or 'row_passes', "
+                                         "got '" + how + "'");
+          }, "how"_a,
+          "Test hook: force how the recurrent time loops share a step among threads (results are the same).");
+    m.def("_fused_inputs", [](index_t N, index_t D, index_t H, int gates, const std::string& dtype) {
+              if (dtype != "float32" && dtype != "float64")
+                  throw py::value_error("_fused_inputs(): dtype must be 'float32' or 'float64'");
+              const index_t G = gates * H;
+              return dtype == "float32" ? py::make_tuple(rnn_fast::fused_input_projection<float>(N, D, H, G),
+                                                         rnn_fast::fused_input_gradient<float>(N, D, H, G))
+                                        : py::make_tuple(rnn_fast::fused_input_projection<double>(N, D, H, G),
+                                                         rnn_fast::fused_input_gradient<double>(N, D, H, G));
+          }, "N"_a, "D"_a, "H"_a, "gates"_a, "dtype"_a,
+          "Test hook: whether a recurrent layer of this shape takes x·Wx in its forward's time loop and dx in its "
+          "backward's (forward, backward).");
+    m.def("_matmul", &matmul, "a"_a, "b"_a, "bias"_a = py::none(),
+          "Test hook: a (M,K) @ b (K,N) [+ bias (N,)] by the kernels' GEMM, float32 or float64, into a new array.");
+    m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
+    m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
+}

@@ -1,0 +1,648 @@
+// The recurrent kernels' bindings: one generic forward and backward over a
+// cell description (cells/cell.h) that check and convert the arguments,
+// allocate the outputs and caches, release the GIL and call the core; then,
+// per cell, its public functions (their names, arguments and return values
+// are cs231n's rnn_layers.py API, which differ from cell to cell) with their
+// docstrings, and its inference object.
+#include <omp.h>
+
+#include "bindings/common.h"
+#include "recurrent.h"
+#include "sequence.h"
+
+namespace rnn_fast_py {
+namespace {
+
+using rnn_fast::Carry;
+
+// ------------------------------------------------------------------ caches
+
+// What a recurrent backward needs, all owned by the cache: the forward's
+// inputs and outputs in the dtype it ran in, and Wh^T already packed by the
+// forward (one of wh_t_f, wh_t_d) rather than a copy of Wh. Never exposed to
+// Python.
+struct RecurrentCache {
+    bool is_double = false;
+    int option = 0;   // the cell's (its description's option)
+    std::string tag;  // the option, for the repr ("" when the default)
+    bool reverse = false;
+    index_t N = 0, T = 0, D = 0, H = 0;
+    py::array x, h0, c0, Wx, h, c, saved;
+    std::shared_ptr<const rnn_fast::PackedB<float>> wh_t_f;
+    std::shared_ptr<const rnn_fast::PackedB<double>> wh_t_d;
+
+    py::str repr(const char* cls) const {
+        std::ostringstream s;
+        s << "<rnn_fast." << cls << " N=" << N << " T=" << T << " D=" << D << " H=" << H
+          << " dtype=" << (is_double ? "float64" : "float32") << tag << (reverse ? " reverse" : "") << ">";
+        return s.str();
+    }
+};
+
+// One Python class per cell and forward, so that a cache handed to the wrong
+// backward is a TypeError.
+template <typename Cell>
+struct SeqCache : RecurrentCache {};
+template <typename Cell>
+struct StepCache : RecurrentCache {};
+
+// A layer's weights copied and packed once for many inference forwards, as
+// ONNX Runtime's session packs them once: the state of the cells' Inference
+// objects. Immutable once made, so calls may share it across threads.
+struct InferenceWeights {
+    bool is_double = false;
+    int option = 0;
+    std::string tag;  // see RecurrentCache
+    index_t D = 0, H = 0;
+    py::array Wx, Wh, b, bh;  // owned copies, in the dtype of the packing (bh: cells that have one)
+    std::shared_ptr<const rnn_fast::PackedWeights<float>> packed_f;
+    std::shared_ptr<const rnn_fast::PackedWeights<double>> packed_d;
+
+    // The packing for a forward in F (none for a forward promoted to float64).
+    template <typename F>
+    const rnn_fast::PackedWeights<F>* packed() const {
+        if constexpr (std::is_same<F, double>::value) return packed_d.get();
+        else return packed_f.get();
+    }
+};
+template <typename Cell>
+struct Inference : InferenceWeights {};
+
+// The Python names of a cell's classes: "RNN" + "Cache", "LSTM" + "Inference".
+template <typename Cell>
+std::string class_name(const char* suffix) {
+    std::string s = Cell::name;
+    for (char& ch : s) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return s + suffix;
+}
+
+// The shape spec of a cell's gate axis: "H", "4H".
+template <typename Cell>
+std::string gate_spec() {
+    return Cell::gates == 1 ? std::string("H") : std::to_string(Cell::gates) + "H";
+}
+
+// ------------------------------------------------------ recurrent forward
+
+struct RecurrentArgs {
+    py::array x, h0, c0, Wx, Wh, b, bh;
+    bool has_c0 = false;
+    const InferenceWeights* pre = nullptr;  // the weights came packed
+};
+
+// Runs the forward and fills cache (N,T,D,H, flags set). keep: the cache is
+// for a backward, so it owns copies of the inputs (unless borrow: it refers
+// to them, see lstm_forward's _borrow), its saved gates and Wh^T packed;
+// otherwise (an inference forward) it only views the inputs and is dropped
+// after the call.
+template <typename Cell, typename F>
+void run_forward(const Cell& cell, RecurrentCache& cache, const RecurrentArgs& in, bool keep, bool borrow) {
+    const index_t N = cache.N, T = cache.T, D = cache.D, H = cache.H;
+    const bool copy = keep && !borrow;
+    cache.is_double = std::is_same<F, double>::value;
+    cache.x = copy ? owned<F>(in.x) : contiguous<F>(in.x);
+    cache.h0 = copy ? owned<F>(in.h0) : contiguous<F>(in.h0);
+    cache.Wx = copy ? owned<F>(in.Wx) : contiguous<F>(in.Wx);
+    const Contiguous<F> Wh = contiguous<F>(in.Wh), b = contiguous<F>(in.b);
+    const Contiguous<F> bh = Cell::recurrent_bias ? contiguous<F>(in.bh) : Contiguous<F>();
+    auto wh_t = keep ? std::make_shared<rnn_fast::PackedB<F>>() : nullptr;
+    const rnn_fast::PackedWeights<F>* pre = in.pre != nullptr ? in.pre->packed<F>() : nullptr;
+    cache.h = empty<F>({N, T, H});
+    rnn_fast::ForwardArrays<F> a;
+    a.h = mptr<F>(cache.h);
+    a.x = cptr<F>(cache.x);
+    a.h0 = cptr<F>(cache.h0);
+    a.Wx = cptr<F>(cache.Wx);
+    a.Wh = Wh.data();
+    a.b = b.data();
+    if (Cell::recurrent_bias) a.bh = bh.data();
+    if (Cell::carry == Carry::cell_state) {
+        if (in.has_c0) {
+            cache.c0 = copy ? owned<F>(in.c0) : contiguous<F>(in.c0);
+        } else {
+            py::array_t<F> zeros = empty<F>({N, H});
+            std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
+            cache.c0 = zeros;
+        }
+        cache.c = empty<F>({N, T, H});
+        a.c = mptr<F>(cache.c);
+        a.c0 = cptr<F>(cache.c0);
+    }
+    if (keep && Cell::saved > 0) {  // else (an inference) none kept
+        cache.saved = empty<F>({N, T, Cell::saved * H});
+        a.saved = mptr<F>(cache.saved);
+    }
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::seq_forward(cell, a, N, T, D, H, cache.reverse, threads(), wh_t.get(), pre);
+    }
+    if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
+    else cache.wh_t_f = std::move(wh_t);
+}
+
+// The cache's packed Wh^T as F: itself, or (a float32 cache meeting a float64
+// gradient) unpacked, widened and packed again.
+template <typename F>
+std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c) {
+    if constexpr (std::is_same<F, double>::value) {
+        if (c.is_double) return c.wh_t_d;
+        const rnn_fast::PackedB<float>& src = *c.wh_t_f;
+        std::vector<float> narrow(static_cast<std::size_t>(src.K() * src.N()));
+        src.unpack(narrow.data());
+        const std::vector<double> wide(narrow.begin(), narrow.end());
+        auto out = std::make_shared<rnn_fast::PackedB<double>>();
+        out->pack(src.K(), src.N(), rnn_fast::dense_rows(wide.data(), src.N()), false, threads());
+        return out;
+    } else {
+        return c.wh_t_f;
+    }
+}
+
+// The arguments of a forward, as the caller passed them (None for those the
+// cell does not take).
+struct ForwardInputs {
+    py::handle x, h0, c0, Wx, Wh, b, bh;
+};
+
+// Checks and converts the arguments of a recurrent forward, runs it, and
+// returns the cache. step: x is (N,D) and there is one time step. pre: the
+// weights come from an inference object (in.Wx, in.Wh, in.b, in.bh are its
+// copies, and its option is the cell's).
+template <typename Cell, typename Cache>
+Cache forward(const char* fn, Cell cell, bool step, const ForwardInputs& args, bool reverse, bool keep = true,
+              const InferenceWeights* pre = nullptr, bool borrow = false, const std::string& tag = "") {
+    constexpr bool has_c = Cell::carry == Carry::cell_state;
+    const char* h0_name = step ? "prev_h" : "h0";
+    const char* c0_name = step ? "prev_c" : "c0";
+    const std::string G = gate_spec<Cell>();
+    RecurrentArgs in;
+    in.pre = pre;
+    in.x = float_array(args.x, fn, "x");
+    in.h0 = float_array(args.h0, fn, h0_name);
+    in.has_c0 = has_c && !args.c0.is_none();
+    if (in.has_c0) in.c0 = float_array(args.c0, fn, c0_name);
+    in.Wx = float_array(args.Wx, fn, "Wx");
+    in.Wh = float_array(args.Wh, fn, "Wh");
+    in.b = float_array(args.b, fn, "b");
+    if (Cell::recurrent_bias) in.bh = float_array(args.bh, fn, "bh");
+    Dims d(fn);
+    if (pre != nullptr) {
+        d.set('D', pre->D, "the weights");
+        d.set('H', pre->H, "the weights");
+    }
+    d.expect(in.x, "x", step ? "N,D" : "N,T,D");
+    d.expect(in.h0, h0_name, "N,H");
+    if (in.has_c0) d.expect(in.c0, c0_name, "N,H");
+    d.expect(in.Wx, "Wx", "D," + G);
+    d.expect(in.Wh, "Wh", "H," + G);
+    d.expect(in.b, "b", G);
+    if (Cell::recurrent_bias) d.expect(in.bh, "bh", G);
+    if (step) check_size(fn, "next_h", "N, H", {d['N'], d['H']});
+    else check_size(fn, "h", "N, T, H", {d['N'], d['T'], d['H']});
+    if (Cell::saved > 0) {
+        const std::string spec = "N, T, " + std::to_string(Cell::saved) + "H";
+        check_size(fn, "the saved gates", spec.c_str(), {d['N'], step ? 1 : d['T'], Cell::saved, d['H']});
+    }
+    if (pre != nullptr) cell.option = pre->option;
+    Cache cache;
+    cache.option = cell.option;
+    cache.tag = pre != nullptr ? pre->tag : tag;
+    cache.reverse = reverse;
+    cache.N = d['N'];
+    cache.T = step ? 1 : d['T'];
+    cache.D = d['D'];
+    cache.H = d['H'];
+    const bool dbl = any_double({&in.x, &in.h0, &in.Wx, &in.Wh, &in.b}) || (in.has_c0 && in.c0.itemsize() == 8) ||
+                     (Cell::recurrent_bias && in.bh.itemsize() == 8);
+    with_dtype(dbl, [&](auto zero) { run_forward<Cell, decltype(zero)>(cell, cache, in, keep, borrow); });
+    return cache;
+}
+
+// A copy of the cache's h (N,T,H) for the caller, (N,H) for a step (a
+// float32 or float64 array), from empty() like the copies of owned().
+py::array copy_of(const py::array& a, std::vector<py::ssize_t> shape) {
+    py::array out = a.itemsize() == 8 ? py::array(empty<double>(shape)) : py::array(empty<float>(shape));
+    void* dst = out.mutable_data();
+    const void* src = a.data();
+    const std::size_t bytes = static_cast<std::size_t>(a.nbytes());
+    {
+        py::gil_scoped_release nogil;
+        rnn_fast::copy_bytes(dst, src, bytes, threads());
+    }
+    return out;
+}
+
+// h[:, t] of a (N,T,H) array, as a new (N,H) array.
+py::array time_slice(const py::array& a, index_t t) {
+    const index_t N = a.shape(0), T = a.shape(1), H = a.shape(2), item = a.itemsize();
+    py::array out(a.dtype(), std::vector<py::ssize_t>{N, H});
+    const char* src = static_cast<const char*>(a.data());
+    char* dst = static_cast<char*>(out.mutable_data());
+    for (index_t n = 0; n < N; ++n) std::memcpy(dst + n * H * item, src + (n * T + t) * H * item, H * item);
+    return out;
+}
+
+// The last state: time T-1, or 0 when the sequence ran in reverse. For T = 0,
+// the initial state.
+py::array final_state(const RecurrentCache& c, const py::array& seq, const py::array& initial) {
+    if (c.T == 0) return copy_of(initial, {c.N, c.H});
+    return time_slice(seq, c.reverse ? 0 : c.T - 1);
+}
+
+// ------------------------------------------------------ recurrent backward
+
+struct RecurrentGrads {
+    py::array dx, dh0, dc0, dWx, dWh, db, dbh;
+};
+
+template <typename Cell, typename F>
+RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const py::array* dcT_, bool step) {
+    const index_t N = c.N, T = c.T, D = c.D, H = c.H, G = Cell::gates * H;
+    // A float32 cache meets a float64 gradient: promote the cache, as NumPy would.
+    const Contiguous<F> x = contiguous<F>(c.x), h0 = contiguous<F>(c.h0), Wx = contiguous<F>(c.Wx),
+                        h = contiguous<F>(c.h), dh = contiguous<F>(dh_);
+    const std::shared_ptr<const rnn_fast::PackedB<F>> wh_t = packed_wh_t<F>(c);
+    RecurrentGrads g;
+    g.dx = step ? empty<F>({N, D}) : empty<F>({N, T, D});
+    g.dh0 = empty<F>({N, H});
+    g.dWx = empty<F>({D, G});
+    g.dWh = empty<F>({H, G});
+    g.db = empty<F>({G});
+    rnn_fast::BackwardArrays<F> a;
+    a.dx = mptr<F>(g.dx);
+    a.dh0 = mptr<F>(g.dh0);
+    a.dWx = mptr<F>(g.dWx);
+    a.dWh = mptr<F>(g.dWh);
+    a.db = mptr<F>(g.db);
+    a.dh = dh.data();
+    a.x = x.data();
+    a.h0 = h0.data();
+    a.Wx = Wx.data();
+    a.h = h.data();
+    if (Cell::recurrent_bias) {
+        g.dbh = empty<F>({G});
+        a.dbh = mptr<F>(g.dbh);
+    }
+    Contiguous<F> c0, cs, dcT, saved;
+    if (Cell::carry == Carry::cell_state) {
+        c0 = contiguous<F>(c.c0);
+        cs = contiguous<F>(c.c);
+        if (dcT_ != nullptr) dcT = contiguous<F>(*dcT_);
+        g.dc0 = empty<F>({N, H});
+        a.dc0 = mptr<F>(g.dc0);
+        a.dcT = dcT_ != nullptr ? dcT.data() : nullptr;
+        a.c0 = c0.data();
+        a.c = cs.data();
+    }
+    if (Cell::saved > 0) {
+        saved = contiguous<F>(c.saved);
+        a.saved = saved.data();
+    }
+    py::gil_scoped_release nogil;
+    rnn_fast::seq_backward(Cell{c.option}, a, N, T, D, H, c.reverse, threads(), *wh_t);
+    return g;
+}
+
+// Checks dh (and dcT) against the cache, then runs the backward.
+template <typename Cell>
+RecurrentGrads backward(const char* fn, const RecurrentCache& c, py::handle dh_, py::handle dcT_, bool step) {
+    const char* dh_name = step ? "dnext_h" : "dh";
+    const char* dc_name = step ? "dnext_c" : "dcT";
+    const py::array dh = float_array(dh_, fn, dh_name);
+    Dims d(fn);
+    d.set('N', c.N, "the cache");
+    d.set('T', c.T, "the cache");
+    d.set('H', c.H, "the cache");
+    d.expect(dh, dh_name, step ? "N,H" : "N,T,H");
+    py::array dcT;
+    const bool has_dcT = !dcT_.is_none();
+    if (has_dcT) {
+        dcT = float_array(dcT_, fn, dc_name);
+        d.expect(dcT, dc_name, "N,H");
+    }
+    const bool dbl = c.is_double || dh.itemsize() == 8 || (has_dcT && dcT.itemsize() == 8);
+    return with_dtype(dbl, [&](auto zero) {
+        return run_backward<Cell, decltype(zero)>(c, dh, has_dcT ? &dcT : nullptr, step);
+    });
+}
+
+// The cache of a training forward, or None after an inference forward
+// (cache=False), whose outputs then are the kernel's own arrays, not copies.
+template <typename Cache>
+py::object cache_or_none(Cache&& c, bool keep) {
+    return keep ? py::cast(std::move(c)) : py::object(py::none());
+}
+
+py::array output(py::array a, std::vector<py::ssize_t> shape, bool keep) {
+    return keep ? copy_of(a, std::move(shape)) : a.reshape(shape);
+}
+
+// ------------------------------------------------------ inference objects
+
+// Checks the weights of an inference object, copies and packs them.
+template <typename Cell>
+Inference<Cell> make_inference(const char* fn, int option, const std::string& tag, py::handle Wx_, py::handle Wh_,
+                               py::handle b_, py::handle bh_ = py::none()) {
+    const std::string G = gate_spec<Cell>();
+    const py::array Wx = float_array(Wx_, fn, "Wx"), Wh = float_array(Wh_, fn, "Wh"), b = float_array(b_, fn, "b");
+    const py::array bh = Cell::recurrent_bias ? float_array(bh_, fn, "bh") : b;
+    Dims d(fn);
+    d.expect(Wx, "Wx", "D," + G);
+    d.expect(Wh, "Wh", "H," + G);
+    d.expect(b, "b", G);
+    if (Cell::recurrent_bias) d.expect(bh, "bh", G);
+    Inference<Cell> w;
+    w.option = option;
+    w.tag = tag;
+    w.D = d['D'];
+    w.H = d['H'];
+    with_dtype(any_double({&Wx, &Wh, &b, &bh}), [&](auto zero) {
+        using F = decltype(zero);
+        w.is_double = std::is_same<F, double>::value;
+        w.Wx = owned<F>(Wx);
+        w.Wh = owned<F>(Wh);
+        w.b = owned<F>(b);
+        if (Cell::recurrent_bias) w.bh = owned<F>(bh);
+        auto p = std::make_shared<rnn_fast::PackedWeights<F>>();
+        {
+            py::gil_scoped_release nogil;
+            p->pack(cptr<F>(w.Wx), cptr<F>(w.Wh), w.D, w.H, Cell::gates, Cell::fusable, threads());
+        }
+        if constexpr (std::is_same<F, double>::value) w.packed_d = std::move(p);
+        else w.packed_f = std::move(p);
+    });
+    return w;
+}
+
+// Calls an inference object: h, or (h, h_T[, c_T]) with return_state.
+template <typename Cell>
+py::object call_inference(const Inference<Cell>& w, py::handle x, py::handle h0, py::handle c0, bool reverse,
+                          bool return_state) {
+    const std::string fn = class_name<Cell>("Inference");
+    SeqCache<Cell> c = forward<Cell, SeqCache<Cell>>(fn.c_str(), Cell{w.option}, false,
+                                                     {x, h0, c0, w.Wx, w.Wh, w.b, w.bh}, reverse, false, &w);
+    py::array h = output(c.h, {c.N, c.T, c.H}, false);
+    if (!return_state) return std::move(h);
+    if (Cell::carry == Carry::cell_state)
+        return py::make_tuple(h, final_state(c, c.h, c.h0), final_state(c, c.c, c.c0));
+    return py::make_tuple(h, final_state(c, c.h, c.h0));
+}
+
+// A cell's cache classes and the class of its inference object (whose
+// constructor and __call__ the cell's binding adds).
+template <typename Cell>
+py::class_<Inference<Cell>, InferenceWeights> register_classes(py::module_& m, const char* doc) {
+    static const std::string seq = class_name<Cell>("Cache"), step = class_name<Cell>("StepCache");
+    static const std::string inference = class_name<Cell>("Inference");
+    static const std::string fwd = std::string(Cell::name) + "_forward";
+    static const std::string sfwd = std::string(Cell::name) + "_step_forward";
+    static const std::string seq_doc = "Opaque cache of " + fwd + ", for " + Cell::name + "_backward.";
+    static const std::string step_doc = "Opaque cache of " + sfwd + ", for " + Cell::name + "_step_backward.";
+    register_cache<StepCache<Cell>>(m, step.c_str(), step_doc.c_str());
+    register_cache<SeqCache<Cell>>(m, seq.c_str(), seq_doc.c_str());
+    return py::class_<Inference<Cell>, InferenceWeights>(m, inference.c_str(), doc);
+}
+
+// ------------------------------------------------------------------ RNN
+
+using rnn_fast::Rnn;
+
+Activation parse_activation(const char* fn, const std::string& name) {
+    if (name == "tanh") return Activation::tanh;
+    if (name == "relu") return Activation::relu;
+    throw py::value_error(std::string(fn) + "(): activation must be 'tanh' or 'relu', got '" + name + "'");
+}
+
+Rnn rnn_cell(const char* fn, const std::string& activation) {
+    return Rnn{static_cast<int>(parse_activation(fn, activation))};
+}
+
+py::tuple rnn_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b,
+                           const std::string& activation, bool keep) {
+    const char* fn = "rnn_step_forward";
+    StepCache<Rnn> c = forward<Rnn, StepCache<Rnn>>(fn, rnn_cell(fn, activation), true,
+                                                    {x, prev_h, py::none(), Wx, Wh, b, py::none()}, false, keep);
+    py::array next_h = output(c.h, {c.N, c.H}, keep);
+    return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
+}
+
+py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
+    const char* fn = "rnn_step_backward";
+    const RecurrentGrads g =
+        backward<Rnn>(fn, cache_arg<StepCache<Rnn>>(cache, fn, "rnn_step_forward"), dnext_h, py::none(), true);
+    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+py::tuple rnn_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b,
+                      const std::string& activation, bool reverse, bool return_state, bool keep, bool borrow) {
+    const char* fn = "rnn_forward";
+    SeqCache<Rnn> c = forward<Rnn, SeqCache<Rnn>>(fn, rnn_cell(fn, activation), false,
+                                                  {x, h0, py::none(), Wx, Wh, b, py::none()}, reverse, keep,
+                                                  nullptr, borrow);
+    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
+    if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
+    py::array hT = final_state(c, c.h, c.h0);
+    return py::make_tuple(h, hT, cache_or_none(std::move(c), keep));
+}
+
+py::tuple rnn_backward(py::handle dh, py::handle cache) {
+    const char* fn = "rnn_backward";
+    const RecurrentGrads g = backward<Rnn>(fn, cache_arg<SeqCache<Rnn>>(cache, fn, "rnn_forward"), dh, py::none(),
+                                           false);
+    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+void bind_rnn(py::module_& m) {
+    using namespace pybind11::literals;
+    auto inference = register_classes<Rnn>(m, R"doc(A vanilla RNN layer's weights, copied and packed once for many inference forwards.
+
+RNNInference(Wx, Wh, b, *, activation='tanh'): Wx (D, H), Wh (H, H), b (H,);
+float32, or float64 if any of them is. The object keeps its own copy: later
+changes to the arrays do not reach it (make a new one). Calling it,
+  f(x, h0, *, reverse=False, return_state=False),
+returns what rnn_forward(x, h0, Wx, Wh, b, activation=..., reverse=reverse,
+return_state=return_state, cache=False) returns, without the cache: h, or
+(h, h_T). Bitwise the same values, minus the packing of Wx and Wh that every
+rnn_forward call does.)doc");
+    m.def("rnn_step_forward", &rnn_step_forward, "x"_a, "prev_h"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(),
+          "activation"_a = "tanh", "cache"_a = true, R"doc(One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b).
+
+x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,): float32 or float64;
+mixed dtypes compute in float64. Returns (next_h (N, H), cache).
+Keyword-only: activation='tanh' or 'relu'; cache=False for inference (no
+cache is kept: None in its place, and no copies of the inputs).)doc");
+    m.def("rnn_step_backward", &rnn_step_backward, "dnext_h"_a, "cache"_a,
+          R"doc(Backward of rnn_step_forward. dnext_h (N, H).
+Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).)doc");
+    m.def("rnn_forward", &rnn_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh",
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
+          R"doc(Vanilla RNN over a sequence (batch first).
+
+x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
+Returns (h (N, T, H), cache).
+Keyword-only extras:
+  activation='tanh' or 'relu';
+  reverse=True runs time from T-1 down to 0 (the backward half of a
+    bidirectional RNN); h[:, t] is still the state at time t;
+  return_state=True returns (h, h_T, cache), h_T (N, H) the state after the
+    last step (time 0 when reverse; h0 when T = 0);
+  cache=False: an inference forward, which keeps no cache (None is returned
+    in its place) and so copies no input and packs nothing for a backward;
+  _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0 and Wx
+    instead of copying them, and h is the cache's own array: nothing may
+    write them before the backward.)doc");
+    m.def("rnn_backward", &rnn_backward, "dh"_a, "cache"_a,
+          R"doc(Backward of rnn_forward. dh (N, T, H) is the upstream gradient of
+each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
+    inference
+        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b, const std::string& activation) {
+                 const Activation act = parse_activation("RNNInference", activation);
+                 return make_inference<Rnn>("RNNInference", static_cast<int>(act),
+                                            act == Activation::tanh ? " activation=tanh" : " activation=relu", Wx,
+                                            Wh, b);
+             }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh")
+        .def("__call__", [](const Inference<Rnn>& w, py::handle x, py::handle h0, bool reverse, bool return_state) {
+                 return call_inference<Rnn>(w, x, h0, py::none(), reverse, return_state);
+             }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false);
+}
+
+// ----------------------------------------------------------------- LSTM
+
+using rnn_fast::Lstm;
+
+// gate_order: cs231n's i, f, o, g ('ifog', option 0), or Keras's and
+// PyTorch's i, f, g, o ('ifgo', option 1).
+Lstm lstm_cell(const char* fn, const std::string& order) {
+    if (order == "ifog") return Lstm{0};
+    if (order == "ifgo") return Lstm{1};
+    throw py::value_error(std::string(fn) + "(): gate_order must be 'ifog' (cs231n's) or 'ifgo' (Keras's and "
+                          "PyTorch's), got '" + order + "'");
+}
+
+const char* lstm_tag(const Lstm& cell) { return cell.option ? " gate_order=ifgo" : ""; }
+
+py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, py::handle Wx, py::handle Wh,
+                            py::handle b, bool keep, const std::string& gate_order) {
+    const char* fn = "lstm_step_forward";
+    not_none(prev_c, fn, "prev_c");
+    const Lstm cell = lstm_cell(fn, gate_order);
+    StepCache<Lstm> c = forward<Lstm, StepCache<Lstm>>(fn, cell, true, {x, prev_h, prev_c, Wx, Wh, b, py::none()},
+                                                       false, keep, nullptr, false, lstm_tag(cell));
+    py::array next_h = output(c.h, {c.N, c.H}, keep);
+    py::array next_c = output(c.c, {c.N, c.H}, keep);
+    return py::make_tuple(next_h, next_c, cache_or_none(std::move(c), keep));
+}
+
+py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle cache) {
+    const char* fn = "lstm_step_backward";
+    not_none(dnext_c, fn, "dnext_c");
+    const RecurrentGrads g =
+        backward<Lstm>(fn, cache_arg<StepCache<Lstm>>(cache, fn, "lstm_step_forward"), dnext_h, dnext_c, true);
+    return py::make_tuple(g.dx, g.dh0, g.dc0, g.dWx, g.dWh, g.db);
+}
+
+py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
+                       bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order) {
+    const char* fn = "lstm_forward";
+    const Lstm cell = lstm_cell(fn, gate_order);
+    SeqCache<Lstm> c = forward<Lstm, SeqCache<Lstm>>(fn, cell, false, {x, h0, c0, Wx, Wh, b, py::none()}, reverse,
+                                                     keep, nullptr, borrow, lstm_tag(cell));
+    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
+    if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
+    py::array hT = final_state(c, c.h, c.h0);
+    py::array cT = final_state(c, c.c, c.c0);
+    return py::make_tuple(h, hT, cT, cache_or_none(std::move(c), keep));
+}
+
+py::tuple lstm_backward(py::handle dh, py::handle cache, py::handle dcT, bool return_dc0) {
+    const char* fn = "lstm_backward";
+    const RecurrentGrads g = backward<Lstm>(fn, cache_arg<SeqCache<Lstm>>(cache, fn, "lstm_forward"), dh, dcT, false);
+    if (return_dc0) return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db, g.dc0);
+    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+}
+
+void bind_lstm(py::module_& m) {
+    using namespace pybind11::literals;
+    auto inference = register_classes<Lstm>(m, R"doc(An LSTM layer's weights, copied and packed once for many inference forwards.
+
+LSTMInference(Wx, Wh, b, *, gate_order='ifog'): Wx (D, 4H), Wh (H, 4H), b (4H,),
+gates ordered i, f, o, g (or i, f, g, o with gate_order='ifgo', as in
+lstm_forward); float32, or float64 if any of them is. The object keeps its own copy: later
+changes to the arrays do not reach it (make a new one). Calling it,
+  f(x, h0, *, c0=None, reverse=False, return_state=False),
+returns what lstm_forward(x, h0, Wx, Wh, b, c0=c0, reverse=reverse,
+return_state=return_state, cache=False, gate_order=gate_order) returns, without the cache: h, or
+(h, h_T, c_T). Bitwise the same values, minus the packing of Wx and Wh that
+every lstm_forward call does (as ONNX Runtime packs a model's weights once
+per session). Inputs of another dtype follow lstm_forward's promotion.)doc");
+    m.def("lstm_step_forward", &lstm_step_forward, "x"_a, "prev_h"_a, "prev_c"_a, "Wx"_a, "Wh"_a, "b"_a,
+          py::kw_only(), "cache"_a = true, "gate_order"_a = "ifog",
+          R"doc(One LSTM step, gates ordered i, f, o, g.
+
+x (N, D), prev_h and prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
+Returns (next_h (N, H), next_c (N, H), cache).
+Keyword-only: cache=False for inference (None in the cache's place);
+gate_order='ifgo' for weights whose gate blocks come i, f, g, o (Keras's
+and PyTorch's order; their gradients come in the same order).)doc");
+    m.def("lstm_step_backward", &lstm_step_backward, "dnext_h"_a, "dnext_c"_a, "cache"_a,
+          R"doc(Backward of lstm_step_forward. dnext_h, dnext_c (N, H).
+Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).)doc");
+    m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
+          "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false, "gate_order"_a = "ifog",
+          R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
+
+x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,). The cell state
+starts at zero. Returns (h (N, T, H), cache).
+Keyword-only extras:
+  c0 (N, H): initial cell state instead of zeros;
+  reverse=True runs time from T-1 down to 0; h[:, t] is still time t;
+  return_state=True returns (h, h_T, c_T, cache), the states after the last
+    step (time 0 when reverse; h0 and c0 when T = 0);
+  cache=False: an inference forward, which keeps no cache (None is returned
+    in its place) and so copies no input and packs nothing for a backward;
+  gate_order='ifgo': Wx, Wh and b hold their gate blocks in the order i, f,
+    g, o (Keras's and PyTorch's; the default 'ifog' is cs231n's), and the
+    backward returns dWx, dWh and db in that order too; the same values, no
+    copy of the weights permuted;
+  _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0, c0 and
+    Wx instead of copying them, and h is the cache's own array: nothing may
+    write them before the backward.)doc");
+    m.def("lstm_backward", &lstm_backward, "dh"_a, "cache"_a, py::kw_only(), "dcT"_a = py::none(),
+          "return_dc0"_a = false,
+          R"doc(Backward of lstm_forward. dh (N, T, H) is the upstream gradient of
+each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).
+Keyword-only extras:
+  dcT (N, H): upstream gradient of the final cell state c_T (a gradient of
+    h_T belongs in dh at the last step);
+  return_dc0=True appends dc0 (N, H), the gradient of the initial cell state.)doc");
+    inference
+        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b, const std::string& gate_order) {
+                 const Lstm cell = lstm_cell("LSTMInference", gate_order);
+                 return make_inference<Lstm>("LSTMInference", cell.option, lstm_tag(cell), Wx, Wh, b);
+             }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "gate_order"_a = "ifog")
+        .def_property_readonly("gate_order", [](const Inference<Lstm>& w) { return w.option ? "ifgo" : "ifog"; })
+        .def("__call__", &call_inference<Lstm>, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(),
+             "reverse"_a = false, "return_state"_a = false);
+}
+
+}  // namespace
+
+// The recurrent kernels and classes of every cell: one line per cell.
+void bind_recurrent(py::module_& m) {
+    py::class_<InferenceWeights>(m, "InferenceWeights",
+                                 "A layer's weights packed once: the base of each cell's Inference class.")
+        .def_property_readonly("D", [](const InferenceWeights& w) { return w.D; })
+        .def_property_readonly("H", [](const InferenceWeights& w) { return w.H; })
+        .def_property_readonly("dtype", [](const InferenceWeights& w) { return w.Wx.dtype(); })
+        .def("__repr__", [](py::object self) {
+            const InferenceWeights& w = self.cast<const InferenceWeights&>();
+            std::ostringstream s;
+            s << "<rnn_fast." << type_name(self) << " D=" << w.D << " H=" << w.H
+              << " dtype=" << (w.is_double ? "float64" : "float32") << w.tag << ">";
+            return s.str();
+        });
+    bind_rnn(m);
+    bind_lstm(m);
+}
+
+}  // namespace rnn_fast_py
