@@ -96,7 +96,7 @@ struct Kernels {
                            bool accumulate, const T* bias);
 
     // Each cell's element-wise bodies (csrc/cells/), one field per cell.
-    CellBody<T> rnn, lstm;
+    CellBody<T> rnn, lstm, gru;
     // Sums of a backward's dA for `rows` rows (n values each, row stride
     // da_rs), rows r in order: for a shallow input (x and dx rows of d
     // values, row stride x_rs; d may be 0) dx[r, j] = da[r, :] · Wx[j, :] (Wx

@@ -221,5 +221,6 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
 
 RNN_FAST_INSTANTIATE(Rnn)
 RNN_FAST_INSTANTIATE(Lstm)
+RNN_FAST_INSTANTIATE(Gru)
 
 }  // namespace rnn_fast

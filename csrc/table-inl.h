@@ -64,6 +64,7 @@ struct Table {
         k.tile_rows_half = half_rows;
         k.rnn = {rnn_forward_body<T, L>, rnn_backward_body<T, L>};
         k.lstm = {lstm_forward_body<T, L>, lstm_backward_body<T, L>};
+        k.gru = {gru_forward_body<T, L>, gru_backward_body<T, L>};
         k.loop_sums = sums;
         k.dropout = drop;
         k.sigmoid = sigmoid;

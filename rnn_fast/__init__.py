@@ -1,4 +1,4 @@
-"""rnn_fast: C++/OpenMP kernels for vanilla RNN and LSTM layers.
+"""rnn_fast: C++/OpenMP kernels for vanilla RNN, LSTM and GRU layers.
 
 A drop-in replacement for the NumPy functions of cs231n's ``rnn_layers.py``:
 same names, arguments, shapes and return values, computed by compiled
@@ -6,11 +6,16 @@ kernels in float32 or float64. ``rnn_fast.reference`` holds the NumPy twins.
 """
 from . import reference
 from ._core import (
+    GRUInference,
     LSTMInference,
     RNNInference,
     dropout_forward,
     dropout_backward,
     get_num_threads,
+    gru_backward,
+    gru_forward,
+    gru_step_backward,
+    gru_step_forward,
     lstm_backward,
     lstm_forward,
     lstm_step_backward,
@@ -31,11 +36,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "reference",
+    "GRUInference",
     "LSTMInference",
     "RNNInference",
     "dropout_forward",
     "dropout_backward",
     "get_num_threads",
+    "gru_backward",
+    "gru_forward",
+    "gru_step_backward",
+    "gru_step_forward",
     "lstm_backward",
     "lstm_forward",
     "lstm_step_backward",

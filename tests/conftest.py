@@ -79,10 +79,9 @@ class Cell:
 
 
 CELLS = {cell.name: cell for cell in (Cell("rnn", 1, variants=({"activation": "tanh"}, {"activation": "relu"})),
-                                      Cell("lstm", 4))}
-# The GRU joins CELLS with its kernels (issue 11); its reference's tests use
-# the entry now.
-GRU = Cell("gru", 3, args=Cell.args + ("bh",), grads=Cell.grads + ("dbh",))
+                                      Cell("lstm", 4),
+                                      Cell("gru", 3, args=Cell.args + ("bh",), grads=Cell.grads + ("dbh",)))}
+GRU = CELLS["gru"]
 
 
 def assert_close(actual, expected, dtype, err_msg=""):

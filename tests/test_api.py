@@ -13,9 +13,6 @@ from rnn_fast import _core, reference
 
 STUB = pathlib.Path(rnn_fast.__file__).with_name("_core.pyi")
 
-# Kernels whose NumPy twin has landed and whose compiled one has not yet
-# (issue 11); each leaves this list when its kernel lands.
-PENDING = {"gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward"}
 # What only one side has: the reference's helper, the module's thread control.
 REFERENCE_ONLY = {"sigmoid"}
 KERNEL_ONLY = {"set_num_threads", "get_num_threads"}
@@ -61,8 +58,7 @@ def test_module_all_and_stub_name_the_same_kernels():
 
 def test_reference_twins_every_kernel():
     kernels = {name for name in compiled() if inspect.isroutine(getattr(_core, name))} - KERNEL_ONLY
-    assert set(reference.__all__) - REFERENCE_ONLY - PENDING == kernels
-    assert not PENDING & compiled(), "a pending kernel has landed: take it off PENDING"
+    assert set(reference.__all__) - REFERENCE_ONLY == kernels
 
 
 @pytest.mark.parametrize("name", sorted(n for n in stub() if isinstance(stub()[n], ast.FunctionDef)))
@@ -70,13 +66,13 @@ def test_stub_signatures_match_the_module(name):
     assert params(stub()[name]) == pybind_params(getattr(_core, name))
 
 
-@pytest.mark.parametrize("cls", ["LSTMInference", "RNNInference"])
+@pytest.mark.parametrize("cls", sorted(n for n in stub() if n.endswith("Inference")))
 @pytest.mark.parametrize("method", ["__init__", "__call__"])
 def test_stub_signatures_of_the_inference_objects(cls, method):
     node = next(n for n in stub()[cls].body if isinstance(n, ast.FunctionDef) and n.name == method)
     assert params(node) == pybind_params(getattr(getattr(_core, cls), method))
 
 
-@pytest.mark.parametrize("name", sorted(set(reference.__all__) - REFERENCE_ONLY - PENDING))
+@pytest.mark.parametrize("name", sorted(set(reference.__all__) - REFERENCE_ONLY))
 def test_reference_signatures_match_the_kernels(name):
     assert python_params(getattr(reference, name)) == pybind_params(getattr(_core, name))

@@ -3,3 +3,4 @@
 // (the bodies), everything else once (the descriptions; see cell.h).
 #include "cells/rnn.h"
 #include "cells/lstm.h"
+#include "cells/gru.h"
