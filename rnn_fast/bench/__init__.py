@@ -1,11 +1,11 @@
 """Benchmark: rnn_fast against the implementations a user could pick instead,
 side by side in one process.
 
-    python -m rnn_fast.bench [--quick | --full] [--cell lstm|rnn] [--dtype float32|float64]
+    python -m rnn_fast.bench [--quick | --full] [--cell lstm|gru|rnn] [--dtype float32|float64]
                              [--threads N] [--json PATH] [--plot PATH] [--keep-blas-env]
 
 Three passes per configuration: the inference forward ("infer": rnn_fast's
-LSTMInference/RNNInference, whose weights are packed once beforehand as ONNX
+LSTMInference/GRUInference/RNNInference, whose weights are packed once beforehand as ONNX
 Runtime's session packs them; PyTorch under no_grad; ONNX Runtime; the NumPy
 loop), the training forward ("train": each keeps what its backward needs;
 PyTorch in grad mode) and forward+backward ("fwd+bwd"). Each is timed after warm-up in
@@ -61,7 +61,7 @@ def gemm_flops_of(n: int) -> float:
 @dataclass(frozen=True)
 class Config:
     name: str
-    cell: str  # "lstm" or "rnn"
+    cell: str  # "lstm", "gru" or "rnn"
     N: int
     T: int
     D: int
@@ -71,7 +71,7 @@ class Config:
 
     @property
     def gates(self) -> int:
-        return 4 if self.cell == "lstm" else 1
+        return {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
 
     def gemm_flops(self) -> float:
         """Multiply-adds x 2 of the forward's GEMMs (the element-wise work is not counted)."""
@@ -92,6 +92,8 @@ CONFIGS = [
     Config("medium", "lstm", 32, 100, 256, 256),
     Config("lstm-16x512", "lstm", 16, 25, 512, 512),
     Config("large", "lstm", 64, 25, 1024, 1024),
+    Config("gru-medium", "gru", 32, 100, 256, 256),
+    Config("gru-large", "gru", 64, 50, 1024, 1024),
     Config("rnn-medium", "rnn", 32, 100, 256, 256),
     Config("rnn-large", "rnn", 64, 50, 1024, 1024),
     Config("medium-long", "lstm", 32, 400, 256, 256, full_only=True),
@@ -284,7 +286,7 @@ def pct_of_peak(results, config, pass_, peak) -> Optional[float]:
 
 
 def targets(results: List[Result], peak: Dict[str, float], extras: Dict[str, float]) -> List[Target]:
-    """Issue 10's targets, float32 unless said. Forward+backward must beat the
+    """Issue 10's targets (and issue 11's GRU rows), float32 unless said. Forward+backward must beat the
     faster of PyTorch and the NumPy loop by 1.25x, or run at 85% of the
     sgemm peak where 1.25x would take more than that."""
     ts = []
@@ -305,6 +307,8 @@ def targets(results: List[Result], peak: Dict[str, float], extras: Dict[str, flo
         Target("large LSTM infer, % of in-run sgemm", pct_of_peak(results, "large", "infer", peak), 85, "%"),
         Target("large LSTM fwd+bwd, % of in-run sgemm", pct_of_peak(results, "large", "fwd+bwd", peak), 85, "%"),
         Target("seed-like LSTM fwd+bwd vs torch", ratio(results, "seed-like", "fwd+bwd", "torch"), 2),
+        Target("gru-medium fwd+bwd vs torch", ratio(results, "gru-medium", "fwd+bwd", "torch"), 1.3),
+        Target("gru-large fwd+bwd vs torch", ratio(results, "gru-large", "fwd+bwd", "torch"), 1.3),
         Target("float64 medium LSTM fwd+bwd vs torch", ratio(results, "medium", "fwd+bwd", "torch", "float64"), 1.5),
         Target("large LSTM fwd+bwd, 2 threads vs 1", extras.get("thread_scaling"), 1.8),
         Target("first call / steady state (medium fwd+bwd)", extras.get("first_call"), 1.5, at_most=True),
@@ -477,7 +481,7 @@ def main(argv=None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the default: the core matrix, short budgets (~2 min)")
     mode.add_argument("--full", action="store_true", help="every configuration, longer budgets, extras (~6 min)")
-    ap.add_argument("--cell", choices=["lstm", "rnn"], help="only this cell")
+    ap.add_argument("--cell", choices=["lstm", "gru", "rnn"], help="only this cell")
     ap.add_argument("--config", action="append", metavar="NAME", help="only this configuration (repeatable)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--threads", type=int, default=rnn_fast.get_num_threads(), help="threads for every peer")

@@ -9,9 +9,9 @@ what its backward needs) and forward+backward.
   step in one GEMM, then one ``h @ Wh`` per step, in-place element-wise work,
   time-major buffers; the backward likewise, weight gradients as one GEMM
   each after the loop. It runs on whatever BLAS NumPy has.
-- ``torch``: ``nn.LSTM`` / ``nn.RNN`` as a user calls them: ``no_grad`` for
+- ``torch``: ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` as a user calls them: ``no_grad`` for
   inference, grad mode for training.
-- ``onnxruntime``: a one-node-per-layer ONNX graph (the LSTM/RNN operators
+- ``onnxruntime``: a one-node-per-layer ONNX graph (the LSTM/GRU/RNN operators
   people deploy with), built with ``onnx.helper``; forwards only.
 
 Letters as in rnn_fast: N batch, T time, D features, H units, G = gates * H.
@@ -26,7 +26,8 @@ Closures = Tuple[Callable[[], object], Callable[[], object], Callable[[], object
 
 
 def make_inputs(cfg, dtype):
-    """x (N,T,D), one (h0, Wx, Wh, b) per layer in rnn_fast's layout, dh (N,T,H)."""
+    """x (N,T,D), one (h0, Wx, Wh, b[, bh]) per layer in rnn_fast's layout
+    (bh: the GRU's recurrent bias), dh (N,T,H)."""
     rng = np.random.default_rng(0)
     G = cfg.H * cfg.gates
     x = rng.standard_normal((cfg.N, cfg.T, cfg.D)).astype(dtype)
@@ -38,7 +39,7 @@ def make_inputs(cfg, dtype):
             (rng.standard_normal((D, G)) / np.sqrt(D)).astype(dtype),
             (rng.standard_normal((cfg.H, G)) / np.sqrt(cfg.H)).astype(dtype),
             (0.1 * rng.standard_normal(G)).astype(dtype),
-        ))
+        ) + (((0.1 * rng.standard_normal(G)).astype(dtype),) if cfg.cell == "gru" else ()))
     dh = np.ones((cfg.N, cfg.T, cfg.H), dtype)
     return x, layers, dh
 
@@ -50,8 +51,8 @@ def stacked(forward_fn, backward_fn, cfg, dtype, infer_kwargs, inputs=None) -> C
 
     def forward(**kwargs):
         h, caches = x, []
-        for h0, Wx, Wh, b in layers:
-            h, cache = forward_fn(h, h0, Wx, Wh, b, **kwargs)
+        for h0, *weights in layers:
+            h, cache = forward_fn(h, h0, *weights, **kwargs)
             caches.append(cache)
         return h, caches
 
@@ -73,7 +74,7 @@ def rnn_fast_peer(cfg, dtype) -> Closures:
     _, train, fwd_bwd = stacked(getattr(lib, f"{cfg.cell}_forward"), getattr(lib, f"{cfg.cell}_backward"), cfg,
                                 dtype, {"cache": False}, inputs)
     x, layers, _ = inputs
-    packed = [(h0, getattr(lib, f"{cfg.cell.upper()}Inference")(Wx, Wh, b)) for h0, Wx, Wh, b in layers]
+    packed = [(h0, getattr(lib, f"{cfg.cell.upper()}Inference")(*weights)) for h0, *weights in layers]
 
     def infer():
         h = x
@@ -185,11 +186,64 @@ def numpy_rnn_backward(dh, cache):
     return dx, dnext, xt.T @ dA2, hs[:-1].reshape(T * N, H).T @ dA2, dA2.sum(axis=0)
 
 
+def numpy_gru_forward(x, h0, Wx, Wh, b, bh, keep=True):
+    """h (N,T,H) and, if keep, what numpy_gru_backward needs: r, z, n and
+    h Wh_n + bh_n of every step (A, time-major)."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * N, D)
+    A = np.empty((T, N, 4 * H), x.dtype)  # x Wx + b, then r, z, n, hn
+    A[:, :, :3 * H] = (xt @ Wx).reshape(T, N, 3 * H)
+    A[:, :, :3 * H] += b
+    hs = np.empty((T + 1, N, H), x.dtype)
+    hs[0] = h0
+    for t in range(T):
+        a = A[t]
+        ah = hs[t] @ Wh
+        ah += bh
+        a[:, :2 * H] += ah[:, :2 * H]
+        _sigmoid_(a[:, :2 * H])
+        a[:, 3 * H:] = ah[:, 2 * H:]
+        n = a[:, 2 * H:3 * H]
+        n += a[:, :H] * ah[:, 2 * H:]
+        np.tanh(n, out=n)
+        np.subtract(hs[t], n, out=hs[t + 1])  # h' = n + z (h - n)
+        hs[t + 1] *= a[:, H:2 * H]
+        hs[t + 1] += n
+    h = hs[1:].transpose(1, 0, 2).copy()
+    return h, ((xt, A, hs, Wx, Wh, (N, T, D)) if keep else None)
+
+
+def numpy_gru_backward(dh, cache):
+    xt, A, hs, Wx, Wh, (N, T, D) = cache
+    H = hs.shape[2]
+    dht = np.ascontiguousarray(dh.transpose(1, 0, 2))
+    dA = np.empty((T, N, 3 * H), A.dtype)  # of x Wx + b
+    dAh = np.empty((T, N, 3 * H), A.dtype)  # of h Wh + bh
+    dnext = np.zeros((N, H), A.dtype)
+    WhT = np.ascontiguousarray(Wh.T)
+    for t in range(T - 1, -1, -1):
+        r, z, n, hn = A[t, :, :H], A[t, :, H:2 * H], A[t, :, 2 * H:3 * H], A[t, :, 3 * H:]
+        d = dht[t] + dnext
+        dn = d * (1 - z) * (1 - n * n)
+        dz = d * (hs[t] - n) * z * (1 - z)
+        dr = dn * hn * r * (1 - r)
+        dA[t, :, :H] = dr
+        dA[t, :, H:2 * H] = dz
+        dA[t, :, 2 * H:] = dn
+        dAh[t, :, :2 * H] = dA[t, :, :2 * H]
+        np.multiply(dn, r, out=dAh[t, :, 2 * H:])
+        dnext = dAh[t] @ WhT
+        dnext += d * z
+    dA2, dAh2 = dA.reshape(T * N, 3 * H), dAh.reshape(T * N, 3 * H)
+    dx = (dA2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2).copy()
+    dWh = hs[:-1].reshape(T * N, H).T @ dAh2
+    return dx, dnext, xt.T @ dA2, dWh, dA2.sum(axis=0), dAh2.sum(axis=0)
+
+
 def numpy_peer(cfg, dtype) -> Closures:
-    if cfg.cell == "lstm":
-        fwd, bwd = numpy_lstm_forward, numpy_lstm_backward
-    else:
-        fwd, bwd = numpy_rnn_forward, numpy_rnn_backward
+    fwd, bwd = {"lstm": (numpy_lstm_forward, numpy_lstm_backward), "gru": (numpy_gru_forward, numpy_gru_backward),
+                "rnn": (numpy_rnn_forward, numpy_rnn_backward)}[cfg.cell]
     return stacked(lambda *a, keep=True: fwd(*a, keep=keep), bwd, cfg, dtype, {"keep": False})
 
 
@@ -209,7 +263,7 @@ def torch_peer(cfg, dtype) -> Optional[Closures]:
     if torch is None:
         return None
     tdtype = {np.float32: torch.float32, np.float64: torch.float64}[np.dtype(dtype).type]
-    module = (torch.nn.LSTM if cfg.cell == "lstm" else torch.nn.RNN)(
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cfg.cell](
         cfg.D, cfg.H, num_layers=cfg.layers, batch_first=True, dtype=tdtype
     )
     x = torch.randn(cfg.N, cfg.T, cfg.D, dtype=tdtype)
@@ -234,25 +288,29 @@ def torch_peer(cfg, dtype) -> Optional[Closures]:
 
 
 def onnx_model(cfg, layers, dtype):
-    """A graph of one LSTM or RNN node per layer (seq-first, as the operators
-    expect), weights as initializers in ONNX's layout: W (1, G, D), R (1, G, H),
-    B (1, 2G), LSTM gates ordered i, o, f, c (rnn_fast's i, f, o, g)."""
+    """A graph of one LSTM, GRU or RNN node per layer (seq-first, as the
+    operators expect), weights as initializers in ONNX's layout: W (1, G, D),
+    R (1, G, H), B (1, 2G), LSTM gates ordered i, o, f, c (rnn_fast's i, f,
+    o, g), GRU gates z, r, h (rnn_fast's r, z, n) with linear_before_reset=1
+    (PyTorch's and rnn_fast's GRU: r applied to h Wh_n + bh_n)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     H = cfg.H
     elem = TensorProto.FLOAT
-    order = np.r_[0:H, 2 * H:3 * H, H:2 * H, 3 * H:4 * H] if cfg.cell == "lstm" else np.arange(H)
+    order = {"lstm": np.r_[0:H, 2 * H:3 * H, H:2 * H, 3 * H:4 * H], "gru": np.r_[H:2 * H, 0:H, 2 * H:3 * H],
+             "rnn": np.arange(H)}[cfg.cell]
     nodes, inits = [], []
     prev = "X"
-    for k, (_, Wx, Wh, b) in enumerate(layers):
+    for k, (_, Wx, Wh, b, *bh) in enumerate(layers):
         names = [f"W{k}", f"R{k}", f"B{k}"]
-        G = b.shape[0]
+        rb = bh[0][order] if bh else np.zeros(b.shape[0], dtype)
         for name, value in zip(names, (Wx[:, order].T[None], Wh[:, order].T[None],
-                                       np.concatenate([b[order], np.zeros(G, dtype)])[None])):
+                                       np.concatenate([b[order], rb])[None])):
             inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=dtype), name))
-        op = "LSTM" if cfg.cell == "lstm" else "RNN"
-        nodes.append(helper.make_node(op, [prev] + names, [f"Y{k}"], hidden_size=H))
+        op = cfg.cell.upper()
+        extra = {"linear_before_reset": 1} if cfg.cell == "gru" else {}
+        nodes.append(helper.make_node(op, [prev] + names, [f"Y{k}"], hidden_size=H, **extra))
         # Y is (T, 1, N, H): drop the direction axis for the next layer.
         nodes.append(helper.make_node("Squeeze", [f"Y{k}", "axis1"], [f"H{k}"]))
         prev = f"H{k}"
