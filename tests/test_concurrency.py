@@ -17,6 +17,7 @@ from conftest import rand, recurrent_inputs
 
 LSTM = recurrent_inputs((16, 12, 48, 64), np.float32, gates=4)  # big enough for the parallel paths
 RNN = recurrent_inputs((8, 10, 24, 40), np.float64, gates=1)
+GRU = recurrent_inputs((12, 9, 32, 48), np.float32, gates=3) + [rand(144, np.float32, 7) * np.float32(0.1)]
 IDX = np.random.default_rng(0).integers(0, 40, size=(16, 12))  # rows of LSTM[2] (48, 256)
 
 
@@ -28,6 +29,13 @@ def lstm_job(reverse):
 def rnn_job():
     h, cache = rf.rnn_forward(*RNN, activation="relu")
     return [h, *rf.rnn_backward(np.sin(h), cache)]
+
+
+def gru_job(reverse):
+    h, hT, cache = rf.gru_forward(*GRU, reverse=reverse, return_state=True)
+    x, h0, Wx, Wh, b, bh = GRU
+    hs, step_cache = rf.gru_step_forward(x[:, 0], h0, Wx, Wh, b, bh)
+    return [h, hT, *rf.gru_backward(np.cos(h), cache), hs, *rf.gru_step_backward(hs, step_cache)]
 
 
 def step_jobs():
@@ -48,7 +56,8 @@ def layer_jobs():
     return out + [np.array(loss), dx]
 
 
-JOBS = [lambda: lstm_job(False), lambda: lstm_job(True), rnn_job, step_jobs, layer_jobs]
+JOBS = [lambda: lstm_job(False), lambda: lstm_job(True), rnn_job, lambda: gru_job(False), lambda: gru_job(True),
+        step_jobs, layer_jobs]
 
 
 def assert_identical(got, expected, what):
@@ -126,11 +135,15 @@ def forwards():
     fresh copies of the inputs, which the caller may then overwrite."""
     x, h0, Wx, Wh, b = [a.copy() for a in LSTM]
     xr, h0r, Wxr, Whr, br = [a.copy() for a in RNN]
+    xg, h0g, Wxg, Whg, bg, bhg = [a.copy() for a in GRU]
     idx = IDX.copy()
-    inputs = [x, h0, Wx, Wh, b, xr, h0r, Wxr, Whr, br, idx]
+    inputs = [x, h0, Wx, Wh, b, xr, h0r, Wxr, Whr, br, xg, h0g, Wxg, Whg, bg, bhg, idx]
     runs = [
         ("lstm", rf.lstm_forward(x, h0, Wx, Wh, b, c0=h0), lambda r: rf.lstm_backward(r[0], r[1], dcT=h0 * 0 + 1)),
         ("rnn", rf.rnn_forward(xr, h0r, Wxr, Whr, br), lambda r: rf.rnn_backward(r[0], r[1])),
+        ("gru", rf.gru_forward(xg, h0g, Wxg, Whg, bg, bhg), lambda r: rf.gru_backward(r[0], r[1])),
+        ("gru step", rf.gru_step_forward(xg[:, 0], h0g, Wxg, Whg, bg, bhg),
+         lambda r: rf.gru_step_backward(r[0], r[1])),
         ("lstm step", rf.lstm_step_forward(x[:, 0], h0, h0, Wx, Wh, b),
          lambda r: rf.lstm_step_backward(r[0], r[1], r[2])),
         ("rnn step", rf.rnn_step_forward(xr[:, 0], h0r, Wxr, Whr, br), lambda r: rf.rnn_step_backward(r[0], r[1])),

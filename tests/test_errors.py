@@ -7,9 +7,14 @@ import pytest
 
 import rnn_fast as rf
 
-from conftest import recurrent_inputs
+from conftest import CELLS, recurrent_inputs
 
 N, T, D, H = 2, 3, 4, 5
+
+
+def cell_args(cell):
+    """A cell's forward arguments by name (float32), positional ones first."""
+    return dict(zip(CELLS[cell].args, CELLS[cell].inputs((N, T, D, H), np.float32)))
 
 
 def rnn_args():
@@ -20,9 +25,9 @@ def lstm_args():
     return dict(zip(["x", "h0", "Wx", "Wh", "b"], recurrent_inputs((N, T, D, H), np.float32, gates=4)))
 
 
-def call(fn, args):
+def call(fn, args, positional=5):
     names = list(args)
-    return fn(*[args[k] for k in names[:5]], **{k: args[k] for k in names[5:]})
+    return fn(*[args[k] for k in names[:positional]], **{k: args[k] for k in names[positional:]})
 
 
 # (function, argument, replacement, message pattern): shape errors -> ValueError
@@ -36,6 +41,9 @@ SHAPE_CASES = [
     (rf.lstm_forward, lstm_args, "Wh", np.zeros((H, 4 * H + 1), np.float32), r"Wh must have shape \(H, 4H\) = \(5, 20\), got \(5, 21\)"),
     (rf.lstm_forward, lstm_args, "b", np.zeros(4 * H - 4, np.float32), r"b must have shape \(4H,\) = \(20,\), got \(16,\)"),
     (rf.lstm_forward, lstm_args, "c0", np.zeros((N, H + 1), np.float32), r"c0 must have shape \(N, H\) = \(2, 5\), got \(2, 6\)"),
+    (rf.gru_forward, lambda: cell_args("gru"), "Wx", np.zeros((D, 4 * H), np.float32), r"Wx must have shape \(D, 3H\) = \(4, 15\), got \(4, 20\)"),
+    (rf.gru_forward, lambda: cell_args("gru"), "bh", np.zeros(3 * H + 1, np.float32), r"bh must have shape \(3H,\) = \(15,\), got \(16,\)"),
+    (rf.gru_forward, lambda: cell_args("gru"), "bh", np.zeros((1, 3 * H), np.float32), r"bh must be 1-D with shape \(3H,\), got 2-D"),
 ]
 
 
@@ -44,7 +52,7 @@ def test_shape_mismatch_is_a_value_error_naming_the_argument(fn, make, name, bad
     args = make()
     args[name] = bad
     with pytest.raises(ValueError, match=pattern):
-        call(fn, args)
+        call(fn, args, 6 if fn is rf.gru_forward else 5)
 
 
 def test_first_argument_fixes_the_letters():
@@ -55,13 +63,12 @@ def test_first_argument_fixes_the_letters():
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.complex128, object, np.float16, np.uint8])
-@pytest.mark.parametrize("name", ["x", "h0", "Wx", "Wh", "b"])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell,name", [(c, a) for c in CELLS for a in CELLS[c].args])
 def test_non_float_arrays_are_type_errors(cell, name, dtype):
-    args = (lstm_args if cell == "lstm" else rnn_args)()
+    args = cell_args(cell)
     args[name] = args[name].astype(dtype)
     with pytest.raises(TypeError, match=rf"{cell}_forward\(\): {name} must be a float32 or float64 array, got dtype"):
-        call(getattr(rf, f"{cell}_forward"), args)
+        call(getattr(rf, f"{cell}_forward"), args, len(args))
 
 
 def test_non_array_arguments_are_type_errors():
@@ -96,6 +103,8 @@ def make_caches():
         "rnn_backward": rf.rnn_forward(xr, h0r, Wxr, Whr, br)[1],
         "lstm_step_backward": rf.lstm_step_forward(x[:, 0], h0, h0, Wx, Wh, b)[2],
         "lstm_backward": rf.lstm_forward(x, h0, Wx, Wh, b)[1],
+        "gru_step_backward": rf.gru_step_forward(x[:, 0], h0, Wx[:, :3 * H], Wh[:, :3 * H], b[:3 * H], b[:3 * H])[1],
+        "gru_backward": rf.gru_forward(x, h0, Wx[:, :3 * H], Wh[:, :3 * H], b[:3 * H], b[:3 * H])[1],
         "temporal_affine_backward": rf.temporal_affine_forward(x, Wx, b)[1],
         "word_embedding_backward": rf.word_embedding_forward(np.zeros((N, T), int), Wx)[1],
     }
@@ -108,6 +117,8 @@ def backward_call(name, cache):
         "rnn_backward": lambda: rf.rnn_backward(dh, cache),
         "lstm_step_backward": lambda: rf.lstm_step_backward(dh_step, dh_step, cache),
         "lstm_backward": lambda: rf.lstm_backward(dh, cache),
+        "gru_step_backward": lambda: rf.gru_step_backward(dh_step, cache),
+        "gru_backward": lambda: rf.gru_backward(dh, cache),
         "temporal_affine_backward": lambda: rf.temporal_affine_backward(np.zeros((N, T, 4 * H), np.float32), cache),
         "word_embedding_backward": lambda: rf.word_embedding_backward(np.zeros((N, T, 4 * H), np.float32), cache),
     }[name]
@@ -181,19 +192,22 @@ def test_set_num_threads_rejects_non_positive():
         rf.set_num_threads(0)
 
 
-@pytest.mark.parametrize("cls,make", [(rf.LSTMInference, lstm_args), (rf.RNNInference, rnn_args)],
-                         ids=["lstm", "rnn"])
-def test_inference_objects_check_their_weights_and_inputs(cls, make):
-    args = make()
-    g = 4 if cls is rf.LSTMInference else 1
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_objects_check_their_weights_and_inputs(cell):
+    args = cell_args(cell)
+    cls = getattr(rf, f"{cell.upper()}Inference")
+    g = CELLS[cell].gates
     name = cls.__name__
-    W = args["Wx"], args["Wh"], args["b"]
+    W = [args[a] for a in CELLS[cell].args[2:]]
     with pytest.raises(ValueError, match=rf"{name}\(\): Wh must have shape \(H, {g if g > 1 else ''}H\)"):
-        cls(W[0], np.zeros((H + 1, g * H), np.float32), W[2])
+        cls(W[0], np.zeros((H + 1, g * H), np.float32), *W[2:])
     with pytest.raises(ValueError, match=rf"{name}\(\): b must be 1-D"):
-        cls(W[0], W[1], W[2][None])
+        cls(W[0], W[1], W[2][None], *W[3:])
     with pytest.raises(TypeError, match=rf"{name}\(\): Wx must be a float32 or float64 array, got dtype int64"):
-        cls(W[0].astype(np.int64), W[1], W[2])
+        cls(W[0].astype(np.int64), *W[1:])
+    if cell == "gru":
+        with pytest.raises(ValueError, match=rf"{name}\(\): bh must have shape \(3H,\) = \(15,\), got \(14,\)"):
+            cls(*W[:3], W[3][:-1])
     obj = cls(*W)
     with pytest.raises(ValueError, match=rf"{name}\(\): x must have shape \(N, T, D\) = \(2, 3, 4\), got \(2, 3, 5\), "
                                          r"D=4 from the weights"):
@@ -202,11 +216,14 @@ def test_inference_objects_check_their_weights_and_inputs(cls, make):
         obj(args["x"], np.zeros((N, H + 1), np.float32))
     with pytest.raises(TypeError, match=rf"{name}\(\): x must be a float32 or float64 array"):
         obj(args["x"].astype(np.int32), args["h0"])
-    if cls is rf.RNNInference:
+    if cell == "rnn":
         with pytest.raises(ValueError, match=r"activation must be 'tanh' or 'relu', got 'gelu'"):
             cls(*W, activation="gelu")
         with pytest.raises(TypeError):
             obj(args["x"], args["h0"], c0=args["h0"])  # an RNN has no cell state
+    elif cell == "gru":
+        with pytest.raises(TypeError):
+            obj(args["x"], args["h0"], c0=args["h0"])  # nor a GRU
     else:
         with pytest.raises(ValueError, match=r"c0 must have shape \(N, H\) = \(2, 5\), got \(2, 6\)"):
             obj(args["x"], args["h0"], c0=np.zeros((N, H + 1), np.float32))
