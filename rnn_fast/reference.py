@@ -287,32 +287,44 @@ class GRUStepCache:
     z: np.ndarray
     n: np.ndarray
     hn: np.ndarray  # (N, H) h Wh_n + bh_n, the recurrent part that r scales
+    gate_order: str = "rzn"
 
 
-def gru_step_forward(x, prev_h, Wx, Wh, b, bh, *, cache=True):
+def _gru_blocks(gate_order):
+    """The column blocks of gates r, z, n in weights of gate_order ('rzn':
+    PyTorch's; 'zrn': Keras's)."""
+    if gate_order not in ("rzn", "zrn"):
+        raise ValueError(f"gate_order must be 'rzn' (PyTorch's) or 'zrn' (Keras's), got {gate_order!r}")
+    return (0, 1, 2) if gate_order == "rzn" else (1, 0, 2)
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, b, bh, *, cache=True, gate_order="rzn"):
     """One GRU step. x (N, D), prev_h (N, H), Wx (D, 3H), Wh (H, 3H), b and
     bh (3H,) (the input's and the recurrent product's biases), gate blocks r,
-    z, n. Returns (next_h, cache); cache=False (inference) returns None in
-    the cache's place."""
+    z, n (or z, r, n with gate_order='zrn', Keras's order). Returns (next_h,
+    cache); cache=False (inference) returns None in the cache's place."""
     H = prev_h.shape[1]
     ax = x.dot(Wx) + b
     ah = prev_h.dot(Wh) + bh
-    r = sigmoid(ax[:, :H] + ah[:, :H])
-    z = sigmoid(ax[:, H : 2 * H] + ah[:, H : 2 * H])
-    hn = ah[:, 2 * H :]
-    n = np.tanh(ax[:, 2 * H :] + r * hn)
+    kr, kz, kn = (slice(k * H, (k + 1) * H) for k in _gru_blocks(gate_order))
+    r = sigmoid(ax[:, kr] + ah[:, kr])
+    z = sigmoid(ax[:, kz] + ah[:, kz])
+    hn = ah[:, kn]
+    n = np.tanh(ax[:, kn] + r * hn)
     next_h = (1 - z) * n + z * prev_h
-    return next_h, GRUStepCache(x, prev_h, Wx, Wh, r, z, n, hn) if cache else None
+    return next_h, GRUStepCache(x, prev_h, Wx, Wh, r, z, n, hn, gate_order) if cache else None
 
 
 def gru_step_backward(dnext_h, cache):
-    """Returns (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,), dbh (3H,))."""
+    """Returns (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,),
+    dbh (3H,)), gate blocks in the forward's gate_order."""
     c = cache
     dn = dnext_h * (1 - c.z) * (1 - c.n * c.n)  # of n's pre-activation
     dz = dnext_h * (c.prev_h - c.n) * c.z * (1 - c.z)
     dr = dn * c.hn * c.r * (1 - c.r)
-    dax = np.concatenate([dr, dz, dn], axis=1)  # of x Wx + b
-    dah = np.concatenate([dr, dz, dn * c.r], axis=1)  # of h Wh + bh
+    first = [dr, dz] if c.gate_order == "rzn" else [dz, dr]
+    dax = np.concatenate(first + [dn], axis=1)  # of x Wx + b
+    dah = np.concatenate(first + [dn * c.r], axis=1)  # of h Wh + bh
     dx = dax.dot(c.Wx.T)
     dprev_h = dnext_h * c.z + dah.dot(c.Wh.T)
     return dx, dprev_h, c.x.T.dot(dax), c.prev_h.T.dot(dah), dax.sum(axis=0), dah.sum(axis=0)
@@ -323,9 +335,10 @@ class GRUCache(RNNCache):
     """RNNCache's fields, its steps GRUStepCache."""
 
 
-def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cache=True):
+def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cache=True, gate_order="rzn"):
     """GRU over a sequence. x (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H),
-    b and bh (3H,), gate blocks r, z, n. Returns (h (N, T, H), cache), or
+    b and bh (3H,), gate blocks r, z, n (or z, r, n with gate_order='zrn',
+    Keras's order). Returns (h (N, T, H), cache), or
     (h, h_T, cache) with return_state. reverse runs time from T-1 down to 0.
     cache=False (inference) returns None in the cache's place."""
     N, T, _ = x.shape
@@ -335,7 +348,7 @@ def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cach
     steps = [None] * T
     prev = h0
     for t in _times(T, reverse):
-        prev, steps[t] = gru_step_forward(x[:, t], prev, Wx, Wh, b, bh)
+        prev, steps[t] = gru_step_forward(x[:, t], prev, Wx, Wh, b, bh, gate_order=gate_order)
         h[:, t] = prev
     saved = GRUCache(steps, x.shape, h0, Wx, Wh, reverse, dtype) if cache else None
     if return_state:

@@ -733,3 +733,73 @@ def test_dropout_statistics():
     assert abs((kept == other).mean() - (keep**2 + (1 - keep) ** 2)) < 0.01
     x = rand((40, 30), np.float64)[:, ::3]
     np.testing.assert_array_equal(rf.dropout_forward(x, 0.5, 1)[0], ref.dropout_forward(x.copy(), 0.5, 1)[0])
+
+
+def _zrn(a):
+    """Gate blocks r, z, n of the last axis -> z, r, n (or back)."""
+    H = a.shape[-1] // 3
+    return np.concatenate([a[..., H : 2 * H], a[..., :H], a[..., 2 * H :]], axis=-1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 3, 2, 5), (16, 3, 40, 48), (7, 2, 9, 50), (33, 4, 20, 19)], ids=shape_id)
+@pytest.mark.parametrize("partition", ["auto", "rows", "columns", "row_passes"])
+def test_gru_inference_borrowing_steps_and_gate_order(shape, dtype, partition):
+    """The GRU's extras: cache=False and GRUInference give the training
+    forward's bits; _borrow the copying forward's; its step kernels the
+    reference's; gate_order='zrn' (Keras's) the bits of 'rzn' on the weights
+    permuted, and the gradients permuted (to rounding: dx sums the gates'
+    columns in another order); the caches say so in their repr."""
+    cell = CELLS["gru"]
+    N, T, D, H = shape
+    x, h0, Wx, Wh, b, bh = cell.inputs(shape, dtype)
+    dh = rand((N, T, H), dtype, 12)
+    before = [a.copy() for a in (x, h0, Wx, Wh, b, bh)]
+    rf._core._set_partition(partition)
+    try:
+        for reverse in (False, True):
+            h, hT, cache = rf.gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse, return_state=True)
+            hi, hTi, none = rf.gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse, return_state=True, cache=False)
+            assert none is None
+            obj = rf.GRUInference(Wx, Wh, b, bh)
+            for got in ((hi, hTi), obj(x, h0, reverse=reverse, return_state=True)):
+                np.testing.assert_array_equal(got[0], h)
+                np.testing.assert_array_equal(got[1], hT)
+            hb, cache_b = rf.gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse, _borrow=True)
+            np.testing.assert_array_equal(hb, h)
+            grads = rf.gru_backward(dh, cache)
+            for g, w in zip(rf.gru_backward(dh, cache_b), grads):
+                np.testing.assert_array_equal(g, w)
+            p = [_zrn(w) for w in (Wx, Wh, b, bh)]
+            hk, cache_k = rf.gru_forward(x, h0, *p, reverse=reverse, gate_order="zrn")
+            np.testing.assert_array_equal(hk, h)
+            np.testing.assert_array_equal(rf.GRUInference(*p, gate_order="zrn")(x, h0, reverse=reverse), h)
+            got = rf.gru_backward(dh, cache_k)
+            assert_all_close(got, list(grads[:2]) + [_zrn(g) for g in grads[2:]], dtype, cell.grads)
+            ref_h, ref_cache = ref.gru_forward(x, h0, *p, reverse=reverse, gate_order="zrn")
+            assert_all_close([hk], [ref_h], dtype, ["h"])
+            assert_all_close(got, ref.gru_backward(dh, ref_cache), dtype, cell.grads)
+            assert "gate_order=zrn" in repr(cache_k) and ("reverse" in repr(cache_k)) == reverse
+        step_h, step_cache = rf.gru_step_forward(x[:, 1], h0, Wx, Wh, b, bh)
+        ref_step_h, ref_step_cache = ref.gru_step_forward(x[:, 1], h0, Wx, Wh, b, bh)
+        assert_all_close([step_h], [ref_step_h], dtype, ["next_h"])
+        d = rand((N, H), dtype, 13)
+        assert_all_close(rf.gru_step_backward(d, step_cache), ref.gru_step_backward(d, ref_step_cache), dtype,
+                         ["dx", "dprev_h", "dWx", "dWh", "db", "dbh"])
+        assert rf.gru_step_forward(x[:, 1], h0, Wx, Wh, b, bh, cache=False)[1] is None
+    finally:
+        rf._core._set_partition("auto")
+    for a, old in zip((x, h0, Wx, Wh, b, bh), before):
+        np.testing.assert_array_equal(a, old)
+
+
+@pytest.mark.parametrize("fn", ["gru_forward", "gru_step_forward", "GRUInference"])
+def test_gru_refuses_an_unknown_gate_order(fn):
+    x, h0, Wx, Wh, b, bh = CELLS["gru"].inputs((2, 3, 4, 5), np.float32)
+    args = {"gru_forward": (x, h0, Wx, Wh, b, bh), "gru_step_forward": (x[:, 0], h0, Wx, Wh, b, bh),
+            "GRUInference": (Wx, Wh, b, bh)}[fn]
+    with pytest.raises(ValueError, match=fn + r"\(\): gate_order must be 'rzn' \(PyTorch's\) or 'zrn' "
+                                           r"\(Keras's\), got 'zr'"):
+        getattr(rf, fn)(*args, gate_order="zr")
+    with pytest.raises(ValueError, match=r"gate_order must be 'rzn'"):
+        ref.gru_forward(x, h0, Wx, Wh, b, bh, gate_order="zr")

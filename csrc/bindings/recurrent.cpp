@@ -629,11 +629,23 @@ Keyword-only extras:
 
 using rnn_fast::Gru;
 
+// gate_order: PyTorch's r, z, n ('rzn', option 0), or Keras's z, r, n
+// ('zrn', option 1).
+Gru gru_cell(const char* fn, const std::string& order) {
+    if (order == "rzn") return Gru{0};
+    if (order == "zrn") return Gru{1};
+    throw py::value_error(std::string(fn) + "(): gate_order must be 'rzn' (PyTorch's) or 'zrn' (Keras's), got '" +
+                          order + "'");
+}
+
+const char* gru_tag(const Gru& cell) { return cell.option ? " gate_order=zrn" : ""; }
+
 py::tuple gru_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b, py::handle bh,
-                           bool keep) {
+                           bool keep, const std::string& gate_order) {
     const char* fn = "gru_step_forward";
-    StepCache<Gru> c =
-        forward<Gru, StepCache<Gru>>(fn, Gru{}, true, {x, prev_h, py::none(), Wx, Wh, b, bh}, false, keep);
+    const Gru cell = gru_cell(fn, gate_order);
+    StepCache<Gru> c = forward<Gru, StepCache<Gru>>(fn, cell, true, {x, prev_h, py::none(), Wx, Wh, b, bh}, false,
+                                                    keep, nullptr, false, gru_tag(cell));
     py::array next_h = output(c.h, {c.N, c.H}, keep);
     return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
 }
@@ -646,10 +658,11 @@ py::tuple gru_step_backward(py::handle dnext_h, py::handle cache) {
 }
 
 py::tuple gru_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle bh,
-                      bool reverse, bool return_state, bool keep, bool borrow) {
+                      bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order) {
     const char* fn = "gru_forward";
-    SeqCache<Gru> c = forward<Gru, SeqCache<Gru>>(fn, Gru{}, false, {x, h0, py::none(), Wx, Wh, b, bh}, reverse,
-                                                  keep, nullptr, borrow);
+    const Gru cell = gru_cell(fn, gate_order);
+    SeqCache<Gru> c = forward<Gru, SeqCache<Gru>>(fn, cell, false, {x, h0, py::none(), Wx, Wh, b, bh}, reverse,
+                                                  keep, nullptr, borrow, gru_tag(cell));
     py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
@@ -667,30 +680,33 @@ void bind_gru(py::module_& m) {
     using namespace pybind11::literals;
     auto inference = register_classes<Gru>(m, R"doc(A GRU layer's weights, copied and packed once for many inference forwards.
 
-GRUInference(Wx, Wh, b, bh): Wx (D, 3H), Wh (H, 3H), b and bh (3H,), gate
-blocks r, z, n; float32, or float64 if any of them is. The object keeps its
+GRUInference(Wx, Wh, b, bh, *, gate_order='rzn'): Wx (D, 3H), Wh (H, 3H),
+b and bh (3H,), gate blocks r, z, n (or z, r, n with gate_order='zrn', as in
+gru_forward); float32, or float64 if any of them is. The object keeps its
 own copy: later changes to the arrays do not reach it (make a new one).
 Calling it,
   f(x, h0, *, reverse=False, return_state=False),
 returns what gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse,
-return_state=return_state, cache=False) returns, without the cache: h, or
+return_state=return_state, cache=False, gate_order=gate_order) returns, without the cache: h, or
 (h, h_T). Bitwise the same values, minus the packing of Wx and Wh that every
 gru_forward call does.)doc");
     m.def("gru_step_forward", &gru_step_forward, "x"_a, "prev_h"_a, "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(),
-          "cache"_a = true, R"doc(One GRU step, PyTorch's equations and gate order r, z, n.
+          "cache"_a = true, "gate_order"_a = "rzn", R"doc(One GRU step, PyTorch's equations and gate order r, z, n.
 
 r = sigmoid(x Wx_r + b_r + prev_h Wh_r + bh_r), z likewise,
 n = tanh(x Wx_n + b_n + r * (prev_h Wh_n + bh_n)),
 next_h = (1 - z) * n + z * prev_h.
 x (N, D), prev_h (N, H), Wx (D, 3H), Wh (H, 3H), b and bh (3H,): float32 or
 float64; mixed dtypes compute in float64. Returns (next_h (N, H), cache).
-Keyword-only: cache=False for inference (None in the cache's place).)doc");
+Keyword-only: cache=False for inference (None in the cache's place);
+gate_order='zrn' for weights whose gate blocks come z, r, n (Keras's order;
+their gradients come in the same order).)doc");
     m.def("gru_step_backward", &gru_step_backward, "dnext_h"_a, "cache"_a,
           R"doc(Backward of gru_step_forward. dnext_h (N, H).
 Returns (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,), dbh (3H,)).)doc");
     m.def("gru_forward", &gru_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(),
           "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
-          R"doc(GRU over a sequence (batch first), PyTorch's equations and gate order r, z, n.
+          "gate_order"_a = "rzn", R"doc(GRU over a sequence (batch first), PyTorch's equations and gate order r, z, n.
 
 x (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H), b (3H,) the input's bias,
 bh (3H,) the recurrent product's (inside r * (h Wh_n + bh_n)).
@@ -701,6 +717,9 @@ Keyword-only extras:
     last step (time 0 when reverse; h0 when T = 0);
   cache=False: an inference forward, which keeps no cache (None is returned
     in its place) and so copies no input and packs nothing for a backward;
+  gate_order='zrn': Wx, Wh, b and bh hold their gate blocks in the order z,
+    r, n (Keras's; the default 'rzn' is PyTorch's), and the backward returns
+    their gradients in that order too; no copy of the weights permuted;
   _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0 and Wx
     instead of copying them, and h is the cache's own array: nothing may
     write them before the backward.)doc");
@@ -708,9 +727,11 @@ Keyword-only extras:
           R"doc(Backward of gru_forward. dh (N, T, H) is the upstream gradient of
 each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db, dbh).)doc");
     inference
-        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b, py::handle bh) {
-                 return make_inference<Gru>("GRUInference", 0, "", Wx, Wh, b, bh);
-             }), "Wx"_a, "Wh"_a, "b"_a, "bh"_a)
+        .def(py::init([](py::handle Wx, py::handle Wh, py::handle b, py::handle bh, const std::string& gate_order) {
+                 const Gru cell = gru_cell("GRUInference", gate_order);
+                 return make_inference<Gru>("GRUInference", cell.option, gru_tag(cell), Wx, Wh, b, bh);
+             }), "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(), "gate_order"_a = "rzn")
+        .def_property_readonly("gate_order", [](const Inference<Gru>& w) { return w.option ? "zrn" : "rzn"; })
         .def("__call__", [](const Inference<Gru>& w, py::handle x, py::handle h0, bool reverse, bool return_state) {
                  return call_inference<Gru>(w, x, h0, py::none(), reverse, return_state);
              }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false);

@@ -1,4 +1,6 @@
-// GRU cell, PyTorch's equations and gate order r, z, n (G = 3H):
+// GRU cell, PyTorch's equations and gate order r, z, n, or with its option
+// (gate order 'zrn') Keras's z, r, n, in the columns of Wx, Wh, b, bh and
+// their gradients (G = 3H):
 //   r = sigmoid(x·Wx_r + b_r + h_{t-1}·Wh_r + bh_r)
 //   z = sigmoid(x·Wx_z + b_z + h_{t-1}·Wh_z + bh_z)
 //   n = tanh(x·Wx_n + b_n + r * (h_{t-1}·Wh_n + bh_n))
@@ -22,7 +24,7 @@ struct Gru {
     static constexpr int saved = 4;  // r, z, n, hn (x·Wx + b in the first three on entry)
     static constexpr Carry carry = Carry::hidden;
     static constexpr bool split = true, fusable = false, recurrent_bias = true, reads_prev_h = true;
-    int option = 0;  // none
+    int option = 0;  // 1: gate order z, r, n
     template <typename T>
     static const CellBody<T>& body(const Kernels<T>& k) { return k.gru; }
 };
@@ -31,11 +33,12 @@ struct Gru {
 #endif
 #else  // the SIMD bodies
 
-// Forward: gates holds x·Wx + b (r, z, n) on entry and r, z, n, hn on exit;
-// acc holds h_{t-1}·Wh; h = n + z * (h_{t-1} - n).
+// Forward: gates holds x·Wx + b (r, z, n, or z, r, n) on entry and r, z, n,
+// hn on exit; acc holds h_{t-1}·Wh; h = n + z * (h_{t-1} - n).
 template <typename T, int L>
 void gru_forward_body(const CellArgs<T>& a) {
     const index_t gs = a.gs, as = a.acc_gs;
+    const int at[2] = {a.option ? 1 : 0, a.option ? 0 : 1};  // the column blocks of r and z
     const T *acc = a.acc, *hp = a.hp;
     T *g = a.gates, *h = a.h;
     for (index_t r = 0; r < a.rows; ++r, acc += a.acc_rs, g += a.gates_rs, hp += a.prs, h += a.rs) {
@@ -48,8 +51,8 @@ void gru_forward_body(const CellArgs<T>& a) {
             constexpr bool F = decltype(full)::value;
             V<T, L> v[2];  // r and z, side by side
             for (int q = 0; q < 2; ++q)
-                v[q] = ld<T, L, F>(g + q * gs + k, m) + load<T, L>(acc + q * as + k) +
-                       ld<T, L, F>(a.rbias + q * gs + k, m);
+                v[q] = ld<T, L, F>(g + at[q] * gs + k, m) + load<T, L>(acc + at[q] * as + k) +
+                       ld<T, L, F>(a.rbias + at[q] * gs + k, m);
             if constexpr (sizeof(T) == 4) vtanh_rational_n<T, L, 2, 2>(v);
             else for (int q = 0; q < 2; ++q) v[q] = vsigmoid<T, L>(v[q]);
             const V<T, L> hn = load<T, L>(acc + 2 * as + k) + ld<T, L, F>(a.rbias + 2 * gs + k, m);
@@ -67,10 +70,11 @@ void gru_forward_body(const CellArgs<T>& a) {
 // Backward of one step, from the saved r, z, n, hn and h_{t-1}: dh + acc +
 // carry is the total gradient of h_t (carry: z * that of h_{t+1}, on entry;
 // on exit z * this step's); da (dr, dz, dn) and dah (dr, dz, dn * r), the
-// gradients of x·Wx + b and of h·Wh + bh.
+// gradients of x·Wx + b and of h·Wh + bh (dz first with gate order z, r, n).
 template <typename T, int L>
 void gru_backward_body(const CellArgs<T>& a) {
     const index_t gs = a.gs;
+    const index_t ro = a.option ? gs : 0, zo = a.option ? 0 : gs;  // the column blocks of r and z
     const T *dh = a.dh, *acc = a.acc, *g = a.gates, *hp = a.hp;
     T *carry = a.carry, *da = a.da, *dah = a.dah;
     for (index_t r = 0; r < a.rows;
@@ -84,11 +88,11 @@ void gru_backward_body(const CellArgs<T>& a) {
             const V<T, L> dn = dht * (T(1) - z) * (T(1) - n * n);
             const V<T, L> dz = dht * (ld<T, L, F>(hp + k, m) - n) * z * (T(1) - z);
             const V<T, L> dr = dn * hn * rv * (T(1) - rv);
-            st<T, L, F>(da + k, dr, m);
-            st<T, L, F>(da + gs + k, dz, m);
+            st<T, L, F>(da + ro + k, dr, m);
+            st<T, L, F>(da + zo + k, dz, m);
             st<T, L, F>(da + 2 * gs + k, dn, m);
-            st<T, L, F>(dah + k, dr, m);
-            st<T, L, F>(dah + gs + k, dz, m);
+            st<T, L, F>(dah + ro + k, dr, m);
+            st<T, L, F>(dah + zo + k, dz, m);
             st<T, L, F>(dah + 2 * gs + k, dn * rv, m);
             st<T, L, F>(carry + k, dht * z, m);
         });
