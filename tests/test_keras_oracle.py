@@ -109,3 +109,49 @@ def test_the_seeds_model_predicts_what_keras_predicts():
     mine = build(L, nn.models, input_shape=(12, 1))
     mine.set_weights(theirs.get_weights())
     np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0), **TOL)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_gru_matches_keras(return_sequences, go_backwards, use_bias):
+    kw = dict(return_sequences=return_sequences, return_state=True, go_backwards=go_backwards, use_bias=use_bias)
+    expected, got = twins(lambda: keras.layers.GRU(5, **kw), lambda: L.GRU(5, **kw))
+    assert len(got) == len(expected) == 2
+    for e, g, name in zip(expected, got, ["output", "h"]):
+        np.testing.assert_allclose(g, e, err_msg=name, **TOL)
+
+
+def test_bidirectional_gru_matches_keras():
+    expected, got = twins(
+        lambda: keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True)),
+        lambda: L.Bidirectional(L.GRU(3, return_sequences=True)),
+    )
+    np.testing.assert_allclose(got[0], expected[0], **TOL)
+
+
+def test_a_gru_model_predicts_what_keras_predicts():
+    """GRU(8) x 2 + Dense(1), weights copied from Keras's model whole."""
+    x = RNG.standard_normal((8, 12, 2)).astype(np.float32)
+
+    def build(layers, models, **input_kw):
+        model = models.Sequential()
+        model.add(layers.GRU(units=8, return_sequences=True, **input_kw))
+        model.add(layers.GRU(units=6))
+        model.add(layers.Dense(units=1))
+        return model
+
+    theirs = build(keras.layers, keras.models)
+    theirs.build((None, 12, 2))
+    weights = [(w + 0.1 * RNG.standard_normal(w.shape)).astype(np.float32) for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    mine = build(L, nn.models, input_shape=(12, 2))
+    mine.set_weights(weights)
+    np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0), **TOL)
+
+
+def test_gru_weights_have_keras_shapes():
+    theirs, mine = keras.layers.GRU(4), L.GRU(4)
+    theirs.build((None, 6, 3))
+    mine.build((6, 3))
+    assert [w.shape for w in mine.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]

@@ -72,7 +72,7 @@ RNG = np.random.default_rng(0)
 X3 = RNG.standard_normal((3, 5, 4))
 
 
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_recurrent_layer_gradients(cls, return_sequences, go_backwards):
@@ -81,7 +81,7 @@ def test_recurrent_layer_gradients(cls, return_sequences, go_backwards):
     check_layer(layer, X3.copy())
 
 
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_recurrent_layer_gradients_through_returned_states_and_initial_state(cls):
     layer = cls(6, return_sequences=True, return_state=True)
     check_layer(layer, X3.copy())
@@ -104,6 +104,11 @@ def test_recurrent_layer_gradients_through_returned_states_and_initial_state(cls
 def test_simple_rnn_relu_and_input_dropout_gradients():
     check_layer(L.SimpleRNN(5, activation="relu", return_sequences=True), X3.copy())
     check_layer(L.LSTM(5, dropout=0.3), X3.copy(), training=True, seed_each_forward=True)
+
+
+def test_gru_gradients_without_bias_and_bidirectional():
+    check_layer(L.GRU(5, use_bias=False, return_sequences=True, go_backwards=True), X3.copy())
+    check_layer(L.Bidirectional(L.GRU(4, return_sequences=True)), X3.copy())
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
@@ -572,6 +577,10 @@ def test_bad_arguments_raise_clear_errors():
         L.LSTM(0)
     with pytest.raises(ValueError, match="recurrent_dropout is not supported"):
         L.LSTM(3, recurrent_dropout=0.1)
+    with pytest.raises(ValueError, match=r"only reset_after=True .* runs on the fused kernels"):
+        L.GRU(3, reset_after=False)
+    with pytest.raises(ValueError, match="only activation='tanh' with recurrent_activation='sigmoid'"):
+        L.GRU(3, activation="relu")
     with pytest.raises(ValueError, match="merge_mode must be one of"):
         L.Bidirectional(L.LSTM(3), merge_mode="max")
     with pytest.raises(ValueError, match=r"expects input of shape \(batch, timesteps, features\)"):
@@ -596,3 +605,25 @@ def test_bad_arguments_raise_clear_errors():
         model.compile("adam", "hinge")
     with pytest.raises(ValueError, match="return_state=True"):
         nn.Sequential([L.LSTM(3, return_state=True, input_shape=(4, 2)), L.Dense(1)])
+
+
+def test_a_gru_model_trains_saves_and_loads(tmp_path):
+    """GRU layers in a Sequential model: fit lowers the loss, predict runs on
+    the packed weights (the training forward's values), and the model saves
+    and loads bit for bit."""
+    nn.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 10, 2))
+    y = x[:, :, :1].sum(axis=1) * 0.3
+    model = nn.Sequential([L.GRU(8, return_sequences=True, input_shape=(10, 2)),
+                           L.Bidirectional(L.GRU(4)), L.Dense(1)])
+    model.compile(nn.Adam(learning_rate=0.01), "mse")
+    hist = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert hist.history["loss"][-1] < 0.3 * hist.history["loss"][0]
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x), rtol=1e-12, atol=1e-12)
+    path = tmp_path / "gru.npz"
+    model.save(path)
+    loaded = nn.load_model(path)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))

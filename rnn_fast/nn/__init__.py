@@ -5,7 +5,7 @@ Keras code runs after changing its imports::
     from rnn_fast.nn.models import Sequential          # keras.models
     from rnn_fast.nn.layers import LSTM, Dropout, Dense  # keras.layers
 
-Layers: SimpleRNN, LSTM, Bidirectional, Dense, Dropout, Embedding,
+Layers: SimpleRNN, LSTM, GRU, Bidirectional, Dense, Dropout, Embedding,
 RepeatVector, Activation. Sequential: compile / fit / evaluate / predict /
 summary / save, and load_model. Stateful recurrent layers carry their state
 across batches for truncated backpropagation through time.
@@ -14,6 +14,7 @@ from . import activations, backend, callbacks, initializers, layers, losses, mod
 from .backend import floatx, set_floatx, set_random_seed
 from .callbacks import Callback, EarlyStopping
 from .layers import (
+    GRU,
     LSTM,
     Activation,
     Bidirectional,
@@ -30,7 +31,7 @@ from .regularizers import l1, l1_l2, l2
 
 __all__ = [
     "activations", "backend", "callbacks", "initializers", "layers", "losses", "models", "optimizers",
-    "regularizers", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "LSTM", "Activation",
+    "regularizers", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "GRU", "LSTM", "Activation",
     "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "RepeatVector", "SimpleRNN", "History",
     "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2",
 ]

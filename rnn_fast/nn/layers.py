@@ -162,7 +162,7 @@ def _as_float(x, dtype: np.dtype, who: str) -> np.ndarray:
 # Recurrent layers
 # ---------------------------------------------------------------------------
 class _Recurrent(Layer):
-    """What SimpleRNN and LSTM share: the sequence in and out, returned
+    """What SimpleRNN, LSTM and GRU share: the sequence in and out, returned
     states, running backwards, state carried across batches (stateful), input
     dropout, and the kernel calls' gradients."""
 
@@ -207,9 +207,12 @@ class _Recurrent(Layer):
         self.add_weight("kernel", (D, G), self.kernel_initializer, self.kernel_regularizer)
         self.add_weight("recurrent_kernel", (self.units, G), self.recurrent_initializer, self.recurrent_regularizer)
         if self.use_bias:
-            b = self.add_weight("bias", (G,), self.bias_initializer, self.bias_regularizer)
+            b = self.add_weight("bias", self._bias_shape(), self.bias_initializer, self.bias_regularizer)
             self._init_bias(b)
         super().build(input_shape)
+
+    def _bias_shape(self) -> Tuple[int, ...]:
+        return (self._gates * self.units,)
 
     def _init_bias(self, b: np.ndarray) -> None:
         pass
@@ -309,7 +312,7 @@ class _Recurrent(Layer):
         return self.weights[2] if self.use_bias else np.zeros(self._gates * self.units, self.dtype)
 
     # While frozen (a predict or evaluate pass), inference forwards run on the
-    # weights packed once (an LSTMInference / RNNInference), not packed anew
+    # weights packed once (an LSTMInference, GRUInference or RNNInference), not packed anew
     # by every batch's kernel call; the packing is dropped when the pass ends.
     _frozen = False
     _packed = None
@@ -412,6 +415,62 @@ class LSTM(_Recurrent):
         return dx, [dh0, dc0], dWx, dWh, db
 
 
+class GRU(_Recurrent):
+    """keras.layers.GRU with its defaults (tanh, sigmoid gates, reset_after=True:
+    the reset gate applied to the recurrent product, as in PyTorch). Weights
+    in Keras's layout: kernel (D, 3U), recurrent_kernel (U, 3U), bias (2, 3U)
+    (the input's bias, then the recurrent product's), gates ordered z, r, h."""
+
+    base_name = "gru"
+
+    _gates = 3
+
+    def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 reset_after: bool = True, **kwargs):
+        if activation != "tanh" or recurrent_activation != "sigmoid":
+            raise ValueError(f"GRU: only activation='tanh' with recurrent_activation='sigmoid' runs on the "
+                             f"fused kernels, got {activation!r} and {recurrent_activation!r}")
+        if not reset_after:
+            raise ValueError("GRU: only reset_after=True (Keras 3's default; the reset gate applied to the "
+                             "recurrent product, as in PyTorch and cuDNN) runs on the fused kernels; "
+                             "reset_after=False (Keras 1's GRU) is not supported")
+        super().__init__(units, **kwargs)
+        self.reset_after = True
+
+    def _bias_shape(self) -> Tuple[int, ...]:
+        return (2, self._gates * self.units)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["reset_after"] = self.reset_after
+        return cfg
+
+    def _biases(self):
+        """(b, bh): the input's and the recurrent product's biases (3U,) each."""
+        if self.use_bias:
+            return self.weights[2][0], self.weights[2][1]
+        zeros = np.zeros(self._gates * self.units, self.dtype)
+        return zeros, zeros
+
+    def _pack(self):
+        # Keras's gate order z, r, h is the kernels' gate_order 'zrn'.
+        return _core.GRUInference(self.weights[0], self.weights[1], *self._biases(), gate_order="zrn")
+
+    def _run(self, x, states, keep_cache):
+        packed = self._inference()
+        if packed is not None:
+            h, hT = packed(x, states[0], reverse=self.go_backwards, return_state=True)
+            return h, [hT], None
+        h, hT, cache = _core.gru_forward(x, states[0], self.weights[0], self.weights[1], *self._biases(),
+                                         reverse=self.go_backwards, return_state=True, cache=keep_cache,
+                                         _borrow=self._borrow, gate_order="zrn")
+        return h, [hT], cache
+
+    def _grad(self, dh, cache, dstates):
+        dx, dh0, dWx, dWh, db, dbh = _core.gru_backward(dh, cache)
+        return dx, [dh0], dWx, dWh, np.stack([db, dbh])
+
+
 def _reg_config(r: Optional[regularizers.Regularizer]):
     return None if r is None else r.get_config()
 
@@ -427,7 +486,7 @@ class Bidirectional(Layer):
 
     def __init__(self, layer: _Recurrent, merge_mode: Optional[str] = "concat", backward_layer=None, **kwargs):
         if not isinstance(layer, _Recurrent):
-            raise TypeError(f"Bidirectional(): layer must be a SimpleRNN or LSTM, got {type(layer).__name__}")
+            raise TypeError(f"Bidirectional(): layer must be a SimpleRNN, LSTM or GRU, got {type(layer).__name__}")
         if merge_mode not in self.MODES:
             raise ValueError(f"Bidirectional(): merge_mode must be one of {self.MODES}, got {merge_mode!r}")
         if layer.return_state:
@@ -731,7 +790,7 @@ class RepeatVector(Layer):
         return dy.sum(axis=1)
 
 
-LAYERS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, Bidirectional, Dense, Activation, Dropout, Embedding,
+LAYERS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Bidirectional, Dense, Activation, Dropout, Embedding,
                                         RepeatVector)}
 
 
