@@ -59,6 +59,7 @@ class Cell:
     args: Tuple[str, ...] = ("x", "h0", "Wx", "Wh", "b")  # the forward's positional arguments
     grads: Tuple[str, ...] = ("dx", "dh0", "dWx", "dWh", "db")  # what the backward returns
     variants: Tuple[Dict[str, Any], ...] = ({},)  # keyword sets of the forward that tests run each of
+    states: int = 1  # states carried from step to step: h, or (LSTM) h and c
 
     def inputs(self, shape, dtype, seed=0, scale=0.5):
         """The forward's positional arguments: recurrent_inputs, then any
@@ -73,13 +74,28 @@ class Cell:
     def backward(self, lib, dh, cache, **kw):
         return getattr(lib, f"{self.name}_backward")(dh, cache, **kw)
 
+    def step_inputs(self, N, D, H, dtype, seed=0, scale=0.5):
+        """The step forward's positional arguments: x (N,D), prev_h (and
+        prev_c) (N,H), then the weights (as inputs()'s)."""
+        args = self.inputs((N, 1, D, H), dtype, seed, scale)
+        prev = [args[1]] + [rand((N, H), dtype, seed + 5 + k) for k in range(self.states - 1)]
+        return [args[0][:, 0]] + prev + args[2:]
+
+    def step_forward(self, lib, args, **kw):
+        """(next_h[, next_c], cache)."""
+        return getattr(lib, f"{self.name}_step_forward")(*args, **kw)
+
+    def step_backward(self, lib, douts, cache):
+        """The gradients of step_inputs' arguments, in their order, given those of the step's states."""
+        return getattr(lib, f"{self.name}_step_backward")(*douts, cache)
+
     def inference(self, lib, weights, **kw):
         """The cell's inference object (LSTMInference, ...) on weights = the forward's arguments after h0."""
         return getattr(lib, f"{self.name.upper()}Inference")(*weights, **kw)
 
 
 CELLS = {cell.name: cell for cell in (Cell("rnn", 1, variants=({"activation": "tanh"}, {"activation": "relu"})),
-                                      Cell("lstm", 4),
+                                      Cell("lstm", 4, states=2),
                                       Cell("gru", 3, args=Cell.args + ("bh",), grads=Cell.grads + ("dbh",)))}
 GRU = CELLS["gru"]
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import TOL
+from conftest import CELLS, TOL
 
 FLOAT, INDEX, MASK = "float", "index", "mask"
 
@@ -243,13 +243,13 @@ def as_arrays(call):
 
 def recurrent_forward(data, cell, step):
     fn = f"{cell}_{'step_' if step else ''}forward"
-    g = 4 if cell == "lstm" else 1
+    g, has_c, more = CELLS[cell].gates, CELLS[cell].states > 1, CELLS[cell].args[5:]  # more: a GRU's bh
     d = Draw(data, fn)
     L = d.letters("NTDH")
     N, T, D, H = L["N"], L["T"], L["D"], L["H"]
     h_name, c_name = ("prev_h", "prev_c") if step else ("h0", "c0")
-    with_c0 = cell == "lstm" and (step or data.draw(st.booleans(), label="c0"))
-    names = ["x", h_name] + ([c_name] if with_c0 else []) + ["Wx", "Wh", "b"]
+    with_c0 = has_c and (step or data.draw(st.booleans(), label="c0"))
+    names = ["x", h_name] + ([c_name] if with_c0 else []) + ["Wx", "Wh", "b"] + list(more)
     d.maybe_misshape(names)
     d.array("x", (N, D) if step else (N, T, D), shared=None if step else (0, 2))
     d.array(h_name, (N, H))
@@ -258,6 +258,8 @@ def recurrent_forward(data, cell, step):
     d.array("Wx", (D, g * H), scale=0.5)
     d.array("Wh", (H, g * H), scale=0.5)
     d.array("b", (g * H,), scale=0.1)
+    for name in more:
+        d.array(name, (g * H,), scale=0.1)
     kwargs = {}
     if cell == "rnn":
         kwargs["activation"] = data.draw(st.sampled_from(["tanh", "relu", "tanh", "sigmoid"]), label="activation")
@@ -329,6 +331,9 @@ def other_caches(own):
         "RNNCache": rf.rnn_forward(x[..., :1], h0, np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1))[1],
         "LSTMStepCache": rf.lstm_step_forward(x[:, 0], h0, h0, np.zeros((4, 4)), np.zeros((1, 4)), np.zeros(4))[2],
         "LSTMCache": rf.lstm_forward(x, h0, np.zeros((4, 4)), np.zeros((1, 4)), np.zeros(4))[1],
+        "GRUStepCache": rf.gru_step_forward(x[:, 0], h0, np.zeros((4, 3)), np.zeros((1, 3)), np.zeros(3),
+                                            np.zeros(3))[1],
+        "GRUCache": rf.gru_forward(x, h0, np.zeros((4, 3)), np.zeros((1, 3)), np.zeros(3), np.zeros(3))[1],
         "AffineCache": rf.temporal_affine_forward(x, np.zeros((4, 2)), np.zeros(2))[1],
         "EmbeddingCache": rf.word_embedding_forward(np.zeros((1, 1), int), np.zeros((1, 2)))[1],
     }
@@ -341,20 +346,21 @@ def recurrent_backward(data, cell, step):
     d = Draw(data, fwd, valid_only=True)
     L = d.letters("NTDH")
     N, T, D, H = L["N"], L["T"], L["D"], L["H"]
-    g = 4 if cell == "lstm" else 1
+    g, has_c, more = CELLS[cell].gates, CELLS[cell].states > 1, CELLS[cell].args[5:]
     x = d.array("x", (N, D) if step else (N, T, D))
     h0 = d.array("h0", (N, H))
-    c0 = d.array("c0", (N, H)) if cell == "lstm" else None
+    c0 = d.array("c0", (N, H)) if has_c else None
     Wx, Wh, b = d.array("Wx", (D, g * H), scale=0.5), d.array("Wh", (H, g * H), scale=0.5), d.array("b", (g * H,))
+    biases = [d.array(name, (g * H,), scale=0.1) for name in more]
     kwargs, ref_kwargs = {}, {}
     if cell == "rnn":
         kwargs["activation"] = data.draw(st.sampled_from(["tanh", "relu"]), label="activation")
     if not step:
         kwargs["reverse"] = data.draw(st.booleans(), label="reverse")
-        if cell == "lstm" and data.draw(st.booleans(), label="c0"):
+        if has_c and data.draw(st.booleans(), label="c0"):
             kwargs["c0"] = c0
     ref_kwargs = {k: np.asarray(v) if k == "c0" else v for k, v in kwargs.items()}
-    fwd_args = [x, h0] + ([c0] if step and cell == "lstm" else []) + [Wx, Wh, b]
+    fwd_args = [x, h0] + ([c0] if step and has_c else []) + [Wx, Wh, b] + biases
     ours_fwd = getattr(rf, fwd)(*fwd_args, **kwargs)
     ref_fwd = getattr(ref, fwd)(*map(np.asarray, fwd_args), **ref_kwargs)
     cache, ref_cache = ours_fwd[-1], ref_fwd[-1]
@@ -363,19 +369,19 @@ def recurrent_backward(data, cell, step):
     e.call.float32 = d.call.float32
     h_shape = (N, H) if step else (N, T, H)
     dh_name = "dnext_h" if step else "dh"
-    names = [dh_name] + (["dnext_c"] if step and cell == "lstm" else [])
-    with_dcT = cell == "lstm" and not step and data.draw(st.booleans(), label="dcT")
+    names = [dh_name] + (["dnext_c"] if step and has_c else [])
+    with_dcT = has_c and not step and data.draw(st.booleans(), label="dcT")
     names += ["dcT"] if with_dcT else []
     e.maybe_misshape(names)
     e.array(dh_name, h_shape)
-    if step and cell == "lstm":
+    if step and has_c:
         e.array("dnext_c", (N, H))
     e.call.args["cache"] = cache
     kw = {}
     if with_dcT:
         kw["dcT"] = e.array("dcT", (N, H), optional=True)
         del e.call.args["dcT"]
-    if cell == "lstm" and not step:
+    if has_c and not step:
         kw["return_dc0"] = data.draw(st.booleans(), label="return_dc0")
     e.call.kwargs = kw
     wrong_cache(data, e.call, other_caches(type(cache).__name__) + [ref_cache])
@@ -420,15 +426,14 @@ def embedding_forward_valid(d, L):
     return rf.word_embedding_forward(x, W)[1], ref.word_embedding_forward(x, np.asarray(W))[1]
 
 
+# Every cell's four kernels (conftest.CELLS), then the layers'.
 PROPERTIES = {
-    "rnn_step_forward": lambda data: recurrent_forward(data, "rnn", True),
-    "rnn_forward": lambda data: recurrent_forward(data, "rnn", False),
-    "lstm_step_forward": lambda data: recurrent_forward(data, "lstm", True),
-    "lstm_forward": lambda data: recurrent_forward(data, "lstm", False),
-    "rnn_step_backward": lambda data: recurrent_backward(data, "rnn", True),
-    "rnn_backward": lambda data: recurrent_backward(data, "rnn", False),
-    "lstm_step_backward": lambda data: recurrent_backward(data, "lstm", True),
-    "lstm_backward": lambda data: recurrent_backward(data, "lstm", False),
+    f"{cell}_{'step_' if step else ''}{pass_}": (
+        lambda data, cell=cell, step=step, draw=draw: draw(data, cell, step))
+    for cell in CELLS for step in (True, False)
+    for pass_, draw in (("forward", recurrent_forward), ("backward", recurrent_backward))
+}
+PROPERTIES |= {
     "temporal_affine_forward": affine_forward,
     "temporal_affine_backward": lambda data: layer_backward(
         data, "temporal_affine_backward", affine_forward_valid, lambda L: (L["N"], L["T"], L["M"]), "AffineCache"),

@@ -9,7 +9,7 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import GRU, rand, recurrent_inputs
+from conftest import CELLS, cell_variants, rand, recurrent_inputs
 
 EPS = 1e-6
 TOL = dict(rtol=1e-6, atol=1e-8)  # central differences: O(eps^2) truncation + O(1e-16/eps) rounding
@@ -36,19 +36,19 @@ LIBS = {"kernels": rf, "reference": ref}
 
 
 @pytest.mark.parametrize("lib", LIBS)
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_rnn_gradients(lib, activation, reverse):
-    m = LIBS[lib]
-    args = recurrent_inputs((2, 3, 4, 5), np.float64, gates=1, scale=1.0)
-    dh = rand((2, 3, 5), np.float64)
-    h, cache = m.rnn_forward(*args, activation=activation, reverse=reverse)
-    grads = m.rnn_backward(dh, cache)
+def test_sequence_gradients(lib, cell, kwargs, reverse):
+    m, cell = LIBS[lib], CELLS[cell]
+    args = cell.inputs((2, 3, 4, 5), np.float64, scale=1.0)
+    dh = rand((2, 3, 5), np.float64, 12)
+    h, cache = cell.forward(m, args, reverse=reverse, **kwargs)
+    grads = cell.backward(m, dh, cache)
 
     def loss(*a):
-        return np.sum(m.rnn_forward(*a, activation=activation, reverse=reverse)[0] * dh)
+        return np.sum(cell.forward(m, a, reverse=reverse, **kwargs)[0] * dh)
 
-    for k, name in enumerate(["x", "h0", "Wx", "Wh", "b"]):
+    for k, name in enumerate(cell.args):
         np.testing.assert_allclose(grads[k], numeric_grad(loss, list(args), k), err_msg=name, **TOL)
 
 
@@ -71,66 +71,22 @@ def test_lstm_gradients_with_initial_and_final_cell_state(lib, reverse):
         np.testing.assert_allclose(grads[k], numeric_grad(loss, arrays, k), err_msg=name, **TOL)
 
 
-# The GRU's reference lands before its kernels: the GRU tests run over the
-# libraries that have it.
-GRU_LIBS = [name for name, m in LIBS.items() if hasattr(m, "gru_forward")]
-
-
-@pytest.mark.parametrize("lib", GRU_LIBS)
-@pytest.mark.parametrize("reverse", [False, True])
-def test_gru_gradients(lib, reverse):
-    m = LIBS[lib]
-    args = GRU.inputs((2, 3, 4, 5), np.float64, scale=1.0)
-    dh = rand((2, 3, 5), np.float64, 12)
-    h, cache = m.gru_forward(*args, reverse=reverse)
-    grads = m.gru_backward(dh, cache)
+@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
+def test_step_gradients(lib, cell, kwargs):
+    """A step's gradients (of x, the previous states and the weights, in that
+    order) under upstream gradients of every state it returns."""
+    m, cell = LIBS[lib], CELLS[cell]
+    args = cell.step_inputs(3, 4, 5, np.float64, seed=3, scale=1.0)
+    douts = [rand((3, 5), np.float64, 6 + k) for k in range(cell.states)]
+    grads = cell.step_backward(m, douts, cell.step_forward(m, args, **kwargs)[-1])
 
     def loss(*a):
-        return np.sum(m.gru_forward(*a, reverse=reverse)[0] * dh)
+        outs = cell.step_forward(m, a, **kwargs)[:-1]
+        return sum(np.sum(o * d) for o, d in zip(outs, douts))
 
-    for k, name in enumerate(GRU.args):
-        np.testing.assert_allclose(grads[k], numeric_grad(loss, list(args), k), err_msg=name, **TOL)
-
-
-@pytest.mark.parametrize("lib", GRU_LIBS)
-def test_gru_step_gradients(lib):
-    m = LIBS[lib]
-    x, h0, Wx, Wh, b, bh = GRU.inputs((3, 1, 4, 5), np.float64, seed=3, scale=1.0)
-    args = [x[:, 0], h0, Wx, Wh, b, bh]
-    dnext = rand((3, 5), np.float64, 6)
-    grads = m.gru_step_backward(dnext, m.gru_step_forward(*args)[1])
-    for k, name in enumerate(["x", "prev_h", "Wx", "Wh", "b", "bh"]):
-        num = numeric_grad(lambda *a: np.sum(m.gru_step_forward(*a)[0] * dnext), list(args), k)
-        np.testing.assert_allclose(grads[k], num, err_msg=name, **TOL)
-
-
-@pytest.mark.parametrize("lib", LIBS)
-def test_rnn_step_gradients(lib):
-    m = LIBS[lib]
-    x, h0, Wx, Wh, b = recurrent_inputs((3, 1, 4, 5), np.float64, gates=1, scale=1.0)
-    args = [x[:, 0], h0, Wx, Wh, b]
-    dnext = rand((3, 5), np.float64)
-    grads = m.rnn_step_backward(dnext, m.rnn_step_forward(*args)[1])
-    for k, name in enumerate(["x", "prev_h", "Wx", "Wh", "b"]):
-        num = numeric_grad(lambda *a: np.sum(m.rnn_step_forward(*a)[0] * dnext), list(args), k)
-        np.testing.assert_allclose(grads[k], num, err_msg=name, **TOL)
-
-
-@pytest.mark.parametrize("lib", LIBS)
-def test_lstm_step_gradients(lib):
-    m = LIBS[lib]
-    x, h0, Wx, Wh, b = recurrent_inputs((3, 1, 4, 5), np.float64, gates=4, scale=1.0)
-    args = [x[:, 0], h0, rand((3, 5), np.float64, 5), Wx, Wh, b]
-    dnh, dnc = rand((3, 5), np.float64, 6), rand((3, 5), np.float64, 7)
-    grads = m.lstm_step_backward(dnh, dnc, m.lstm_step_forward(*args)[2])
-
-    def loss(*a):
-        nh, nc, _ = m.lstm_step_forward(*a)
-        return np.sum(nh * dnh) + np.sum(nc * dnc)
-
-    order = ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]  # gradients come back in this order
-    for k, name in enumerate(order):
-        np.testing.assert_allclose(grads[k], numeric_grad(loss, list(args), k), err_msg=name, **TOL)
+    for k in range(len(args)):
+        np.testing.assert_allclose(grads[k], numeric_grad(loss, list(args), k), err_msg=f"argument {k}", **TOL)
 
 
 @pytest.mark.parametrize("lib", LIBS)

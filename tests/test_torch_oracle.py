@@ -13,7 +13,7 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import GRU, TOL, rand, recurrent_inputs
+from conftest import CELLS, TOL, cell_variants, rand, recurrent_inputs
 
 if os.environ.get("RNN_FAST_REQUIRE_TORCH") == "1":
     import torch
@@ -46,21 +46,6 @@ def close(actual, expected, dtype, name):
 
 def flip(a):
     return a[:, ::-1].copy()
-
-
-def check_sequence(module, xt, h0t, out, reverse, dtype, h, dh, dx, dh0, dWx, dWh, db):
-    """A one-layer torch module's output out (of xt, h0t: time flipped when
-    reverse) against ours, h, then its gradients under dh against ours
-    (weights, input bias: torch's layout, no gate reordering)."""
-    out_np = out.detach().numpy()
-    close(h, flip(out_np) if reverse else out_np, dtype, "h")
-    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
-    xg = xt.grad.numpy()
-    close(dx, flip(xg) if reverse else xg, dtype, "dx")
-    close(dh0, h0t.grad[0].numpy(), dtype, "dh0")
-    close(dWx, module.weight_ih_l0.grad.numpy().T, dtype, "dWx")
-    close(dWh, module.weight_hh_l0.grad.numpy().T, dtype, "dWh")
-    close(db, module.bias_ih_l0.grad.numpy(), dtype, "db")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -125,54 +110,56 @@ def test_lstm_in_torchs_gate_order_takes_its_weights_as_they_are(shape, dtype):
     close(db, lstm.bias_ih_l0.grad.numpy(), dtype, "db")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-@pytest.mark.parametrize("reverse", [False, True])
-def test_rnn_matches_torch(shape, dtype, activation, reverse):
-    N, T, D, H = shape
-    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=1)
-    dh = rand((N, T, H), dtype, 6)
-    h, cache = rf.rnn_forward(x, h0, Wx, Wh, b, activation=activation, reverse=reverse)
-    dx, dh0, dWx, dWh, db = rf.rnn_backward(dh, cache)
-
-    rnn = torch.nn.RNN(D, H, nonlinearity=activation, batch_first=True, dtype=TORCH_DTYPE[dtype])
+def torch_twin(cell, kwargs, D, H, dtype, weights):
+    """torch's module for a cell (and its variant) holding rnn_fast's weights
+    (Wx, Wh, b[, bh]), and the map of a torch weight's columns (or entries)
+    to rnn_fast's gate order."""
+    Wx, Wh, b, *bh = weights
+    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    extra = {"nonlinearity": kwargs["activation"]} if cell == "rnn" else {}
+    module = kind(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype], **extra)
+    to = (lambda a: to_torch_gates(a, H)) if cell == "lstm" else (lambda a: a)
+    back = (lambda a: from_torch_gates(a, H)) if cell == "lstm" else (lambda a: a)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(b))
-        rnn.bias_hh_l0.zero_()
-    xt, h0t = tensor(flip(x) if reverse else x, dtype), tensor(h0[None], dtype)
-    out, _ = rnn(xt, h0t)
-    check_sequence(rnn, xt, h0t, out, reverse, dtype, h, dh, dx, dh0, dWx, dWh, db)
+        module.weight_ih_l0.copy_(torch.from_numpy(to(Wx).T.copy()))
+        module.weight_hh_l0.copy_(torch.from_numpy(to(Wh).T.copy()))
+        module.bias_ih_l0.copy_(torch.from_numpy(to(b)))
+        module.bias_hh_l0.copy_(torch.from_numpy(bh[0]) if bh else torch.zeros(module.bias_hh_l0.shape))
+    return module, back
 
 
-# The GRU's reference lands before its kernels: the GRU oracle runs over the
-# libraries that have it.
-GRU_LIBS = {name: m for name, m in {"kernels": rf, "reference": ref}.items() if hasattr(m, "gru_forward")}
+LIBS = {"kernels": rf, "reference": ref}
 
 
-@pytest.mark.parametrize("lib", GRU_LIBS)
+@pytest.mark.parametrize("lib", LIBS)
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 7, 5, 37), (16, 12, 64, 48)], ids=str)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_gru_matches_torch(lib, shape, dtype, reverse):
-    m = GRU_LIBS[lib]
+def test_matches_torch(lib, cell, kwargs, shape, dtype, reverse):
+    """Every cell (its forward's variants), kernels and reference: outputs,
+    final state and every gradient against torch's module (the LSTM's cell
+    state from zero; its c0 and dcT: test_lstm_matches_torch)."""
+    m, cell = LIBS[lib], CELLS[cell]
     N, T, D, H = shape
-    x, h0, Wx, Wh, b, bh = GRU.inputs(shape, dtype)
+    args = cell.inputs(shape, dtype)
     dh = rand((N, T, H), dtype, 6)
-    h, hT, cache = m.gru_forward(x, h0, Wx, Wh, b, bh, reverse=reverse, return_state=True)
-    dx, dh0, dWx, dWh, db, dbh = m.gru_backward(dh, cache)
-
-    gru = torch.nn.GRU(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype])
-    with torch.no_grad():
-        gru.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
-        gru.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
-        gru.bias_ih_l0.copy_(torch.from_numpy(b))
-        gru.bias_hh_l0.copy_(torch.from_numpy(bh))
-    xt = tensor(flip(x) if reverse else x, dtype)
-    h0t = tensor(h0[None], dtype)
-    out, hTt = gru(xt, h0t)
+    h, hT, *_, cache = cell.forward(m, args, reverse=reverse, return_state=True, **kwargs)
+    grads = cell.backward(m, dh, cache)
+    module, back = torch_twin(cell.name, kwargs, D, H, dtype, args[2:])
+    xt = tensor(flip(args[0]) if reverse else args[0], dtype)
+    h0t = tensor(args[1][None], dtype)
+    out, state = module(xt, (h0t, torch.zeros_like(h0t)) if cell.name == "lstm" else h0t)
+    hTt = state[0] if cell.name == "lstm" else state
     close(hT, hTt[0].detach().numpy(), dtype, "hT")
-    check_sequence(gru, xt, h0t, out, reverse, dtype, h, dh, dx, dh0, dWx, dWh, db)
-    close(dbh, gru.bias_hh_l0.grad.numpy(), dtype, "dbh")
+    out_np = out.detach().numpy()
+    close(h, flip(out_np) if reverse else out_np, dtype, "h")
+    torch.sum(out * torch.from_numpy(flip(dh) if reverse else dh)).backward()
+    xg = xt.grad.numpy()
+    want = [flip(xg) if reverse else xg, h0t.grad[0].numpy(), back(module.weight_ih_l0.grad.numpy().T),
+            back(module.weight_hh_l0.grad.numpy().T), back(module.bias_ih_l0.grad.numpy())]
+    if cell.name == "gru":
+        want.append(module.bias_hh_l0.grad.numpy())
+    for g, w, name in zip(grads, want, cell.grads):
+        close(g, w, dtype, name)
+    assert len(grads) == len(want) == len(cell.grads)
