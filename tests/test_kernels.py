@@ -40,39 +40,19 @@ def test_weight_gradients_of_stacked_inputs(shape, dtype, cell):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_rnn_step(shape, dtype, activation):
-    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=1)
-    x = x[:, 0]
-    out, cache = rf.rnn_step_forward(x, h0, Wx, Wh, b, activation=activation)
-    out_ref, cache_ref = ref.rnn_step_forward(x, h0, Wx, Wh, b, activation=activation)
-    assert_close(out, out_ref, dtype, "next_h")
-    dnext = rand(out.shape, dtype)
-    assert_all_close(
-        rf.rnn_step_backward(dnext, cache),
-        ref.rnn_step_backward(dnext, cache_ref),
-        dtype,
-        ["dx", "dprev_h", "dWx", "dWh", "db"],
-    )
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_lstm_step(shape, dtype):
-    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=4)
-    x = x[:, 0]
-    c0 = rand(h0.shape, dtype, seed=5)
-    nh, nc, cache = rf.lstm_step_forward(x, h0, c0, Wx, Wh, b)
-    nh_ref, nc_ref, cache_ref = ref.lstm_step_forward(x, h0, c0, Wx, Wh, b)
-    assert_close(nh, nh_ref, dtype, "next_h")
-    assert_close(nc, nc_ref, dtype, "next_c")
-    dnh, dnc = rand(nh.shape, dtype, 2), rand(nc.shape, dtype, 3)
-    assert_all_close(
-        rf.lstm_step_backward(dnh, dnc, cache),
-        ref.lstm_step_backward(dnh, dnc, cache_ref),
-        dtype,
-        ["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"],
-    )
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
+def test_step(cell, kwargs, shape, dtype):
+    cell = CELLS[cell]
+    N, _, D, H = shape
+    args = cell.step_inputs(N, D, H, dtype)
+    out = cell.step_forward(rf, args, **kwargs)
+    out_ref = cell.step_forward(ref, args, **kwargs)
+    assert len(out) == cell.states + 1
+    assert_all_close(out[:-1], out_ref[:-1], dtype, ["next_h", "next_c"][:cell.states])
+    douts = [rand((N, H), dtype, 2 + k) for k in range(cell.states)]
+    names = ["dx", "dprev_h", "dprev_c"][:1 + cell.states] + list(cell.grads[2:])
+    assert_all_close(cell.step_backward(rf, douts, out[-1]), cell.step_backward(ref, douts, out_ref[-1]), dtype,
+                     names)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -104,27 +84,28 @@ def test_rnn_return_state(dtype, reverse):
     assert_all_close([h, hT], [h_ref, hT_ref], dtype, ["h", "hT"])
 
 
+# (cell, forward, keywords, outputs): each cell's sequence forward plain and
+# with its extras, and its step forward.
 INFERENCE_CASES = [
-    ("rnn_forward", 1, {"activation": "relu"}, 1),
-    ("rnn_forward", 1, {"reverse": True, "return_state": True}, 2),
-    ("lstm_forward", 4, {}, 1),
-    ("lstm_forward", 4, {"reverse": True, "return_state": True}, 3),
-    ("rnn_step_forward", 1, {}, 1),
-    ("lstm_step_forward", 4, {}, 2),
+    (name, fn, {**kw, **extra}, outputs)
+    for name, cell in CELLS.items() for kw in cell.variants
+    for fn, extra, outputs in ((f"{name}_forward", {}, 1),
+                               (f"{name}_forward", {"reverse": True, "return_state": True}, 1 + cell.states),
+                               (f"{name}_step_forward", {}, cell.states))
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fn,gates,kwargs,outputs", INFERENCE_CASES, ids=lambda v: str(v))
-def test_inference_forward_equals_the_training_forward_and_keeps_no_cache(fn, gates, kwargs, outputs, dtype):
+@pytest.mark.parametrize("cell,fn,kwargs,outputs", INFERENCE_CASES, ids=lambda v: str(v))
+def test_inference_forward_equals_the_training_forward_and_keeps_no_cache(cell, fn, kwargs, outputs, dtype):
     """cache=False: the same outputs bit for bit, None in the cache's place,
     fresh writeable arrays, inputs untouched; the reference twin agrees."""
-    x, h0, Wx, Wh, b = recurrent_inputs((33, 4, 20, 19), dtype, gates=gates)
-    args = [x, h0, Wx, Wh, b]
+    cell = CELLS[cell]
+    args = cell.inputs((33, 4, 20, 19), dtype)
     if "step" in fn:
+        x = args[0]
+        args = cell.step_inputs(33, 20, 19, dtype)
         args[0] = x[:, 1]  # a strided view: converted, never written
-        if fn.startswith("lstm"):
-            args.insert(2, rand(h0.shape, dtype, seed=7))
     before = [a.copy() for a in args]
     trained = getattr(rf, fn)(*args, **kwargs)
     inferred = getattr(rf, fn)(*args, **kwargs, cache=False)
@@ -142,16 +123,16 @@ def test_inference_forward_equals_the_training_forward_and_keeps_no_cache(fn, ga
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fn,gates,kwargs", [("rnn_forward", 1, {"activation": "relu"}),
-                                             ("lstm_forward", 4, {"reverse": True, "return_state": True})],
-                         ids=lambda v: str(v))
-def test_borrowing_forward_equals_the_copying_one(fn, gates, kwargs, dtype):
+@pytest.mark.parametrize("cell,kwargs", [("rnn", {"activation": "relu"}), ("lstm", {"reverse": True, "return_state": True}),
+                                         ("gru", {"reverse": True})], ids=lambda v: str(v))
+def test_borrowing_forward_equals_the_copying_one(cell, kwargs, dtype):
     """_borrow=True (rnn_fast.nn's training passes): the same outputs and
     gradients bit for bit, inputs untouched; the cache refers to x instead of
     a copy (a write to x now would reach the backward, which is why only
     passes with nothing in between may borrow)."""
-    x, h0, Wx, Wh, b = recurrent_inputs((33, 4, 20, 19), dtype, gates=gates)
-    args = [x, h0, Wx, Wh, b]
+    fn = f"{cell}_forward"
+    args = CELLS[cell].inputs((33, 4, 20, 19), dtype)
+    x = args[0]
     before = [a.copy() for a in args]
     backward = getattr(rf, fn.replace("forward", "backward"))
     copied = getattr(rf, fn)(*args, **kwargs)
@@ -263,51 +244,48 @@ def test_inputs_taken_in_the_time_loops(cell, shape, dtype):
     assert rf._core._fused_inputs(2, D, H, gates, "float32") == (False, False)  # tiles of two rows: the GEMMs
 
 
-INFERENCE_OBJECTS = [("lstm", rf.LSTMInference, {}), ("rnn", rf.RNNInference, {"activation": "tanh"}),
-                     ("rnn", rf.RNNInference, {"activation": "relu"})]
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES + [(16, 3, 40, 48), (7, 2, 9, 50)], ids=shape_id)
-@pytest.mark.parametrize("cell,cls,kwargs", INFERENCE_OBJECTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
 @pytest.mark.parametrize("partition", ["auto", "rows", "columns", "row_passes"])
-def test_inference_object_equals_the_inference_forward(cell, cls, kwargs, shape, dtype, partition):
-    """Weights packed once (LSTMInference / RNNInference): bit for bit what
-    the forward with cache=False returns, with h0 and c0, both directions,
-    each time-loop partition (H = 48 fills whole slivers, 50 does not)."""
-    gates = 4 if cell == "lstm" else 1
-    x, h0, Wx, Wh, b = recurrent_inputs(shape, dtype, gates=gates)
-    extra = {"c0": rand(h0.shape, dtype, seed=5)} if cell == "lstm" else {}
-    before = [a.copy() for a in (x, h0, Wx, Wh, b)]
-    fn = getattr(rf, f"{cell}_forward")
+def test_inference_object_equals_the_inference_forward(cell, kwargs, shape, dtype, partition):
+    """Weights packed once (LSTMInference, GRUInference, RNNInference): bit
+    for bit what the forward with cache=False returns, with h0 (and c0), both
+    directions, each time-loop partition (H = 48 fills whole slivers, 50 does
+    not)."""
+    cell = CELLS[cell]
+    args = cell.inputs(shape, dtype)
+    x, h0, weights = args[0], args[1], args[2:]
+    extra = {"c0": rand(h0.shape, dtype, seed=5)} if cell.states > 1 else {}
+    before = [a.copy() for a in args]
     try:
         rf._core._set_partition(partition)
-        obj = cls(Wx, Wh, b, **kwargs)
+        obj = cell.inference(rf, weights, **kwargs)
         assert (obj.D, obj.H, obj.dtype) == (shape[2], shape[3], np.dtype(dtype))
         for reverse in (False, True):
             got = obj(x, h0, reverse=reverse, return_state=True, **extra)
-            want = fn(x, h0, Wx, Wh, b, reverse=reverse, return_state=True, cache=False, **kwargs, **extra)[:-1]
-            assert len(got) == len(want) == (3 if cell == "lstm" else 2)
+            want = cell.forward(rf, args, reverse=reverse, return_state=True, cache=False, **kwargs, **extra)[:-1]
+            assert len(got) == len(want) == 1 + cell.states
             for g, w in zip(got, want):
                 assert g.dtype == w.dtype and g.flags.c_contiguous and g.flags.writeable
                 np.testing.assert_array_equal(g, w)
-                assert not any(np.shares_memory(g, a) for a in (x, h0, Wx, Wh, b))
+                assert not any(np.shares_memory(g, a) for a in args)
             np.testing.assert_array_equal(obj(x, h0, reverse=reverse, **extra), want[0])
     finally:
         rf._core._set_partition("auto")
-    for a, old in zip((x, h0, Wx, Wh, b), before):
+    for a, old in zip(args, before):
         np.testing.assert_array_equal(a, old)
 
 
-@pytest.mark.parametrize("cell,cls,kwargs", INFERENCE_OBJECTS[:2], ids=lambda v: str(v))
-def test_inference_object_keeps_its_own_copy_of_the_weights(cell, cls, kwargs):
-    gates = 4 if cell == "lstm" else 1
-    x, h0, Wx, Wh, b = recurrent_inputs((5, 4, 20, 19), np.float32, gates=gates)
-    want = getattr(rf, f"{cell}_forward")(x, h0, Wx, Wh, b, cache=False)[0]
-    obj = cls(Wx, Wh, b, **kwargs)
-    for w in (Wx, Wh, b):
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_object_keeps_its_own_copy_of_the_weights(cell):
+    cell = CELLS[cell]
+    args = cell.inputs((5, 4, 20, 19), np.float32)
+    want = cell.forward(rf, args, cache=False)[0]
+    obj = cell.inference(rf, args[2:])
+    for w in args[2:]:
         w *= 2
-    np.testing.assert_array_equal(obj(x, h0), want)
+    np.testing.assert_array_equal(obj(*args[:2]), want)
     assert "D=20 H=19 dtype=float32" in repr(obj)
 
 
