@@ -45,7 +45,8 @@ py::tuple temporal_affine_forward(py::handle x_, py::handle w_, py::handle b_) {
     check_size(fn, "out", "N, T, M", {d['N'], d['T'], d['M']});
     AffineCache c;
     c.N = d['N'], c.T = d['T'], c.D = d['D'], c.M = d['M'];
-    return any_double({&x, &w, &b}) ? affine_forward_t<double>(x, w, b, c) : affine_forward_t<float>(x, w, b, c);
+    return with_dtype(any_double({&x, &w, &b}),
+                      [&](auto zero) { return affine_forward_t<decltype(zero)>(x, w, b, c); });
 }
 
 template <typename F>
@@ -69,7 +70,8 @@ py::tuple temporal_affine_backward(py::handle dout_, py::handle cache) {
     d.set('T', c.T, "the cache");
     d.set('M', c.M, "the cache");
     d.expect(dout, "dout", "N,T,M");
-    return c.is_double || dout.itemsize() == 8 ? affine_backward_t<double>(c, dout) : affine_backward_t<float>(c, dout);
+    return with_dtype(c.is_double || dout.itemsize() == 8,
+                      [&](auto zero) { return affine_backward_t<decltype(zero)>(c, dout); });
 }
 
 template <typename F>
@@ -97,8 +99,8 @@ py::tuple word_embedding_forward(py::handle x_, py::handle W_) {
     c.N = d['N'], c.T = d['T'], c.V = d['V'], c.D = d['D'];
     c.x = owned<std::int64_t>(x);
     try {
-        return W.itemsize() == 8 ? embedding_forward_t<double>(W, std::move(c))
-                                 : embedding_forward_t<float>(W, std::move(c));
+        return with_dtype(W.itemsize() == 8,
+                          [&](auto zero) { return embedding_forward_t<decltype(zero)>(W, std::move(c)); });
     } catch (const std::invalid_argument& e) {
         throw py::value_error(std::string(fn) + "(): " + e.what());
     }
@@ -122,8 +124,8 @@ py::array word_embedding_backward(py::handle dout_, py::handle cache) {
     d.set('T', c.T, "the cache");
     d.set('D', c.D, "the cache");
     d.expect(dout, "dout", "N,T,D");
-    return c.is_double || dout.itemsize() == 8 ? embedding_backward_t<double>(c, dout)
-                                               : embedding_backward_t<float>(c, dout);
+    return with_dtype(c.is_double || dout.itemsize() == 8,
+                      [&](auto zero) { return embedding_backward_t<decltype(zero)>(c, dout); });
 }
 
 template <typename F>
@@ -150,7 +152,7 @@ py::tuple dropout_forward(py::handle x_, double rate, py::handle seed_) {
         throw py::type_error(std::string(fn) + "(): seed must be an integer in [0, 2**64), got " +
                              py::repr(seed_).cast<std::string>());
     }
-    return x.itemsize() == 8 ? dropout_t<double>(x, 1.0 - rate, seed) : dropout_t<float>(x, 1.0 - rate, seed);
+    return with_dtype(x.itemsize() == 8, [&](auto zero) { return dropout_t<decltype(zero)>(x, 1.0 - rate, seed); });
 }
 
 template <typename F>
@@ -170,8 +172,8 @@ py::array dropout_backward(py::handle dy_, py::handle mask_) {
         throw py::value_error(std::string(fn) + "(): mask must have dy's shape " +
                               py::str(dy.attr("shape")).cast<std::string>() + ", got " +
                               py::str(mask.attr("shape")).cast<std::string>());
-    return dy.itemsize() == 8 || mask.itemsize() == 8 ? dropout_backward_t<double>(dy, mask)
-                                                      : dropout_backward_t<float>(dy, mask);
+    return with_dtype(dy.itemsize() == 8 || mask.itemsize() == 8,
+                      [&](auto zero) { return dropout_backward_t<decltype(zero)>(dy, mask); });
 }
 
 // An array the optimizer step writes in place: an ndarray (never a converted
@@ -325,8 +327,9 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
     d.expect(mask, "mask", "N,T");
     if (verbose) py::print("dx_flat: ", py::make_tuple(d['N'] * d['T'], d['V']));
     try {
-        return x.itemsize() == 8 ? softmax_loss_t<double>(x, y, mask, d['N'], d['T'], d['V'])
-                                 : softmax_loss_t<float>(x, y, mask, d['N'], d['T'], d['V']);
+        return with_dtype(x.itemsize() == 8, [&](auto zero) {
+            return softmax_loss_t<decltype(zero)>(x, y, mask, d['N'], d['T'], d['V']);
+        });
     } catch (const std::invalid_argument& e) {
         throw py::value_error(std::string(fn) + "(): " + e.what());
     }

@@ -36,8 +36,8 @@ py::array matmul(py::handle a_, py::handle b_, py::handle bias_) {
     const py::array bias = has_bias ? float_array(bias_, fn, "bias") : a;
     if (has_bias) d.expect(bias, "bias", "N");
     const py::array* bp = has_bias ? &bias : nullptr;
-    return any_double({&a, &b, &bias}) ? matmul_t<double>(a, b, bp, d['M'], d['K'], d['N'])
-                                       : matmul_t<float>(a, b, bp, d['M'], d['K'], d['N']);
+    return with_dtype(any_double({&a, &b, &bias}),
+                      [&](auto zero) { return matmul_t<decltype(zero)>(a, b, bp, d['M'], d['K'], d['N']); });
 }
 
 // y = f(x) elementwise through the SIMD sigmoid or tanh of the active ISA, so
@@ -58,7 +58,7 @@ py::array simd_map(const py::array& x_, bool sigmoid) {
 py::array simd_function(py::handle x_, const std::string& name) {
     const py::array x = float_array(x_, "_simd", "x");
     if (name != "sigmoid" && name != "tanh") throw py::value_error("_simd(): name must be 'sigmoid' or 'tanh'");
-    return x.itemsize() == 8 ? simd_map<double>(x, name == "sigmoid") : simd_map<float>(x, name == "sigmoid");
+    return with_dtype(x.itemsize() == 8, [&](auto zero) { return simd_map<decltype(zero)>(x, name == "sigmoid"); });
 }
 
 // The FMA throughput of `threads()` threads running the active ISA's widest
