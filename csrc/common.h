@@ -2,12 +2,11 @@
 //
 // Dimension legend, used by every kernel comment:
 //   N = batch, T = time steps, D = input features, H = hidden units,
-//   G = gate width (H for the vanilla RNN, 4H for the LSTM),
+//   G = gate width (H for the vanilla RNN, 4H for the LSTM, 3H for the GRU),
 //   M = affine output features, V = vocabulary size.
 // All arrays are dense, row-major (C order) and batch-first: a sequence input
 // x is (N,T,D) and its hidden states h are (N,T,H).
-// LSTM gates are stored in the order i, f, o, g (cs231n's), with i, f, o
-// sigmoids and g = tanh. The saved gate buffer holds post-activation values.
+// Each cell's gate order and saved values: its file in cells/.
 #pragma once
 
 #include <cstdint>

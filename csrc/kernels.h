@@ -31,7 +31,7 @@ inline F keep_bit(std::uint64_t u, std::uint64_t threshold) {
 // hidden units (from some unit j0, which every pointer already includes).
 // Row r of an array p with row stride rs is at p + r * rs, and gate q of an
 // array of gates (gate stride gs) at + q * gs. Each cell's file says which
-// of these it reads and writes; the time loops (sequence.h) fill them all.
+// of these it reads and writes; the time loops (recurrent.cpp) fill them all.
 template <typename T>
 struct CellArgs {
     index_t rows = 0, n = 0;

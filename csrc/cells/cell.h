@@ -1,7 +1,8 @@
 // What a recurrent cell is: a description (a struct in the cell's file) from
-// which the time loops (sequence.h), the weight gradients, the Python
-// bindings and the caches follow, plus its element-wise SIMD bodies (the
-// CellBody of every instruction set's Kernels table, kernels.h).
+// which the time loops (recurrent.cpp, on sequence.h's machinery), the
+// weight gradients, the Python bindings and the caches follow, plus its
+// element-wise SIMD bodies (the CellBody of every instruction set's Kernels
+// table, kernels.h).
 //
 // A description holds:
 //   name            the prefix of its kernels' Python names (gru_forward, ...)
