@@ -418,7 +418,7 @@ def test_inference_passes_write_no_cache_and_predict_what_the_training_pass_comp
 
 def test_predict_and_evaluate_pack_the_weights_once_per_pass(monkeypatch):
     """predict/evaluate over many batches: each recurrent layer packs its
-    weights once per pass (LSTMInference / RNNInference), with the same bits as
+    weights once per pass (LSTMInference, GRUInference, RNNInference), with the same bits as
     packing in every call, and a later pass sees weights trained since."""
     model = stacked_bidirectional_model()
     x = np.random.default_rng(0).integers(0, 12, (20, 6))
