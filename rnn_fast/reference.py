@@ -11,7 +11,7 @@ structures, not positional tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -99,27 +99,66 @@ class RNNCache:
     Wh: np.ndarray
     reverse: bool
     dtype: np.dtype  # of the forward's results: every input promoted
+    lengths: Optional[np.ndarray] = None  # (N,) int64, or None: every sequence of length T
 
 
 def _times(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_state=False, cache=True):
+def _check_lengths(lengths, N, T):
+    """lengths as an int64 (N,) array with 0 <= lengths[n] <= T, or None."""
+    if lengths is None:
+        return None
+    a = np.asarray(lengths)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be an integer array, got dtype {a.dtype}")
+    if a.shape != (N,):
+        raise ValueError(f"lengths must have shape (N,) = ({N},), got {a.shape}")
+    if a.size and (a.min() < 0 or a.max() > T):
+        raise ValueError(f"lengths must be in [0, T] = [0, {T}], got values from {a.min()} to {a.max()}")
+    return a.astype(np.int64)
+
+
+# Variable lengths (PyTorch's packed sequences): row n runs its steps t <
+# lengths[n] only (from lengths[n] - 1 down to 0 when reverse); at the other
+# steps its state is carried unchanged, its output is 0, and its gradients
+# flow past the step untouched (an upstream gradient there is ignored).
+def _valid(lengths, t):
+    """(N, 1) booleans: the rows that have step t; None without lengths (all)."""
+    return None if lengths is None else (t < lengths)[:, None]
+
+
+def _carry(valid, new, old):
+    """The state after a step: new where the row has the step, else old."""
+    return new if valid is None else np.where(valid, new, old)
+
+
+def _only(valid, a):
+    """a where the row has the step, else 0."""
+    return a if valid is None else np.where(valid, a, 0)
+
+
+def rnn_forward(x, h0, Wx, Wh, b, *, activation="tanh", reverse=False, return_state=False, cache=True,
+                lengths=None):
     """Vanilla RNN over a sequence. x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H),
     b (H,). Returns (h (N, T, H), cache), or (h, h_T, cache) with return_state.
     reverse runs time from T-1 down to 0 (h_T is then the state at t = 0).
-    cache=False (inference) returns None in the cache's place."""
+    cache=False (inference) returns None in the cache's place. lengths (N,)
+    integers in [0, T]: sequences of those lengths, padded to T (see _valid)."""
     N, T, _ = x.shape
     H = h0.shape[1]
+    lengths = _check_lengths(lengths, N, T)
     dtype = np.result_type(x, h0, Wx, Wh, b)
     h = np.zeros((N, T, H), dtype=dtype)
     steps = [None] * T
     prev = h0
     for t in _times(T, reverse):
-        prev, steps[t] = rnn_step_forward(x[:, t], prev, Wx, Wh, b, activation=activation)
-        h[:, t] = prev
-    saved = RNNCache(steps, x.shape, h0, Wx, Wh, reverse, dtype) if cache else None
+        new, steps[t] = rnn_step_forward(x[:, t], prev, Wx, Wh, b, activation=activation)
+        valid = _valid(lengths, t)
+        prev = _carry(valid, new, prev)
+        h[:, t] = _only(valid, new)
+    saved = RNNCache(steps, x.shape, h0, Wx, Wh, reverse, dtype, lengths) if cache else None
     if return_state:
         return h, np.array(prev, dtype=dtype), saved
     return h, saved
@@ -136,7 +175,9 @@ def rnn_backward(dh, cache):
     dWh = np.zeros(cache.Wh.shape, dtype=dtype)
     db = np.zeros(cache.Wx.shape[1], dtype=dtype)
     for t in reversed(list(_times(T, cache.reverse))):
-        dx[:, t], dprev, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev, cache.steps[t])
+        valid = _valid(cache.lengths, t)
+        dx[:, t], dstep, dWx_t, dWh_t, db_t = rnn_step_backward(_only(valid, dh[:, t] + dprev), cache.steps[t])
+        dprev = _carry(valid, dstep, dprev)
         dWx += dWx_t
         dWh += dWh_t
         db += db_t
@@ -215,17 +256,21 @@ class LSTMCache:
     Wh: np.ndarray
     reverse: bool
     dtype: np.dtype  # of the forward's results: every input promoted
+    lengths: Optional[np.ndarray] = None  # see RNNCache
 
 
-def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False, cache=True, gate_order="ifog"):
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False, cache=True, gate_order="ifog",
+                 lengths=None):
     """LSTM over a sequence. x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H),
     b (4H,), gate blocks in gate_order ('ifog', or 'ifgo': Keras's and
     PyTorch's; the gradients come in the same order); the cell state starts
     at c0 (N, H), zeros by default.
     Returns (h (N, T, H), cache), or (h, h_T, c_T, cache) with return_state;
-    cache=False (inference) returns None in the cache's place."""
+    cache=False (inference) returns None in the cache's place. lengths: as
+    rnn_forward's."""
     N, T, _ = x.shape
     H = h0.shape[1]
+    lengths = _check_lengths(lengths, N, T)
     dtype = np.result_type(x, h0, Wx, Wh, b, *([] if c0 is None else [c0]))
     if c0 is None:
         c0 = np.zeros((N, H), dtype=dtype)
@@ -233,9 +278,11 @@ def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, reverse=False, return_state=False
     steps = [None] * T
     prev_h, prev_c = h0, c0
     for t in _times(T, reverse):
-        prev_h, prev_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b, gate_order=gate_order)
-        h[:, t] = prev_h
-    saved = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse, dtype) if cache else None
+        new_h, new_c, steps[t] = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b, gate_order=gate_order)
+        valid = _valid(lengths, t)
+        prev_h, prev_c = _carry(valid, new_h, prev_h), _carry(valid, new_c, prev_c)
+        h[:, t] = _only(valid, new_h)
+    saved = LSTMCache(steps, x.shape, h0, c0, Wx, Wh, reverse, dtype, lengths) if cache else None
     if return_state:
         return h, np.array(prev_h, dtype=dtype), np.array(prev_c, dtype=dtype), saved
     return h, saved
@@ -255,9 +302,11 @@ def lstm_backward(dh, cache, *, dcT=None, return_dc0=False):
     dWh = np.zeros(cache.Wh.shape, dtype=dtype)
     db = np.zeros(cache.Wx.shape[1], dtype=dtype)
     for t in reversed(list(_times(T, cache.reverse))):
-        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(
-            dh[:, t] + dprev_h, dprev_c, cache.steps[t]
+        valid = _valid(cache.lengths, t)
+        dx[:, t], dstep_h, dstep_c, dWx_t, dWh_t, db_t = lstm_step_backward(
+            _only(valid, dh[:, t] + dprev_h), _only(valid, dprev_c), cache.steps[t]
         )
+        dprev_h, dprev_c = _carry(valid, dstep_h, dprev_h), _carry(valid, dstep_c, dprev_c)
         dWx += dWx_t
         dWh += dWh_t
         db += db_t
@@ -335,22 +384,26 @@ class GRUCache(RNNCache):
     """RNNCache's fields, its steps GRUStepCache."""
 
 
-def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cache=True, gate_order="rzn"):
+def gru_forward(x, h0, Wx, Wh, b, bh, *, reverse=False, return_state=False, cache=True, gate_order="rzn",
+                lengths=None):
     """GRU over a sequence. x (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H),
     b and bh (3H,), gate blocks r, z, n (or z, r, n with gate_order='zrn',
-    Keras's order). Returns (h (N, T, H), cache), or
+    Keras's order); lengths as rnn_forward's. Returns (h (N, T, H), cache), or
     (h, h_T, cache) with return_state. reverse runs time from T-1 down to 0.
     cache=False (inference) returns None in the cache's place."""
     N, T, _ = x.shape
     H = h0.shape[1]
+    lengths = _check_lengths(lengths, N, T)
     dtype = np.result_type(x, h0, Wx, Wh, b, bh)
     h = np.zeros((N, T, H), dtype=dtype)
     steps = [None] * T
     prev = h0
     for t in _times(T, reverse):
-        prev, steps[t] = gru_step_forward(x[:, t], prev, Wx, Wh, b, bh, gate_order=gate_order)
-        h[:, t] = prev
-    saved = GRUCache(steps, x.shape, h0, Wx, Wh, reverse, dtype) if cache else None
+        new, steps[t] = gru_step_forward(x[:, t], prev, Wx, Wh, b, bh, gate_order=gate_order)
+        valid = _valid(lengths, t)
+        prev = _carry(valid, new, prev)
+        h[:, t] = _only(valid, new)
+    saved = GRUCache(steps, x.shape, h0, Wx, Wh, reverse, dtype, lengths) if cache else None
     if return_state:
         return h, np.array(prev, dtype=dtype), saved
     return h, saved
@@ -368,7 +421,9 @@ def gru_backward(dh, cache):
     db = np.zeros(cache.Wx.shape[1], dtype=dtype)
     dbh = np.zeros(cache.Wx.shape[1], dtype=dtype)
     for t in reversed(list(_times(T, cache.reverse))):
-        dx[:, t], dprev, dWx_t, dWh_t, db_t, dbh_t = gru_step_backward(dh[:, t] + dprev, cache.steps[t])
+        valid = _valid(cache.lengths, t)
+        dx[:, t], dstep, dWx_t, dWh_t, db_t, dbh_t = gru_step_backward(_only(valid, dh[:, t] + dprev), cache.steps[t])
+        dprev = _carry(valid, dstep, dprev)
         dWx += dWx_t
         dWh += dWh_t
         db += db_t

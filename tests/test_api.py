@@ -13,6 +13,9 @@ from rnn_fast import _core, reference
 
 STUB = pathlib.Path(rnn_fast.__file__).with_name("_core.pyi")
 
+# Keywords the reference has and the kernels do not have yet (issue 12's
+# lengths=); each leaves this set when the kernels take it.
+PENDING_KEYWORDS = {"lengths"}
 # What only one side has: the reference's helper, the module's thread control.
 REFERENCE_ONLY = {"sigmoid"}
 KERNEL_ONLY = {"set_num_threads", "get_num_threads"}
@@ -75,4 +78,7 @@ def test_stub_signatures_of_the_inference_objects(cls, method):
 
 @pytest.mark.parametrize("name", sorted(set(reference.__all__) - REFERENCE_ONLY))
 def test_reference_signatures_match_the_kernels(name):
-    assert python_params(getattr(reference, name)) == pybind_params(getattr(_core, name))
+    pos, kw = python_params(getattr(reference, name))
+    kernel_pos, kernel_kw = pybind_params(getattr(_core, name))
+    assert not PENDING_KEYWORDS & set(kernel_kw), "a pending keyword has landed: take it off PENDING_KEYWORDS"
+    assert (pos, [k for k in kw if k not in PENDING_KEYWORDS]) == (kernel_pos, kernel_kw)
