@@ -8,11 +8,13 @@ Keras code runs after changing its imports::
 Layers: SimpleRNN, LSTM, GRU, Bidirectional, Dense, Dropout, Embedding,
 RepeatVector, Activation. Sequential: compile / fit / evaluate / predict /
 summary / save, and load_model. Stateful recurrent layers carry their state
-across batches for truncated backpropagation through time.
+across batches for truncated backpropagation through time. from_torch /
+to_torch move torch.nn.RNN/LSTM/GRU stacks in and out (exchange.py).
 """
 from . import activations, backend, callbacks, initializers, layers, losses, models, optimizers, regularizers
 from .backend import floatx, set_floatx, set_random_seed
 from .callbacks import Callback, EarlyStopping
+from .exchange import from_torch, to_torch, torch_weights
 from .layers import (
     GRU,
     LSTM,
@@ -33,5 +35,6 @@ __all__ = [
     "activations", "backend", "callbacks", "initializers", "layers", "losses", "models", "optimizers",
     "regularizers", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "GRU", "LSTM", "Activation",
     "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "RepeatVector", "SimpleRNN", "History",
-    "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2",
+    "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch",
+    "torch_weights",
 ]
