@@ -155,3 +155,62 @@ def test_gru_weights_have_keras_shapes():
     theirs.build((None, 6, 3))
     mine.build((6, 3))
     assert [w.shape for w in mine.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
+
+
+# ---------------------------------------------------------------- .keras files
+
+
+def perturbed(model):
+    """Keras's weights drawn anew, biases non-zero: nothing coincides by chance."""
+    model.set_weights([(w + 0.1 * RNG.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_the_seeds_keras_file_loads_predicts_and_trains_on(tmp_path):
+    """The seed's stock-price model (4 x LSTM(50) + Dropout(0.2), Dense(1)),
+    saved by Keras 3 as .keras, loads in rnn_fast.nn, predicts what Keras
+    predicts, and trains on (compiled as Keras's was)."""
+    x = RNG.standard_normal((16, 12, 1)).astype(np.float32)
+    y = RNG.standard_normal((16, 1)).astype(np.float32)
+    model = keras.models.Sequential([keras.Input((12, 1))])
+    for k in range(4):
+        model.add(keras.layers.LSTM(units=50, return_sequences=k < 3))
+        model.add(keras.layers.Dropout(0.2))
+    model.add(keras.layers.Dense(units=1))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.002), loss="mean_squared_error")
+    perturbed(model)
+    path = tmp_path / "stock.keras"
+    model.save(path)
+    mine = nn.load_model(path)
+    np.testing.assert_allclose(mine.predict(x, verbose=0), model.predict(x, verbose=0), **TOL)
+    assert type(mine.optimizer).__name__ == "Adam" and mine.optimizer.learning_rate == pytest.approx(0.002)
+    history = mine.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_a_keras_file_of_every_layer_rnn_fast_reads(tmp_path):
+    x = RNG.integers(0, 10, (5, 7))
+    model = keras.models.Sequential([
+        keras.Input((7,)), keras.layers.Embedding(10, 4),
+        keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True), merge_mode="sum"),
+        keras.layers.SimpleRNN(5, activation="relu", return_sequences=True), keras.layers.LSTM(4),
+        keras.layers.RepeatVector(2), keras.layers.GRU(3, return_sequences=True, go_backwards=True),
+        keras.layers.Dense(2, activation="softmax"), keras.layers.Activation("relu"),
+    ])
+    perturbed(model)
+    model.save(tmp_path / "all.keras")
+    mine = nn.load_model(tmp_path / "all.keras", compile=False)
+    np.testing.assert_allclose(mine.predict(x, verbose=0), model.predict(x, verbose=0), **TOL)
+
+
+@pytest.mark.parametrize("make,shape,match", [
+    (lambda: keras.layers.Conv1D(2, 3), (4, 2), r"rnn_fast.nn has no Conv1D layer"),
+    (lambda: keras.layers.LSTM(3, recurrent_dropout=0.1), (4, 2), r"recurrent_dropout=0.1 is not supported"),
+    (lambda: keras.layers.GRU(3, reset_after=False), (4, 2), r"only reset_after=True"),
+    (lambda: keras.layers.Embedding(5, 3, mask_zero=True), (4,), r"mask_zero=True is not supported"),
+])
+def test_a_keras_file_rnn_fast_cannot_run_is_refused_by_name(tmp_path, make, shape, match):
+    model = keras.models.Sequential([keras.Input(shape), make()])
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match=match):
+        nn.load_model(tmp_path / "m.keras")

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import backend, layers as layers_mod, losses, optimizers
+from . import backend, keras_file, layers as layers_mod, losses, optimizers
 
 FORMAT = "rnn_fast.nn/1"
 _MANIFEST = "__rnn_fast_model__"
@@ -485,10 +485,21 @@ def _digest(a: np.ndarray) -> str:
 def load_model(filepath, compile: bool = True) -> Sequential:
     """Reads a file written by Sequential.save: the same architecture, the
     weights and optimizer state bit for bit. A file that is not one, or whose
-    contents were changed, is refused with a ValueError."""
+    contents were changed, is refused with a ValueError. A Keras 3 ``.keras``
+    file of a Sequential model of rnn_fast's layers is read too
+    (keras_file.py; needs h5py)."""
     try:
         with open(filepath, "rb") as f:
             data = f.read()
+        keras = keras_file.is_keras_file(data)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"load_model(): {filepath} is not a readable rnn_fast model file "
+                         f"({type(e).__name__}: {e})") from None
+    if keras:
+        return keras_file.load_keras(data, filepath, compile)
+    try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
