@@ -5,6 +5,7 @@
 #include "recurrent.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "sequence.h"
 
@@ -14,6 +15,34 @@ namespace rnn_fast {
 // were when each cell had its own loop (out of line, a call per tile: small
 // layers 2-5% slower, measured).
 #define RNN_FAST_INLINE_LAMBDA __attribute__((always_inline))
+
+// What the forward's and the backward's bodies see alike of the tile of
+// rows row0.. and units j0.. at time t (tp: the time of the step before;
+// first: there is none, the initial states stand in): the recurrent
+// products, the saved gates (S values a row), this step's states and the
+// step before's. The loops add their own: the biases, the gradients.
+template <typename Cell, typename F>
+inline CellArgs<F> tile_args(const Cell& cell, const StepTile<F>& tile, F* saved, index_t S, F* h, F* c,
+                             const F* h0, const F* c0, index_t t, index_t tp, bool first, index_t T, index_t H) {
+    const index_t row0 = tile.row0, j0 = tile.j0, o0 = row0 * T + t;
+    CellArgs<F> a;
+    a.rows = tile.mi;
+    a.n = tile.units;
+    a.option = cell.option;
+    a.acc = tile.acc;
+    a.acc_rs = tile.row_stride;
+    a.acc_gs = tile.gate_stride;
+    a.gates = saved != nullptr ? saved + o0 * S + j0 : nullptr;
+    a.gates_rs = T * S;
+    a.gs = H;
+    a.h = h + o0 * H + j0;
+    a.c = c != nullptr ? c + o0 * H + j0 : nullptr;
+    a.rs = T * H;
+    a.hp = first ? h0 + row0 * H + j0 : h + (row0 * T + tp) * H + j0;
+    a.cp = c == nullptr ? nullptr : first ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
+    a.prs = first ? H : T * H;
+    return a;
+}
 
 template <typename Cell, typename F>
 void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t T, index_t D, index_t H,
@@ -53,28 +82,16 @@ void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t
                                                               F* a_next) RNN_FAST_INLINE_LAMBDA {
         const index_t t = step_time(s, T, reverse);
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
-        const index_t row0 = tile.row0, j0 = tile.j0, o0 = row0 * T + t;
+        const index_t row0 = tile.row0, j0 = tile.j0;
         // The body for the whole tile: rows row0.. of time t, units j0..
-        CellArgs<F> c;
-        c.rows = tile.mi;
-        c.n = tile.units;
-        c.option = cell.option;
-        c.acc = tile.acc;
-        c.acc_rs = tile.row_stride;
-        c.acc_gs = tile.gate_stride;
+        CellArgs<F> c = tile_args(cell, tile, S > 0 ? gates : nullptr, S, a.h, has_c ? a.c : nullptr, a.h0, a.c0,
+                                  t, tp, s == 0, T, H);
         c.bias = fused ? a.b + j0 : nullptr;
         c.rbias = Cell::recurrent_bias ? a.bh + j0 : nullptr;
-        // The gates: in the gate buffer, or in place of the tile's products
-        // (whole rows, gate q at q * H like the bias's: see above).
-        c.gates = S == 0 ? nullptr : in_place ? const_cast<F*>(tile.acc) : gates + o0 * S + j0;
-        c.gates_rs = in_place ? tile.row_stride : T * S;
-        c.gs = H;
-        c.h = a.h + o0 * H + j0;
-        c.c = has_c ? a.c + o0 * H + j0 : nullptr;
-        c.rs = T * H;
-        c.hp = s == 0 ? a.h0 + row0 * H + j0 : a.h + (row0 * T + tp) * H + j0;
-        c.cp = !has_c ? nullptr : s == 0 ? a.c0 + row0 * H + j0 : a.c + (row0 * T + tp) * H + j0;
-        c.prs = s == 0 ? H : T * H;
+        if (in_place) {  // the gates in place of the tile's products (whole rows, gate q at q * H like the bias's)
+            c.gates = const_cast<F*>(tile.acc);
+            c.gates_rs = tile.row_stride;
+        }
         body.forward(c);
         op.put(a_next, row0, tile.mi, (fused ? D : 0) + j0, c.h, T * H, tile.units);
         if (fused && j0 == 0 && s + 1 < T)  // x of the next step, once per row block
@@ -112,7 +129,8 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
     const Partition how = choose_partition<F>(N, G, wh_t.N(), nthreads);
     const RowBlocks blocks(N, G, mr);
     LoopSums<F> sums(blocks, T, D, G, dA.data(), a.x, a.Wx, a.dx);
-    LoopSums<F> sums_h(blocks, T, 0, split ? G : 0, dAh, nullptr, nullptr, nullptr);  // dbh (split cells)
+    std::optional<LoopSums<F>> sums_h;  // dbh (split cells)
+    if (split) sums_h.emplace(blocks, T, 0, G, dAh, nullptr, nullptr, nullptr);
     const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     // The gradient carried from step to step (cell.h's Carry): dc0 itself,
@@ -145,22 +163,8 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
             // The body for the whole tile: rows row0.. of time t, units j0..
             const index_t o0 = row0 * T + t;
-            CellArgs<F> c;
-            c.rows = mi;
-            c.n = uc;
-            c.option = cell.option;
-            c.acc = tile.acc;
-            c.acc_rs = tile.row_stride;
-            c.acc_gs = tile.gate_stride;
-            c.gates = S > 0 ? const_cast<F*>(a.saved) + o0 * S + j0 : nullptr;
-            c.gates_rs = T * S;
-            c.gs = H;
-            c.h = const_cast<F*>(a.h) + o0 * H + j0;
-            c.c = has_c ? const_cast<F*>(a.c) + o0 * H + j0 : nullptr;
-            c.rs = T * H;
-            c.hp = fs == 0 ? a.h0 + row0 * H + j0 : a.h + (row0 * T + tp) * H + j0;
-            c.cp = !has_c ? nullptr : fs == 0 ? a.c0 + row0 * H + j0 : a.c + (row0 * T + tp) * H + j0;
-            c.prs = fs == 0 ? H : T * H;
+            CellArgs<F> c = tile_args(cell, tile, const_cast<F*>(a.saved), S, const_cast<F*>(a.h),
+                                      has_c ? const_cast<F*>(a.c) : nullptr, a.h0, a.c0, t, tp, fs == 0, T, H);
             c.dh = a.dh + o0 * H + j0;
             c.carry = carry != nullptr ? carry + row0 * H + j0 : nullptr;
             c.carry_rs = H;
@@ -173,11 +177,11 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
             const index_t b = op.rows.block(row0);
             if (by_rows) {
                 sums.add_rows(b, t);
-                if (split) sums_h.add_rows(b, t);
+                if (split) sums_h->add_rows(b, t);
             } else {
                 for (int q = 0; q < Q; ++q) {
                     sums.add_db(b, t, q * H + j0, uc);
-                    if (split) sums_h.add_db(b, t, q * H + j0, uc);
+                    if (split) sums_h->add_db(b, t, q * H + j0, uc);
                 }
             }
         }, [&](index_t s, const StepTile<F>& tile) {
@@ -205,7 +209,7 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
     if (Cell::carry == Carry::hidden)
         for (index_t i = 0; i < N * H; ++i) a.dh0[i] += carry[i];
     sequence_weight_grads(a.dx, a.dWx, a.dWh, a.db, dA.data(), a.x, a.h0, a.h, a.Wx, N, T, D, H, G, reverse, nthreads,
-                          sums, by_rows, side_cols > 0, dAh, a.dbh, &sums_h);
+                          sums, by_rows, side_cols > 0, dAh, a.dbh, split ? &*sums_h : nullptr);
 }
 
 // The instantiations: one line per cell.

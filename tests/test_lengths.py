@@ -41,7 +41,7 @@ def test_matches_torchs_packed_sequences(lib, cell, kwargs, dtype):
     torch = pytest.importorskip("torch")
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from test_torch_oracle import ORACLE_TOL, TORCH_DTYPE, from_torch_gates, to_torch_gates
+    from test_torch_oracle import ORACLE_TOL, torch_twin
 
     m, cell = LIBS[lib], CELLS[cell]
     N, T, D, H = SHAPE
@@ -59,18 +59,7 @@ def test_matches_torchs_packed_sequences(lib, cell, kwargs, dtype):
         grads = cell.backward(m, dh[k], out[-1], **({"return_dc0": True} if lstm else {}))
         ours.append((out[:-1], grads))
     # torch: one bidirectional module on the packed batch.
-    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell.name]
-    extra = {"nonlinearity": kwargs["activation"]} if cell.name == "rnn" else {}
-    module = kind(D, H, batch_first=True, bidirectional=True, dtype=TORCH_DTYPE[dtype], **extra)
-    to = (lambda a: to_torch_gates(a, H)) if lstm else (lambda a: a)
-    back = (lambda a: from_torch_gates(a, H)) if lstm else (lambda a: a)
-    with torch.no_grad():
-        for suffix, (_, _, Wx, Wh, b, *bh) in (("", fwd), ("_reverse", rev)):
-            getattr(module, "weight_ih_l0" + suffix).copy_(torch.from_numpy(to(Wx).T.copy()))
-            getattr(module, "weight_hh_l0" + suffix).copy_(torch.from_numpy(to(Wh).T.copy()))
-            getattr(module, "bias_ih_l0" + suffix).copy_(torch.from_numpy(to(b)))
-            getattr(module, "bias_hh_l0" + suffix).copy_(
-                torch.from_numpy(bh[0]) if bh else torch.zeros(b.shape[0], dtype=TORCH_DTYPE[dtype]))
+    module, back = torch_twin(cell.name, kwargs, D, H, dtype, fwd[2:], rev[2:])
     xt = torch.tensor(x, requires_grad=True)
     h0t = torch.tensor(np.stack([fwd[1], rev[1]]), requires_grad=True)
     c0t = torch.tensor(np.stack(c0), requires_grad=True) if lstm else None

@@ -110,21 +110,26 @@ def test_lstm_in_torchs_gate_order_takes_its_weights_as_they_are(shape, dtype):
     close(db, lstm.bias_ih_l0.grad.numpy(), dtype, "db")
 
 
-def torch_twin(cell, kwargs, D, H, dtype, weights):
+def torch_twin(cell, kwargs, D, H, dtype, weights, reverse_weights=None):
     """torch's module for a cell (and its variant) holding rnn_fast's weights
-    (Wx, Wh, b[, bh]), and the map of a torch weight's columns (or entries)
-    to rnn_fast's gate order."""
-    Wx, Wh, b, *bh = weights
+    (Wx, Wh, b[, bh]), bidirectional with reverse_weights as its backward
+    direction's; and the map of a torch weight's columns (or entries) to
+    rnn_fast's gate order."""
     kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
     extra = {"nonlinearity": kwargs["activation"]} if cell == "rnn" else {}
-    module = kind(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype], **extra)
+    module = kind(D, H, batch_first=True, dtype=TORCH_DTYPE[dtype], bidirectional=reverse_weights is not None, **extra)
     to = (lambda a: to_torch_gates(a, H)) if cell == "lstm" else (lambda a: a)
     back = (lambda a: from_torch_gates(a, H)) if cell == "lstm" else (lambda a: a)
     with torch.no_grad():
-        module.weight_ih_l0.copy_(torch.from_numpy(to(Wx).T.copy()))
-        module.weight_hh_l0.copy_(torch.from_numpy(to(Wh).T.copy()))
-        module.bias_ih_l0.copy_(torch.from_numpy(to(b)))
-        module.bias_hh_l0.copy_(torch.from_numpy(bh[0]) if bh else torch.zeros(module.bias_hh_l0.shape))
+        for suffix, direction in (("", weights), ("_reverse", reverse_weights)):
+            if direction is None:
+                continue
+            Wx, Wh, b, *bh = direction
+            getattr(module, "weight_ih_l0" + suffix).copy_(torch.from_numpy(to(Wx).T.copy()))
+            getattr(module, "weight_hh_l0" + suffix).copy_(torch.from_numpy(to(Wh).T.copy()))
+            getattr(module, "bias_ih_l0" + suffix).copy_(torch.from_numpy(to(b)))
+            getattr(module, "bias_hh_l0" + suffix).copy_(
+                torch.from_numpy(bh[0]) if bh else torch.zeros(b.shape[0], dtype=TORCH_DTYPE[dtype]))
     return module, back
 
 

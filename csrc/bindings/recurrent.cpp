@@ -378,7 +378,7 @@ Inference<Cell> make_inference(const char* fn, int option, const std::string& ta
 template <typename Cell>
 py::object call_inference(const Inference<Cell>& w, py::handle x, py::handle h0, py::handle c0, bool reverse,
                           bool return_state) {
-    const std::string fn = class_name<Cell>("Inference");
+    static const std::string fn = class_name<Cell>("Inference");
     SeqCache<Cell> c = forward<Cell, SeqCache<Cell>>(fn.c_str(), Cell{w.option}, false,
                                                      {x, h0, c0, w.Wx, w.Wh, w.b, w.bh}, reverse, false, &w);
     py::array h = output(c.h, {c.N, c.T, c.H}, false);

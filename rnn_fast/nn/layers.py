@@ -368,6 +368,13 @@ class SimpleRNN(_Recurrent):
         return dx, [dh0], dWx, dWh, db
 
 
+def _gated_activations(cls: str, activation: str, recurrent_activation: str) -> None:
+    """Refuses the activations a gated cell's fused kernels do not run."""
+    if activation != "tanh" or recurrent_activation != "sigmoid":
+        raise ValueError(f"{cls}: only activation='tanh' with recurrent_activation='sigmoid' runs on the "
+                         f"fused kernels, got {activation!r} and {recurrent_activation!r}")
+
+
 class LSTM(_Recurrent):
     """keras.layers.LSTM with its defaults (tanh, sigmoid gates, unit forget
     bias). Weights in Keras's layout: kernel (D, 4H), recurrent_kernel (H, 4H),
@@ -380,9 +387,7 @@ class LSTM(_Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                  unit_forget_bias: bool = True, **kwargs):
-        if activation != "tanh" or recurrent_activation != "sigmoid":
-            raise ValueError(f"LSTM: only activation='tanh' with recurrent_activation='sigmoid' runs on the "
-                             f"fused kernels, got {activation!r} and {recurrent_activation!r}")
+        _gated_activations("LSTM", activation, recurrent_activation)
         super().__init__(units, **kwargs)
         self.unit_forget_bias = bool(unit_forget_bias)
 
@@ -427,9 +432,7 @@ class GRU(_Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                  reset_after: bool = True, **kwargs):
-        if activation != "tanh" or recurrent_activation != "sigmoid":
-            raise ValueError(f"GRU: only activation='tanh' with recurrent_activation='sigmoid' runs on the "
-                             f"fused kernels, got {activation!r} and {recurrent_activation!r}")
+        _gated_activations("GRU", activation, recurrent_activation)
         if not reset_after:
             raise ValueError("GRU: only reset_after=True (Keras 3's default; the reset gate applied to the "
                              "recurrent product, as in PyTorch and cuDNN) runs on the fused kernels; "
