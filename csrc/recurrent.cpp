@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "sequence.h"
 
@@ -20,11 +21,13 @@ namespace rnn_fast {
 // rows row0.. and units j0.. at time t (tp: the time of the step before;
 // first: there is none, the initial states stand in): the recurrent
 // products, the saved gates (S values a row), this step's states and the
-// step before's. The loops add their own: the biases, the gradients.
+// step before's, laid out as L says. The loops add their own: the biases,
+// the gradients.
 template <typename Cell, typename F>
 inline CellArgs<F> tile_args(const Cell& cell, const StepTile<F>& tile, F* saved, index_t S, F* h, F* c,
-                             const F* h0, const F* c0, index_t t, index_t tp, bool first, index_t T, index_t H) {
-    const index_t row0 = tile.row0, j0 = tile.j0, o0 = row0 * T + t;
+                             const F* h0, const F* c0, index_t t, index_t tp, bool first, const SeqLayout& L,
+                             index_t H) {
+    const index_t row0 = tile.row0, j0 = tile.j0, o0 = L.at(row0, t), rs = L.stride();
     CellArgs<F> a;
     a.rows = tile.mi;
     a.n = tile.units;
@@ -33,21 +36,30 @@ inline CellArgs<F> tile_args(const Cell& cell, const StepTile<F>& tile, F* saved
     a.acc_rs = tile.row_stride;
     a.acc_gs = tile.gate_stride;
     a.gates = saved != nullptr ? saved + o0 * S + j0 : nullptr;
-    a.gates_rs = T * S;
+    a.gates_rs = rs * S;
     a.gs = H;
     a.h = h + o0 * H + j0;
     a.c = c != nullptr ? c + o0 * H + j0 : nullptr;
-    a.rs = T * H;
-    a.hp = first ? h0 + row0 * H + j0 : h + (row0 * T + tp) * H + j0;
-    a.cp = c == nullptr ? nullptr : first ? c0 + row0 * H + j0 : c + (row0 * T + tp) * H + j0;
-    a.prs = first ? H : T * H;
+    a.rs = rs * H;
+    a.hp = first ? h0 + row0 * H + j0 : h + L.at(row0, tp) * H + j0;
+    a.cp = c == nullptr ? nullptr : first ? c0 + row0 * H + j0 : c + L.at(row0, tp) * H + j0;
+    a.prs = first ? H : rs * H;
     return a;
 }
 
+// The layout of a time loop's sequence arrays: packed as packing says, or
+// batch first (N,T,...).
+inline SeqLayout layout_of(const Packing* packing, index_t T) {
+    return packing != nullptr ? packing->layout() : SeqLayout{T};
+}
+
 template <typename Cell, typename F>
-void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t T, index_t D, index_t H,
-                 bool reverse, int nthreads, PackedB<F>* wh_t, const PackedWeights<F>* pre) {
+void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t T_padded, index_t D, index_t H,
+                 bool reverse, int nthreads, PackedB<F>* wh_t, const PackedWeights<F>* pre, const Packing* packing) {
     constexpr int Q = Cell::gates;
+    const SeqLayout L = layout_of(packing, T_padded);
+    const index_t T = L.T, M = packing != nullptr ? packing->P : N * T;  // steps; rows of the sequence arrays
+    if (packing != nullptr) reverse = false;  // the packing's order
     constexpr bool has_c = Cell::carry == Carry::cell_state;
     const index_t G = Q * H, S = Cell::saved * H;
     const Kernels<F>& uk = kernels<F>();
@@ -58,7 +70,8 @@ void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t
     // (fused_input_projection).
     const bool fused = Cell::fusable && fused_input_projection<F>(N, D, H, G);
     const index_t K = fused ? H + D : H;
-    const Partition how = choose_partition<F>(N, K, G, nthreads);
+    Partition how = choose_partition<F>(N, K, G, nthreads);
+    if (packing != nullptr && how == Partition::row_passes) how = Partition::columns;  // see recurrent_loop
     // Without saved gates (an inference: nothing keeps them), each tile's
     // body turns its products into the gates in place when they are whole
     // rows laid out like the bias (fused, threads owning rows, the gates
@@ -69,14 +82,14 @@ void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t
     const bool in_place = S > 0 && gates == nullptr && S == G && fused && how == Partition::rows;
     Buffer<F> own;
     if (S > 0 && gates == nullptr && !in_place) {
-        own.reserve(static_cast<std::size_t>(std::max<index_t>(1, N * T * S)));
+        own.reserve(static_cast<std::size_t>(std::max<index_t>(1, M * S)));
         gates = own.data();
     }
-    if (!fused) input_projection(S > 0 ? gates : a.h, S > 0 ? S : H, a.x, a.Wx, a.b, N, T, D, G, nthreads, pre);
+    if (!fused) input_projection(S > 0 ? gates : a.h, S > 0 ? S : H, a.x, a.Wx, a.b, M, 1, D, G, nthreads, pre);
     PackedB<F> wh_own;
     StepOperand<F> op(N, K, mr, N <= kDenseRows);  // ([x_t] h_{t-1}), double-buffered across steps
     const PackedB<F>& wh =
-        prepare_forward(wh_own, wh_t, op, a.Wh, a.h0, a.Wx, a.x, N, T, D, H, Q, reverse, fused, how, nthreads, pre);
+        prepare_forward(wh_own, wh_t, op, a.Wh, a.h0, a.Wx, a.x, N, L, D, H, Q, reverse, fused, how, nthreads, pre);
 
     recurrent_loop<F>(T, op, Q, wh, false, how, nthreads, [&](index_t s, const StepTile<F>& tile,
                                                               F* a_next) RNN_FAST_INLINE_LAMBDA {
@@ -85,7 +98,7 @@ void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t
         const index_t row0 = tile.row0, j0 = tile.j0;
         // The body for the whole tile: rows row0.. of time t, units j0..
         CellArgs<F> c = tile_args(cell, tile, S > 0 ? gates : nullptr, S, a.h, has_c ? a.c : nullptr, a.h0, a.c0,
-                                  t, tp, s == 0, T, H);
+                                  t, tp, s == 0, L, H);
         c.bias = fused ? a.b + j0 : nullptr;
         c.rbias = Cell::recurrent_bias ? a.bh + j0 : nullptr;
         if (in_place) {  // the gates in place of the tile's products (whole rows, gate q at q * H like the bias's)
@@ -93,44 +106,58 @@ void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t
             c.gates_rs = tile.row_stride;
         }
         body.forward(c);
-        op.put(a_next, row0, tile.mi, (fused ? D : 0) + j0, c.h, T * H, tile.units);
+        op.put(a_next, row0, tile.mi, (fused ? D : 0) + j0, c.h, c.rs, tile.units);
         if (fused && j0 == 0 && s + 1 < T)  // x of the next step, once per row block
-            put_input(op, a_next, row0, tile.mi, a.x, step_time(s + 1, T, reverse), T, D);
+            put_input(op, a_next, row0, tile.mi, a.x, step_time(s + 1, T, reverse), L, D);
     }, [&](index_t s, const StepTile<F>& tile) {
         // The tile's x·Wx + b and previous states, and the lines it will write.
         const index_t tp = s == 0 ? 0 : step_time(s - 1, T, reverse);
-        for_tile_lines(tile, T, step_time(s, T, reverse), [&](index_t n, index_t o, index_t u) {
+        for_tile_lines(tile, L, step_time(s, T, reverse), [&](index_t n, index_t o, index_t u) {
             if (S > 0 && !in_place)
                 for (int q = 0; q < Cell::saved; ++q) __builtin_prefetch(gates + o * S + q * H + u, 1);
             if (has_c) {
-                __builtin_prefetch((s == 0 ? a.c0 + n * H : a.c + (n * T + tp) * H) + u);
+                __builtin_prefetch((s == 0 ? a.c0 + n * H : a.c + L.at(n, tp) * H) + u);
                 __builtin_prefetch(a.c + o * H + u, 1);
             }
-            if (Cell::reads_prev_h) __builtin_prefetch((s == 0 ? a.h0 + n * H : a.h + (n * T + tp) * H) + u);
+            if (Cell::reads_prev_h) __builtin_prefetch((s == 0 ? a.h0 + n * H : a.h + L.at(n, tp) * H) + u);
             __builtin_prefetch(a.h + o * H + u, 1);
         });
-    });
+    }, nullptr, 0, NoSide{}, StepRows{L.rows, nullptr});
 }
 
 template <typename Cell, typename F>
-void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index_t T, index_t D, index_t H,
-                  bool reverse, int nthreads, const PackedB<F>& wh_t) {
+void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index_t T_padded, index_t D, index_t H,
+                  bool reverse, int nthreads, const PackedB<F>& wh_t, const Packing* packing) {
     constexpr int Q = Cell::gates;
     constexpr bool has_c = Cell::carry == Carry::cell_state, split = Cell::split;
+    const SeqLayout L = layout_of(packing, T_padded);
+    const index_t T = L.T, M = packing != nullptr ? packing->P : N * T;  // steps; rows of the sequence arrays
+    if (packing != nullptr) reverse = false;  // the packing's order
     const index_t G = Q * H, S = Cell::saved * H;
     const Kernels<F>& uk = kernels<F>();
     const CellBody<F>& body = Cell::body(uk);
     const index_t mr = uk.mr;
-    const index_t size = std::max<index_t>(1, N * T * G);
+    const index_t size = std::max<index_t>(1, M * G);
     Buffer<F> dA, dAh_own;  // (N,T,G) gradient of every step's pre-activations, and of their recurrent part
     dA.reserve(static_cast<std::size_t>(size));
     if (split) dAh_own.reserve(static_cast<std::size_t>(size));
     F* const dAh = split ? dAh_own.data() : dA.data();  // the left operand of the loop's products
-    const Partition how = choose_partition<F>(N, G, wh_t.N(), nthreads);
+    Partition how = choose_partition<F>(N, G, wh_t.N(), nthreads);
+    if (packing != nullptr && how == Partition::row_passes) how = Partition::columns;  // see recurrent_loop
     const RowBlocks blocks(N, G, mr);
-    LoopSums<F> sums(blocks, T, D, G, dA.data(), a.x, a.Wx, a.dx);
+    LoopSums<F> sums(blocks, L, D, G, dA.data(), a.x, a.Wx, a.dx);
     std::optional<LoopSums<F>> sums_h;  // dbh (split cells)
-    if (split) sums_h.emplace(blocks, T, 0, G, dAh, nullptr, nullptr, nullptr);
+    if (split) sums_h.emplace(blocks, L, 0, G, dAh, nullptr, nullptr, nullptr);
+    // Packed, the rows of loop step s (forward step T-1-s; the extra last
+    // step's: all, dh0) and of its operand (forward step T-s's dAh).
+    std::vector<index_t> tile_rows, fed_rows;
+    if (packing != nullptr) {
+        tile_rows.assign(T + 1, N);
+        fed_rows.assign(T + 1, N);
+        for (index_t s = 0; s < T; ++s) tile_rows[s] = L.rows[T - 1 - s];
+        for (index_t s = 1; s <= T; ++s) fed_rows[s] = L.rows[T - s];
+    }
+    const StepRows step_rows = packing != nullptr ? StepRows{tile_rows.data(), fed_rows.data()} : StepRows{};
     const index_t side_cols = wh_t.N() - H;  // D when the loop takes dx (fused_input_gradient), else 0
     const bool by_rows = how == Partition::rows;  // tiles are whole rows
     // The gradient carried from step to step (cell.h's Carry): dc0 itself,
@@ -151,7 +178,7 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
         // The recurrent operand dAh of the step before: dAh itself (a view)
         // when dense, else packed and double-buffered.
         const bool dense = by_rows || N <= kDenseRows;
-        StepOperand<F> op = dense ? StepOperand<F>(N, T, G, mr, dAh, reverse) : StepOperand<F>(N, G, mr, false);
+        StepOperand<F> op = dense ? StepOperand<F>(N, L, G, mr, dAh, reverse) : StepOperand<F>(N, G, mr, false);
 
         // Step s handles forward step T-1-s; the extra final step computes dh0.
         recurrent_loop<F>(T, op, 1, wh_t, true, how, nthreads, [&](index_t s, const StepTile<F>& tile,
@@ -162,18 +189,19 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
             const index_t t = step_time(fs, T, reverse);
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
             // The body for the whole tile: rows row0.. of time t, units j0..
-            const index_t o0 = row0 * T + t;
+            const index_t o0 = L.at(row0, t), rs = L.stride();
             CellArgs<F> c = tile_args(cell, tile, const_cast<F*>(a.saved), S, const_cast<F*>(a.h),
-                                      has_c ? const_cast<F*>(a.c) : nullptr, a.h0, a.c0, t, tp, fs == 0, T, H);
+                                      has_c ? const_cast<F*>(a.c) : nullptr, a.h0, a.c0, t, tp, fs == 0, L, H);
             c.dh = a.dh + o0 * H + j0;
             c.carry = carry != nullptr ? carry + row0 * H + j0 : nullptr;
             c.carry_rs = H;
             c.da = dA.data() + o0 * G + j0;
-            c.da_rs = T * G;
+            c.da_rs = rs * G;
             c.dah = split ? dAh + o0 * G + j0 : nullptr;
             body.backward(c);
             if (!op.dense)  // else the next step reads dAh itself
-                for (int q = 0; q < Q; ++q) op.put(a_next, row0, mi, j0 + q * H, dAh + o0 * G + j0 + q * H, T * G, uc);
+                for (int q = 0; q < Q; ++q)
+                    op.put(a_next, row0, mi, j0 + q * H, dAh + o0 * G + j0 + q * H, rs * G, uc);
             const index_t b = op.rows.block(row0);
             if (by_rows) {
                 sums.add_rows(b, t);
@@ -188,7 +216,7 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
             // The tile's rows of dh, of what the body reads, and of dA.
             const index_t fs = T - 1 - s;
             const index_t tp = fs == 0 ? 0 : step_time(fs - 1, T, reverse);
-            for_tile_lines(tile, T, step_time(fs, T, reverse), [&](index_t n, index_t o, index_t u) {
+            for_tile_lines(tile, L, step_time(fs, T, reverse), [&](index_t n, index_t o, index_t u) {
                 __builtin_prefetch(a.dh + o * H + u);
                 for (int q = 0; q < Cell::saved; ++q) __builtin_prefetch(a.saved + o * S + q * H + u);
                 for (int q = 0; q < Q; ++q) {
@@ -198,30 +226,40 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
                 if (S == 0) __builtin_prefetch(a.h + o * H + u);
                 if (has_c) {
                     __builtin_prefetch(a.c + o * H + u);
-                    __builtin_prefetch((fs == 0 ? a.c0 + n * H : a.c + (n * T + tp) * H) + u);
+                    __builtin_prefetch((fs == 0 ? a.c0 + n * H : a.c + L.at(n, tp) * H) + u);
                 }
-                if (Cell::reads_prev_h) __builtin_prefetch((fs == 0 ? a.h0 + n * H : a.h + (n * T + tp) * H) + u);
+                if (Cell::reads_prev_h) __builtin_prefetch((fs == 0 ? a.h0 + n * H : a.h + L.at(n, tp) * H) + u);
             });
         }, a.dh0, side_cols, [&](index_t s, const StepTile<F>& tile) {
-            store_input_gradient(a.dx, s, tile, T, D, reverse);
-        });
+            store_input_gradient(a.dx, s, tile, L, D, reverse);
+        }, step_rows);
     }
     if (Cell::carry == Carry::hidden)
         for (index_t i = 0; i < N * H; ++i) a.dh0[i] += carry[i];
-    sequence_weight_grads(a.dx, a.dWx, a.dWh, a.db, dA.data(), a.x, a.h0, a.h, a.Wx, N, T, D, H, G, reverse, nthreads,
-                          sums, by_rows, side_cols > 0, dAh, a.dbh, split ? &*sums_h : nullptr);
+    // The state before each step, h_prev: packed, a copy of its own.
+    Buffer<F> h_prev_own;
+    Rows<F> h_prev = previous_states(a.h, a.h0, T, H, reverse);
+    if (packing != nullptr) {
+        h_prev_own.reserve(static_cast<std::size_t>(std::max<index_t>(1, M * H)));
+        packing->previous(a.h, a.h0, H, h_prev_own.data());
+        h_prev = dense_rows<F>(h_prev_own.data(), H);
+    }
+    sequence_weight_grads(a.dx, a.dWx, a.dWh, a.db, dA.data(), a.x, h_prev, a.Wx, M, D, H, G, reverse, nthreads, sums,
+                          by_rows, side_cols > 0, dAh, a.dbh, split ? &*sums_h : nullptr);
 }
 
 // The instantiations: one line per cell.
 #define RNN_FAST_INSTANTIATE(Cell)                                                                               \
     template void seq_forward<Cell, float>(const Cell&, const ForwardArrays<float>&, index_t, index_t, index_t,  \
-                                           index_t, bool, int, PackedB<float>*, const PackedWeights<float>*);     \
+                                           index_t, bool, int, PackedB<float>*, const PackedWeights<float>*,      \
+                                           const Packing*);                                                      \
     template void seq_forward<Cell, double>(const Cell&, const ForwardArrays<double>&, index_t, index_t, index_t, \
-                                            index_t, bool, int, PackedB<double>*, const PackedWeights<double>*);  \
+                                            index_t, bool, int, PackedB<double>*, const PackedWeights<double>*,   \
+                                            const Packing*);                                                     \
     template void seq_backward<Cell, float>(const Cell&, const BackwardArrays<float>&, index_t, index_t, index_t, \
-                                            index_t, bool, int, const PackedB<float>&);                          \
+                                            index_t, bool, int, const PackedB<float>&, const Packing*);          \
     template void seq_backward<Cell, double>(const Cell&, const BackwardArrays<double>&, index_t, index_t,        \
-                                             index_t, index_t, bool, int, const PackedB<double>&);
+                                             index_t, index_t, bool, int, const PackedB<double>&, const Packing*);
 
 RNN_FAST_INSTANTIATE(Rnn)
 RNN_FAST_INSTANTIATE(Lstm)

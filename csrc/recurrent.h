@@ -6,6 +6,7 @@
 
 #include "cells/cells.h"
 #include "gemm.h"
+#include "packing.h"
 
 namespace rnn_fast {
 
@@ -48,17 +49,22 @@ struct BackwardArrays {
 // again). pre, if given, holds Wx and Wh packed (PackedWeights::pack of
 // these very Wx and Wh, for the ISA now dispatched), which the forward
 // reads instead of packing them: the same sums. No argument may alias an
-// output.
+// output. With packing (sequences of its lengths, see packing.h): x, h, c
+// and saved are packed ((P,D), (P,H), (P,S)), h0 and c0 sorted, reverse is
+// the packing's (the argument is ignored), and T is the padded arrays'.
 template <typename Cell, typename F>
 void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t T, index_t D, index_t H,
-                 bool reverse, int nthreads, PackedB<F>* wh_t = nullptr, const PackedWeights<F>* pre = nullptr);
+                 bool reverse, int nthreads, PackedB<F>* wh_t = nullptr, const PackedWeights<F>* pre = nullptr,
+                 const Packing* packing = nullptr);
 
 // Backward over a sequence, from the forward's inputs and outputs. wh_t:
 // Wh^T packed by pack_recurrent_transpose (or the forward), or [Wh^T Wx^T]
 // (the forward's, for fused_input_gradient shapes), whose products give dx
-// in the time loop. Outputs must not alias each other or the inputs.
+// in the time loop. Outputs must not alias each other or the inputs. With
+// packing, as the forward's: the sequence arrays (dx and dh too) packed,
+// the others (dh0, dc0, dcT) sorted.
 template <typename Cell, typename F>
 void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index_t T, index_t D, index_t H,
-                  bool reverse, int nthreads, const PackedB<F>& wh_t);
+                  bool reverse, int nthreads, const PackedB<F>& wh_t, const Packing* packing = nullptr);
 
 }  // namespace rnn_fast

@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "gemm.h"
+#include "packing.h"
 
 namespace rnn_fast {
 
@@ -36,7 +37,7 @@ constexpr index_t kDenseRows = 8;
 //     a tile of rows takes a few cycles more to start, which K = 51 or 100
 //     does not hide);
 //   - a view (a backward, when threads own rows or up to kDenseRows rows):
-//     its dA (N,T,K) itself, rows of stride T * K, step s >= 1 reading the
+//     its dA (N,T,K, or packed: see packing.h) itself, step s >= 1 reading the
 //     dA that the step before's cells have just written, nothing copied or
 //     stored twice (the seed's Keras fit 3-5% faster than with a dense copy
 //     that the cells stored beside dA, its 32 x 60 x 50 x 50 backward's
@@ -49,8 +50,9 @@ struct StepOperand {
     index_t ld;  // dense: the rows' stride (whole cache lines, or a view's T * K)
     Buffer<T> buffer;
     T* a[2];
-    const T* view = nullptr;                // a view's dA
-    index_t view_first = 0, view_step = 0;  // step s >= 1 of a view at view + view_first + s * view_step
+    const T* view = nullptr;  // a view's dA, in the layout `layout`
+    SeqLayout layout;
+    bool reverse = false;
 
     StepOperand(index_t N, index_t K, index_t mr, bool dense_)
         : rows(N, K, mr), dense(dense_), ld((K + kLine<T> - 1) / kLine<T> * kLine<T>) {
@@ -60,16 +62,18 @@ struct StepOperand {
         a[1] = buffer.data() + size;
     }
 
-    // The view of dA (N,T,K) for a backward's steps: step s >= 1 reads the
-    // dA of forward step T - s (time step_time(T - s, T, reverse)).
-    StepOperand(index_t N, index_t steps, index_t K, index_t mr, const T* dA, bool reverse)
-        : rows(N, K, mr), dense(true), ld(steps * K), a{nullptr, nullptr}, view(dA),
-          view_first(reverse ? -K : steps * K), view_step(reverse ? K : -K) {}
+    // The view of dA (laid out as L says, K values a row) for a backward's
+    // steps: step s >= 1 reads the dA of forward step T - s (time
+    // step_time(T - s, T, reverse)).
+    StepOperand(index_t N, const SeqLayout& L, index_t K, index_t mr, const T* dA, bool reverse_)
+        : rows(N, K, mr), dense(true), ld(L.stride() * K), a{nullptr, nullptr}, view(dA), layout(L),
+          reverse(reverse_) {}
 
     // Step s's operand, and the one that step s's epilogue writes (nullptr
     // for a view: the cell's own dA is the next operand).
     const T* step(index_t s) const {
-        return view == nullptr ? a[s & 1] : s == 0 ? view : view + view_first + s * view_step;
+        if (view == nullptr) return a[s & 1];
+        return s == 0 ? view : view + layout.at(0, step_time(layout.T - s, layout.T, reverse)) * rows.K;
     }
     T* next(index_t s) const { return view == nullptr ? a[(s + 1) & 1] : nullptr; }
 
@@ -191,11 +195,14 @@ void pack_stacked(PackedB<F>& out, const F* Wh, const F* Wx, index_t D, index_t 
     out.pack(D + H, G, stacked_rows(buf, Wx, D, Wh, H, G), false, nthreads, groups);
 }
 
-// x at time t of rows row0 .. row0+mi-1 into the first D columns of a fused
-// forward's step operand a (see fused_input_projection).
+// x (laid out as L says) at time t of rows row0 .. row0+mi-1 (those that
+// have it) into the first D columns of a fused forward's step operand a
+// (see fused_input_projection).
 template <typename F>
-void put_input(const StepOperand<F>& op, F* a, index_t row0, int mi, const F* x, index_t t, index_t T, index_t D) {
-    op.put(a, row0, mi, 0, x + (row0 * T + t) * D, T * D, D);
+void put_input(const StepOperand<F>& op, F* a, index_t row0, int mi, const F* x, index_t t, const SeqLayout& L,
+               index_t D) {
+    const int live = L.live(t, row0, mi);
+    if (live > 0) op.put(a, row0, live, 0, x + L.at(row0, t) * D, L.stride() * D, D);
 }
 
 // Weights packed once for many forwards (an inference object's), in every
@@ -228,7 +235,7 @@ struct PackedWeights {
 
 // A forward's set-up: Wh (H x gates*H) packed for the step GEMMs, and h0 (N,H)
 // packed as the first step's operand ([Wx; Wh] and [x_t h0], t the first
-// step's time, when fused: see fused_input_projection; op then holds D + H
+// step's time, x laid out as L says, when fused: see fused_input_projection; op then holds D + H
 // columns, h's from column D). When threads own columns, each gate's
 // columns are padded to whole slivers, so that a thread's chunk of units has
 // all its gates' tiles; when they own rows, the gates' columns follow each
@@ -237,8 +244,8 @@ struct PackedWeights {
 // (weights packed before the call), else wh.
 template <typename F>
 const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<F>& op, const F* Wh, const F* h0,
-                                  const F* Wx, const F* x, index_t N, index_t T, index_t D, index_t H, int gates,
-                                  bool reverse, bool fused, Partition how, int nthreads,
+                                  const F* Wx, const F* x, index_t N, const SeqLayout& L, index_t D, index_t H,
+                                  int gates, bool reverse, bool fused, Partition how, int nthreads,
                                   const PackedWeights<F>* pre) {
     const index_t G = gates * H;
     const int groups = how == Partition::rows ? 1 : gates;
@@ -252,7 +259,7 @@ const PackedB<F>& prepare_forward(PackedB<F>& wh, PackedB<F>* wh_t, StepOperand<
         const index_t row0 = op.rows.start(b);
         const int mi = static_cast<int>(op.rows.size(b));
         op.put(op.a[0], row0, mi, fused ? D : 0, h0 + row0 * H, H, H);
-        if (fused && T > 0) put_input(op, op.a[0], row0, mi, x, step_time(0, T, reverse), T, D);
+        if (fused && L.T > 0) put_input(op, op.a[0], row0, mi, x, step_time(0, L.T, reverse), L, D);
     }
     return pre != nullptr ? pre->recurrent(how, fused) : wh;
 }
@@ -269,14 +276,14 @@ struct StepTile {
     index_t row_stride, gate_stride;
 };
 
-// fn(n, o, u) for every row n of a tile (o = n * T + t, the row's index in
-// a batch-first (N,T,...) array at time t) and the first unit u of each cache
-// line of its units: the walk of the cells' prefetch hooks.
+// fn(n, o, u) for every row n of a tile (o = L.at(n, t), the row's index in
+// a sequence array at time t) and the first unit u of each cache line of its
+// units: the walk of the cells' prefetch hooks.
 template <typename F, typename Fn>
-void for_tile_lines(const StepTile<F>& tile, index_t T, index_t t, Fn fn) {
+void for_tile_lines(const StepTile<F>& tile, const SeqLayout& L, index_t t, Fn fn) {
     for (int r = 0; r < tile.mi; ++r) {
         const index_t n = tile.row0 + r;
-        for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) fn(n, n * T + t, u);
+        for (index_t u = tile.j0; u < tile.j0 + tile.units; u += kLine<F>) fn(n, L.at(n, t), u);
     }
 }
 
@@ -289,6 +296,25 @@ constexpr index_t kBlocksPerPass = 16;
 struct NoSide {
     template <typename Tile>
     void operator()(index_t, const Tile&) const {}
+};
+
+// The rows of each step of recurrent_loop when not every row has every step
+// (packed sequences, see packing.h: rows sorted longest first): step s's
+// tiles cover rows [0, tiles[s]) only, and of its operand the rows [0,
+// fed[s]) hold values, the products of the others' rows being zeros (a
+// backward's rows whose last step comes now: no gradient from a step after
+// it). Null: every row (tiles); every tile's row (fed).
+struct StepRows {
+    const index_t* tiles = nullptr;
+    const index_t* fed = nullptr;
+    // Of block [row0, row0 + size) at step s: the rows of its tiles and
+    // those with products, counted from row0.
+    int tile_rows(index_t s, index_t row0, index_t size) const {
+        return static_cast<int>(tiles == nullptr ? size : std::clamp<index_t>(tiles[s] - row0, 0, size));
+    }
+    int product_rows(index_t s, index_t row0, int mi) const {
+        return fed == nullptr ? mi : static_cast<int>(std::clamp<index_t>(fed[s] - row0, 0, mi));
+    }
 };
 
 // The time loop shared by the cells, one parallel region for all steps. At
@@ -323,10 +349,15 @@ struct NoSide {
 // Either way each output is written by one thread, and an element's
 // arithmetic is the same (row blocks and K blocks do not depend on the
 // thread count or partition): bitwise equal results for any thread count.
+// With step_rows (see StepRows; not with row_passes), tiles, products and
+// side tiles have the rows that step_rows gives each step (the last one's:
+// the final operand's products, zeros in the other rows of last); when
+// threads own rows, they own blocks in turns back and forth (0 1 1 0 0 1
+// ...), which share out rows sorted longest first evenly.
 template <typename T, typename Epilogue, typename Prefetch, typename Side = NoSide>
 void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const PackedB<T>& B, bool zero_first,
                     Partition how, int nthreads, Epilogue epilogue, Prefetch prefetch, T* last = nullptr,
-                    index_t side_cols = 0, Side side = {}) {
+                    index_t side_cols = 0, Side side = {}, StepRows step_rows = {}) {
     const RowBlocks& rows = op.rows;
     const Kernels<T>& uk = kernels<T>();
     const index_t mr = uk.mr, nr = uk.nr, K = B.K(), kc = std::max<index_t>(1, uk.kc);
@@ -348,33 +379,32 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // Rows: block b of step s, all units.
     auto row_block = [&](index_t s, index_t b, T* acc) {
         const T* as = op.block(op.step(s), b);
-        const int mi = static_cast<int>(rows.size(b));
-        const StepTile<T> whole{rows.start(b), mi, 0, units, nullptr, wide, units};
-        if (zero_first && s == 0) {
-            prefetch(s, whole);
-            std::fill(acc, acc + mi * wide, T(0));
-        } else {
-            for (index_t k0 = 0; k0 < K; k0 += kc) {
-                if (s < steps && k0 + kc >= K) prefetch(s, whole);
-                for (index_t q = 0; q < B.slivers(); ++q) {
-                    const bool half = 2 * B.width(q) <= nr;  // see Kernels::tile_half
-                    const index_t kn = std::min(kc, K - k0);
-                    if (op.dense)
-                        (half ? uk.tile_rows_half : uk.tile_rows)(mi, kn, as + k0, op.ld, B.sliver(q) + k0 * nr,
-                                                                  acc + q * nr, wide, k0 > 0, nullptr);
-                    else
-                        (half ? uk.tile_half : uk.tile)(mi, kn, as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr,
-                                                        wide, k0 > 0, nullptr);
-                }
+        const index_t row0 = rows.start(b);
+        const int mi = step_rows.tile_rows(s, row0, rows.size(b));
+        if (mi == 0) return;
+        const int mp = zero_first && s == 0 ? 0 : step_rows.product_rows(s, row0, mi);
+        const StepTile<T> whole{row0, mi, 0, units, nullptr, wide, units};
+        if (mp == 0 && s < steps) prefetch(s, whole);
+        for (index_t k0 = 0; k0 < K && mp > 0; k0 += kc) {
+            if (s < steps && k0 + kc >= K) prefetch(s, whole);
+            for (index_t q = 0; q < B.slivers(); ++q) {
+                const bool half = 2 * B.width(q) <= nr;  // see Kernels::tile_half
+                const index_t kn = std::min(kc, K - k0);
+                if (op.dense)
+                    (half ? uk.tile_rows_half : uk.tile_rows)(mp, kn, as + k0, op.ld, B.sliver(q) + k0 * nr,
+                                                              acc + q * nr, wide, k0 > 0, nullptr);
+                else
+                    (half ? uk.tile_half : uk.tile)(mp, kn, as + k0 * mr, B.sliver(q) + k0 * nr, acc + q * nr,
+                                                    wide, k0 > 0, nullptr);
             }
         }
-        if (side_cols > 0 && s > 0)
-            side(s, StepTile<T>{rows.start(b), mi, 0, side_cols, acc + cell_cols, wide, 0});
+        std::fill(acc + mp * wide, acc + mi * wide, T(0));
+        if (side_cols > 0 && s > 0 && mp > 0) side(s, StepTile<T>{row0, mp, 0, side_cols, acc + cell_cols, wide, 0});
         if (s < steps) {
-            epilogue(s, StepTile<T>{rows.start(b), mi, 0, units, acc, wide, units}, op.next(s));
+            epilogue(s, StepTile<T>{row0, mi, 0, units, acc, wide, units}, op.next(s));
             return;
         }
-        for (int r = 0; r < mi; ++r) std::copy(acc + r * wide, acc + r * wide + units, last + (rows.start(b) + r) * units);
+        for (int r = 0; r < mi; ++r) std::copy(acc + r * wide, acc + r * wide + units, last + (row0 + r) * units);
     };
     // Columns: chunk c of step s for row blocks [b0, b1), at most kBlocksPerPass;
     // block b's gate q at tiles + ((b - b0) * gates + q) * tile_size.
@@ -383,47 +413,53 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
         // The chunk's columns: [c nr, c nr + cells) the cell's, the rest side columns.
         const index_t first = B.first_column(c), width = B.width(c);
         const index_t cells = std::max<index_t>(0, std::min(width, cell_cols - first));
+        // Block b's rows of tiles and of products (see StepRows).
+        auto tile_rows = [&](index_t b) { return step_rows.tile_rows(s, rows.start(b), rows.size(b)); };
+        auto product_rows = [&](index_t b) {
+            return zero_first && s == 0 ? 0 : step_rows.product_rows(s, rows.start(b), tile_rows(b));
+        };
+        bool products = false;
+        for (index_t b = b0; b < b1 && !products; ++b) products = product_rows(b) > 0;
         auto prefetch_pass = [&] {
             if (s < steps && cells > 0)
                 for (index_t b = b0; b < b1; ++b)
-                    prefetch(s, StepTile<T>{rows.start(b), static_cast<int>(rows.size(b)), c * nr, cells, nullptr,
-                                            nr, tile_size});
+                    if (const int mi = tile_rows(b); mi > 0)
+                        prefetch(s, StepTile<T>{rows.start(b), mi, c * nr, cells, nullptr, nr, tile_size});
         };
-        if (zero_first && s == 0) {
-            prefetch_pass();
-            std::fill(tiles, tiles + (b1 - b0) * gates * tile_size, T(0));
-        } else {
-            for (index_t k0 = 0; k0 < K; k0 += kc) {
-                const index_t kn = std::min(kc, K - k0);
-                if (k0 + kc >= K) prefetch_pass();
-                for (int q = 0; q < gates; ++q) {
-                    const T* bq = B.sliver(q * chunks + c) + k0 * nr;
-                    const bool half = 2 * B.width(q * chunks + c) <= nr;
-                    const auto tile = half ? uk.tile_half : uk.tile;
-                    // The B block after this one, fetched by this block's last tile.
-                    const T* next = q + 1 < gates ? B.sliver((q + 1) * chunks + c) + k0 * nr
-                                    : k0 + kc < K ? B.sliver(c) + (k0 + kc) * nr
-                                                  : nullptr;
-                    for (index_t b = b0; b < b1; ++b) {
-                        const int mi = static_cast<int>(rows.size(b));
-                        T* out = tiles + ((b - b0) * gates + q) * tile_size;
-                        const T* ab = op.block(as, b);
-                        if (op.dense)
-                            (half ? uk.tile_rows_half : uk.tile_rows)(mi, kn, ab + k0, op.ld, bq, out, nr, k0 > 0,
-                                                                      nullptr);
-                        else if (b + 1 == b1 && next != nullptr && !half && b > b0)
-                            uk.tile_fetch(mi, kn, ab + k0 * mr, bq, out, nr, k0 > 0, nullptr, next);
-                        else
-                            tile(mi, kn, ab + k0 * mr, bq, out, nr, k0 > 0, nullptr);
-                    }
+        if (!products) prefetch_pass();
+        for (index_t k0 = 0; k0 < K && products; k0 += kc) {
+            const index_t kn = std::min(kc, K - k0);
+            if (k0 + kc >= K) prefetch_pass();
+            for (int q = 0; q < gates; ++q) {
+                const T* bq = B.sliver(q * chunks + c) + k0 * nr;
+                const bool half = 2 * B.width(q * chunks + c) <= nr;
+                const auto tile = half ? uk.tile_half : uk.tile;
+                // The B block after this one, fetched by this block's last tile.
+                const T* next = q + 1 < gates ? B.sliver((q + 1) * chunks + c) + k0 * nr
+                                : k0 + kc < K ? B.sliver(c) + (k0 + kc) * nr
+                                              : nullptr;
+                for (index_t b = b0; b < b1; ++b) {
+                    const int mp = product_rows(b);
+                    if (mp == 0) continue;
+                    T* out = tiles + ((b - b0) * gates + q) * tile_size;
+                    const T* ab = op.block(as, b);
+                    if (op.dense)
+                        (half ? uk.tile_rows_half : uk.tile_rows)(mp, kn, ab + k0, op.ld, bq, out, nr, k0 > 0,
+                                                                  nullptr);
+                    else if (b + 1 == b1 && next != nullptr && !half && b > b0)
+                        uk.tile_fetch(mp, kn, ab + k0 * mr, bq, out, nr, k0 > 0, nullptr, next);
+                    else
+                        tile(mp, kn, ab + k0 * mr, bq, out, nr, k0 > 0, nullptr);
                 }
             }
         }
         for (index_t b = b0; b < b1; ++b) {
-            const int mi = static_cast<int>(rows.size(b));
-            const T* tb = tiles + (b - b0) * gates * tile_size;
-            if (cells < width && s > 0)
-                side(s, StepTile<T>{rows.start(b), mi, first + cells - cell_cols, width - cells, tb + cells, nr, 0});
+            const int mi = tile_rows(b), mp = product_rows(b);
+            if (mi == 0) continue;
+            T* tb = tiles + (b - b0) * gates * tile_size;
+            for (int q = 0; q < gates; ++q) std::fill(tb + q * tile_size + mp * nr, tb + q * tile_size + mi * nr, T(0));
+            if (cells < width && s > 0 && mp > 0)
+                side(s, StepTile<T>{rows.start(b), mp, first + cells - cell_cols, width - cells, tb + cells, nr, 0});
             if (cells == 0) continue;
             if (s < steps) {
                 epilogue(s, StepTile<T>{rows.start(b), mi, c * nr, cells, tb, nr, tile_size}, op.next(s));
@@ -437,7 +473,15 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     {
         const index_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
         T* mine = scratch.data() + tid * scratch_size;
-        if (by_rows) {
+        if (by_rows && step_rows.tiles != nullptr) {
+            // Blocks in turns back and forth: thread tid owns those b with b
+            // mod 2 nth = tid or 2 nth - 1 - tid.
+            for (index_t s = 0; s < total; ++s)
+                for (index_t b = 0; b < rows.count; ++b) {
+                    const index_t turn = b % (2 * nth);
+                    if (turn == tid || turn == 2 * nth - 1 - tid) row_block(s, b, mine);
+                }
+        } else if (by_rows) {
             const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth;
             for (index_t s = 0; s < total; ++s)
                 for (index_t b = b0; b < b1; ++b) row_block(s, b, mine);
@@ -470,13 +514,14 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 }
 
 // The side of a backward's time loop with a fused input gradient: step s's
-// side products are dx of loop step s - 1 (forward step T - s).
+// side products are dx (laid out as L says) of loop step s - 1 (forward
+// step T - s).
 template <typename F>
-void store_input_gradient(F* dx, index_t s, const StepTile<F>& tile, index_t T, index_t D, bool reverse) {
-    const index_t t = step_time(T - s, T, reverse);
+void store_input_gradient(F* dx, index_t s, const StepTile<F>& tile, const SeqLayout& L, index_t D, bool reverse) {
+    const index_t t = step_time(L.T - s, L.T, reverse);
     for (int r = 0; r < tile.mi; ++r)
         std::copy(tile.acc + r * tile.row_stride, tile.acc + r * tile.row_stride + tile.units,
-                  dx + ((tile.row0 + r) * T + t) * D + tile.j0);
+                  dx + L.at(tile.row0 + r, t) * D + tile.j0);
 }
 
 // a (N,T,G; row stride lda) = x (N,T,D) · Wx (D,G) + b (G), over all N*T
@@ -489,7 +534,7 @@ void input_projection(F* a, index_t lda, const F* x, const F* Wx, const F* b, in
 }
 
 // The sums of dA that a backward's time loop takes while it has each
-// step's dA in L1 (dA (N,T,G)):
+// step's dA in L1 (dA (N,T,G), or packed: its layout L, as x's and dx's):
 //   db (G), always;
 //   for a shallow input (D <= kShallowInput), dx (N,T,D), dx[o, d] =
 //     dA[o, :] · Wx[d, :], and dWx (D,G).
@@ -505,8 +550,9 @@ void input_projection(F* a, index_t lda, const F* x, const F* Wx, const F* b, in
 template <typename F>
 class LoopSums {
 public:
-    LoopSums(const RowBlocks& rows, index_t T, index_t D, index_t G, const F* dA, const F* x, const F* Wx, F* dx)
-        : rows_(rows), T_(T), D_(D <= kShallowInput ? D : 0), G_(G), dA_(dA), x_(x), Wx_(Wx), dx_(dx),
+    LoopSums(const RowBlocks& rows, const SeqLayout& L, index_t D, index_t G, const F* dA, const F* x, const F* Wx,
+             F* dx)
+        : rows_(rows), L_(L), T_(L.T), D_(D <= kShallowInput ? D : 0), G_(G), dA_(dA), x_(x), Wx_(Wx), dx_(dx),
           shallow_(D <= kShallowInput) {
         const index_t size = rows.count * (D_ + 1) * G;
         part_.reserve(static_cast<std::size_t>(std::max<index_t>(1, size)));
@@ -515,7 +561,8 @@ public:
 
     bool shallow() const { return shallow_; }
 
-    // Block b's rows at time t, whole: db, and dx and dWx of a shallow input.
+    // Block b's rows at time t, whole (those that have it): db, and dx and
+    // dWx of a shallow input.
     void add_rows(index_t b, index_t t) { add(b, t, D_, 0, G_, true); }
 
     // db's columns [c0, c0 + count) of block b's rows at time t.
@@ -550,13 +597,16 @@ private:
     // Block b's rows at time t, columns [c0, c0 + count): d input features
     // (0 or D_), db if with_db. Block b's partials: D_ rows of dWx, then db.
     void add(index_t b, index_t t, index_t d, index_t c0, index_t count, bool with_db) {
-        const index_t o = rows_.start(b) * T_ + t;
+        const index_t row0 = rows_.start(b), o = L_.at(row0, t), rs = L_.stride();
+        const int mi = L_.live(t, row0, static_cast<int>(rows_.size(b)));
+        if (mi == 0) return;
         F* part = part_.data() + b * (D_ + 1) * G_;
-        kernels<F>().loop_sums(rows_.size(b), count, d, dA_ + o * G_ + c0, T_ * G_, x_ + o * D_, T_ * D_, Wx_,
-                                 dx_ + o * D_, part, with_db ? part + D_ * G_ + c0 : nullptr);
+        kernels<F>().loop_sums(mi, count, d, dA_ + o * G_ + c0, rs * G_, x_ + o * D_, rs * D_, Wx_, dx_ + o * D_,
+                               part, with_db ? part + D_ * G_ + c0 : nullptr);
     }
 
     RowBlocks rows_;
+    SeqLayout L_;
     index_t T_, D_, G_;  // D_: the input features taken here (0 unless shallow)
     const F* dA_;
     const F* x_;
@@ -566,40 +616,47 @@ private:
     Buffer<F> part_;  // rows_.count blocks of (D_ + 1) x G: dWx's rows, then db's
 };
 
-// Given dA (N,T,G), the gradient of every step's pre-activations, and dAh,
-// that of their recurrent part h_prev · Wh (+ bh), dA itself but for split
-// cells (cell.h):
-//   dx (N,T,D) = dA · Wx^T      dWx (D,G) = x^T · dA
-//   dWh (H,G) = sum over (n,t) of h_prev[n,t]^T · dAh[n,t], where h_prev is
-//               h0 (N,H) at each sequence's first step and otherwise the
-//               state h (N,T,H) of the time before it (after it when reverse)
-//   db (G) = sum of dA over N and T;  dbh (G), split cells': of dAh
+// Given dA (M rows of G: (N,T,G), M = N * T, or packed), the gradient of
+// every step's pre-activations, and dAh, that of their recurrent part h_prev
+// · Wh (+ bh), dA itself but for split cells (cell.h); x and dx laid out as
+// dA, and h_prev likewise (previous_states):
+//   dx (M,D) = dA · Wx^T      dWx (D,G) = x^T · dA
+//   dWh (H,G) = sum over the M rows of h_prev^T · dAh
+//   db (G) = sum of dA's rows;  dbh (G), split cells': of dAh
 // db, dbh and a shallow input's dx and dWx come from sums and sums_h instead
 // (their tiles' rows added by the time loop, whole when by_rows); dx from
 // the time loop when dx_done (fused_input_gradient).
+// The rows h_prev of sequence_weight_grads for a batch-first h (N,T,H): h0
+// (N,H) at each sequence's first step and otherwise the state of the time
+// before it (after it when reverse).
 template <typename F>
-void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, const F* h0,
-                           const F* h, const F* Wx, index_t N, index_t T, index_t D, index_t H,
-                           index_t G, bool reverse, int nthreads, LoopSums<F>& sums, bool by_rows, bool dx_done,
-                           const F* dAh = nullptr, F* dbh = nullptr, LoopSums<F>* sums_h = nullptr) {
+Rows<F> previous_states(const F* h, const F* h0, index_t T, index_t H, bool reverse) {
     Rows<F> h_prev = grouped_rows(h, H, T, T * H);
     h_prev.shift = reverse ? H : -H;
     h_prev.alt = h0;
     h_prev.alt_ld = H;
     h_prev.alt_index = reverse ? T - 1 : 0;
+    return h_prev;
+}
+
+template <typename F>
+void sequence_weight_grads(F* dx, F* dWx, F* dWh, F* db, const F* dA, const F* x, Rows<F> h_prev, const F* Wx,
+                           index_t M, index_t D, index_t H, index_t G, bool reverse, int nthreads,
+                           LoopSums<F>& sums, bool by_rows, bool dx_done, const F* dAh = nullptr, F* dbh = nullptr,
+                           LoopSums<F>* sums_h = nullptr) {
     const bool split = dAh != nullptr && dAh != dA;
     if (sums.shallow() && !by_rows) sums.add_inputs(reverse, nthreads);
     if (!sums.shallow() && !dx_done)
-        gemm<F>(N * T, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
+        gemm<F>(M, D, G, dense_rows(dA, G), false, dense_rows(Wx, G), true, false, dx, D, nthreads);
     if (split) {
         if (!sums.shallow())
-            gemm<F>(D, G, N * T, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
-        gemm<F>(H, G, N * T, h_prev, true, dense_rows(dAh, G), false, false, dWh, G, nthreads);
+            gemm<F>(D, G, M, dense_rows(x, D), true, dense_rows(dA, G), false, false, dWx, G, nthreads);
+        gemm<F>(H, G, M, h_prev, true, dense_rows(dAh, G), false, false, dWh, G, nthreads);
         sums_h->finish(nullptr, dbh);
     } else if (sums.shallow()) {
-        gemm<F>(H, G, N * T, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
+        gemm<F>(H, G, M, h_prev, true, dense_rows(dA, G), false, false, dWh, G, nthreads);
     } else {
-        gemm_pair<F>(D, H, G, N * T, dense_rows(x, D), h_prev, true, dense_rows(dA, G), false, dWx, G, dWh, G,
+        gemm_pair<F>(D, H, G, M, dense_rows(x, D), h_prev, true, dense_rows(dA, G), false, dWx, G, dWh, G,
                      nthreads);
     }
     sums.finish(dWx, db);

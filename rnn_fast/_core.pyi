@@ -33,14 +33,27 @@ class LSTMInference(InferenceWeights):
     @property
     def gate_order(self) -> GateOrder: ...
     def __call__(
-        self, x: ArrayLike, h0: ArrayLike, *, c0: Optional[ArrayLike] = ..., reverse: bool = ..., return_state: bool = ...
+        self,
+        x: ArrayLike,
+        h0: ArrayLike,
+        *,
+        c0: Optional[ArrayLike] = ...,
+        reverse: bool = ...,
+        return_state: bool = ...,
+        lengths: Optional[ArrayLike] = ...,
     ) -> Union[Array, Tuple[Array, Array, Array]]: ...
 
 class RNNInference(InferenceWeights):
     """A vanilla RNN layer's weights, copied and packed once for many inference forwards."""
     def __init__(self, Wx: ArrayLike, Wh: ArrayLike, b: ArrayLike, *, activation: Activation = ...) -> None: ...
     def __call__(
-        self, x: ArrayLike, h0: ArrayLike, *, reverse: bool = ..., return_state: bool = ...
+        self,
+        x: ArrayLike,
+        h0: ArrayLike,
+        *,
+        reverse: bool = ...,
+        return_state: bool = ...,
+        lengths: Optional[ArrayLike] = ...,
     ) -> Union[Array, Tuple[Array, Array]]: ...
 
 class GRUInference(InferenceWeights):
@@ -51,7 +64,13 @@ class GRUInference(InferenceWeights):
     @property
     def gate_order(self) -> GRUGateOrder: ...
     def __call__(
-        self, x: ArrayLike, h0: ArrayLike, *, reverse: bool = ..., return_state: bool = ...
+        self,
+        x: ArrayLike,
+        h0: ArrayLike,
+        *,
+        reverse: bool = ...,
+        return_state: bool = ...,
+        lengths: Optional[ArrayLike] = ...,
     ) -> Union[Array, Tuple[Array, Array]]: ...
 
 def rnn_step_forward(
@@ -77,6 +96,7 @@ def rnn_forward(
     return_state: bool = ...,
     cache: bool = ...,
     _borrow: bool = ...,
+    lengths: Optional[ArrayLike] = ...,
 ) -> Union[Tuple[Array, Optional[RNNCache]], Tuple[Array, Array, Optional[RNNCache]]]: ...
 def rnn_backward(dh: ArrayLike, cache: RNNCache) -> Tuple[Array, Array, Array, Array, Array]: ...
 def lstm_step_forward(
@@ -106,6 +126,7 @@ def lstm_forward(
     cache: bool = ...,
     _borrow: bool = ...,
     gate_order: GateOrder = ...,
+    lengths: Optional[ArrayLike] = ...,
 ) -> Union[Tuple[Array, Optional[LSTMCache]], Tuple[Array, Array, Array, Optional[LSTMCache]]]: ...
 def lstm_backward(
     dh: ArrayLike, cache: LSTMCache, *, dcT: Optional[ArrayLike] = ..., return_dc0: bool = ...
@@ -137,6 +158,7 @@ def gru_forward(
     cache: bool = ...,
     _borrow: bool = ...,
     gate_order: GRUGateOrder = ...,
+    lengths: Optional[ArrayLike] = ...,
 ) -> Union[Tuple[Array, Optional[GRUCache]], Tuple[Array, Array, Optional[GRUCache]]]: ...
 def gru_backward(dh: ArrayLike, cache: GRUCache) -> Tuple[Array, Array, Array, Array, Array, Array]: ...
 def temporal_affine_forward(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Tuple[Array, AffineCache]: ...

@@ -6,8 +6,7 @@ final state is the state after its last step (the initial state when its
 length is 0), and gradients flowing into its padded outputs are ignored,
 its padded inputs get none.
 
-The NumPy reference has the keyword first; the kernels join LIBS when theirs
-lands. Against PyTorch (a bidirectional module on packed sequences: its
+The kernels and the NumPy reference alike (LIBS). Against PyTorch (a bidirectional module on packed sequences: its
 forward direction is ours, its backward direction ours with reverse=True),
 and against the definition for what PyTorch cannot pack (length 0)."""
 import inspect
@@ -18,11 +17,9 @@ import pytest
 import rnn_fast as rf
 from rnn_fast import reference as ref
 
-from conftest import CELLS, TOL, cell_variants, rand
+from conftest import CELLS, DTYPES, TOL, assert_all_close, cell_variants, rand, shape_id
 
-LIBS = {"reference": ref}
-if "lengths" in rf.rnn_forward.__doc__.splitlines()[0]:
-    LIBS["kernels"] = rf
+LIBS = {"reference": ref, "kernels": rf}
 
 SHAPE = (5, 7, 4, 6)  # N, T, D, H
 LENGTHS = np.array([3, 7, 1, 6, 7])  # unsorted, T among them
@@ -155,3 +152,99 @@ def test_lengths_equal_to_T_change_nothing():
     for a, b in zip(cell.backward(ref, dh, cache_l), cell.backward(ref, dh, cache)):
         np.testing.assert_array_equal(a, b)
     assert "lengths" in inspect.signature(ref.lstm_forward).parameters
+
+
+def spread_lengths(N, T, seed):
+    """Unsorted lengths over [0, T], with 0 and T among them when N allows."""
+    lengths = np.random.default_rng(seed).integers(0, T + 1, size=N)
+    lengths[:2] = [T, 0][:N]
+    return np.random.default_rng(seed + 1).permutation(lengths)
+
+
+# (N, T, D, H) that reach every path of the time loops: one row; up to 8 rows
+# (a dense step operand); x·Wx and dx taken in the loops (N >= 3, small
+# weights: 7 x 50 x 50, 13 x 32 x 32, 32 x 50 x 50 in several row blocks); a
+# shallow input's sums (D <= 4); products after the loops (D = 260); units
+# that leave a sliver part-filled (H = 37, 50).
+LENGTH_SHAPES = [(1, 5, 3, 4), (5, 7, 4, 6), (7, 4, 50, 50), (13, 5, 32, 32), (32, 6, 50, 50), (33, 4, 3, 19),
+                 (20, 3, 260, 37)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LENGTH_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("cell,kwargs", cell_variants(), ids=str)
+def test_kernels_match_the_reference_on_every_path(cell, kwargs, shape, dtype):
+    """The kernels' h, final states and gradients with lengths are the
+    reference's, in both directions; the same bits for every partition of the
+    time loop on 1 to 3 threads; the inference forward, and the inference
+    object, give the training forward's outputs bit for bit."""
+    cell = CELLS[cell]
+    N, T, D, H = shape
+    lengths = spread_lengths(N, T, seed=N + T)
+    args = cell.inputs(shape, dtype, seed=3)
+    c0 = {"c0": rand((N, H), dtype, 6)} if cell.states > 1 else {}
+    dh = rand((N, T, H), dtype, 7)
+    extra = {"return_dc0": True} if cell.states > 1 else {}
+    names = ["h", "hT", "cT"][:1 + cell.states] + list(cell.grads) + ["dc0"][:cell.states - 1]
+    inference = cell.inference(rf, args[2:], **{k: v for k, v in kwargs.items() if k != "reverse"})
+    for reverse in (False, True):
+        out_ref = run(ref, cell, args, lengths, reverse, kwargs, **c0)
+        want = [*out_ref[:-1], *cell.backward(ref, dh, out_ref[-1], **extra)]
+        first = None
+        try:
+            for how in ("rows", "columns", "row_passes"):
+                rf._core._set_partition(how)
+                for n in (1, 2, 3):
+                    rf.set_num_threads(n)
+                    out = run(rf, cell, args, lengths, reverse, kwargs, **c0)
+                    got = [*out[:-1], *cell.backward(rf, dh, out[-1], **extra)]
+                    assert_all_close(got, want, dtype, names)
+                    first = first or got
+                    for k, (a, e) in enumerate(zip(got, first)):
+                        assert np.array_equal(a, e), f"{names[k]} differs with partition {how} on {n} threads"
+                    inferred = cell.forward(rf, args, reverse=reverse, return_state=True, cache=False,
+                                            lengths=lengths, **kwargs, **c0)
+                    for a, e in zip(inferred[:-1], out[:-1]):
+                        np.testing.assert_array_equal(a, e)
+                    for a, e in zip(inference(args[0], args[1], reverse=reverse, return_state=True,
+                                              lengths=lengths, **c0), out[:-1]):
+                        np.testing.assert_array_equal(a, e)
+        finally:
+            rf._core._set_partition("auto")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape,lengths", [((4, 5, 3, 2), [0, 0, 0, 0]), ((3, 0, 3, 2), [0, 0, 0]),
+                                           ((0, 4, 3, 2), [])], ids=["all-0", "T=0", "N=0"])
+def test_nothing_to_run(cell, shape, lengths):
+    """No step at all: h of zeros, the initial states back, zero gradients
+    but for those that reach the initial states (dc0 = dcT)."""
+    cell = CELLS[cell]
+    args = cell.inputs(shape, np.float64, seed=2)
+    lengths = np.array(lengths, dtype=np.int32)
+    for m in (rf, ref):
+        h, hT, *cT, cache = cell.forward(m, args, return_state=True, lengths=lengths)
+        assert h.shape == shape[:2] + shape[3:] and not h.any()
+        np.testing.assert_array_equal(hT, args[1])
+        extra = {}
+        if cell.states > 1:
+            assert not cT[0].any()
+            extra = {"dcT": np.ones_like(args[1]), "return_dc0": True}
+        grads = cell.backward(m, np.ones(h.shape), cache, **extra)
+        assert all(not g.any() for g in grads[:len(cell.grads)]), m.__name__
+        if cell.states > 1:
+            np.testing.assert_array_equal(grads[-1], extra["dcT"])
+
+
+def test_lengths_of_any_integer_type_and_the_cache_repr():
+    cell = CELLS["lstm"]
+    args = cell.inputs(SHAPE, np.float32, seed=5)
+    h = cell.forward(rf, args, lengths=LENGTHS)[0]
+    for kind in (np.int8, np.uint16, np.int32):
+        np.testing.assert_array_equal(cell.forward(rf, args, lengths=LENGTHS.astype(kind))[0], h)
+    np.testing.assert_array_equal(cell.forward(rf, args, lengths=list(LENGTHS))[0], h)
+    assert " lengths>" in repr(cell.forward(rf, args, lengths=LENGTHS)[1])
+    with pytest.raises(TypeError, match=r"lstm_forward\(\): lengths must be an integer array, got dtype bool"):
+        cell.forward(rf, args, lengths=LENGTHS > 2)
+    with pytest.raises(ValueError, match=r"LSTMInference\(\): lengths must have shape \(N,\) = \(5,\), got \(5, 1\)"):
+        cell.inference(rf, args[2:])(args[0], args[1], lengths=LENGTHS[:, None])

@@ -30,11 +30,15 @@ struct RecurrentCache {
     py::array x, h0, c0, Wx, h, c, saved;
     std::shared_ptr<const rnn_fast::PackedB<float>> wh_t_f;
     std::shared_ptr<const rnn_fast::PackedB<double>> wh_t_d;
+    // With lengths: how the sequences were packed. x, h, c and saved are
+    // then packed, h0 and c0 sorted (see packing.h).
+    std::shared_ptr<const rnn_fast::Packing> packing;
 
     py::str repr(const char* cls) const {
         std::ostringstream s;
         s << "<rnn_fast." << cls << " N=" << N << " T=" << T << " D=" << D << " H=" << H
-          << " dtype=" << (is_double ? "float64" : "float32") << tag << (reverse ? " reverse" : "") << ">";
+          << " dtype=" << (is_double ? "float64" : "float32") << tag << (reverse ? " reverse" : "")
+          << (packing ? " lengths" : "") << ">";
         return s.str();
     }
 };
@@ -90,24 +94,70 @@ struct RecurrentArgs {
     const InferenceWeights* pre = nullptr;  // the weights came packed
 };
 
+// lengths (N integers in [0, T], any integer dtype) as a packing, checked as
+// the reference checks them.
+std::shared_ptr<const rnn_fast::Packing> parse_lengths(const char* fn, py::handle lengths, index_t N, index_t T,
+                                                       bool reverse) {
+    const py::array a = py::module_::import("numpy").attr("asarray")(lengths);
+    const std::string where = std::string(fn) + "(): lengths must ";
+    const char kind = a.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+        throw py::type_error(where + "be an integer array, got dtype " + py::str(a.dtype()).cast<std::string>());
+    if (a.ndim() != 1 || a.shape(0) != N) {
+        std::ostringstream shape;
+        shape << "(";
+        for (py::ssize_t k = 0; k < a.ndim(); ++k) shape << (k ? ", " : "") << a.shape(k);
+        shape << (a.ndim() == 1 ? ",)" : ")");
+        throw py::value_error(where + "have shape (N,) = (" + std::to_string(N) + ",), got " + shape.str());
+    }
+    const auto v = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!v) throw py::type_error(where + "fit in int64");
+    const std::int64_t* p = v.data();
+    if (N > 0) {
+        const auto [lo, hi] = std::minmax_element(p, p + N);
+        if (*lo < 0 || *hi > T)
+            throw py::value_error(where + "be in [0, T] = [0, " + std::to_string(T) + "], got values from " +
+                                  std::to_string(*lo) + " to " + std::to_string(*hi));
+    }
+    return std::make_shared<const rnn_fast::Packing>(p, N, T, reverse);
+}
+
 // Runs the forward and fills cache (N,T,D,H, flags set). keep: the cache is
 // for a backward, so it owns copies of the inputs (unless borrow: it refers
 // to them, see lstm_forward's _borrow), its saved gates and Wh^T packed;
 // otherwise (an inference forward) it only views the inputs and is dropped
 // after the call.
+// With cache.packing, the cache gets x packed and h0 (c0) sorted instead, its
+// own arrays whatever keep and borrow say, and its h, c and saved packed.
 template <typename Cell, typename F>
 void run_forward(const Cell& cell, RecurrentCache& cache, const RecurrentArgs& in, bool keep, bool borrow) {
     const index_t N = cache.N, T = cache.T, D = cache.D, H = cache.H;
+    const rnn_fast::Packing* pk = cache.packing.get();
     const bool copy = keep && !borrow;
+    // (N,T,W) and (N,W) arrays as the time loop takes them: packed and sorted.
+    auto packed = [&](const py::array& a, index_t W) -> py::array {
+        const Contiguous<F> src = contiguous<F>(a);
+        py::array_t<F> out = empty<F>({pk->P, W});
+        pk->pack(src.data(), W, out.mutable_data());
+        return out;
+    };
+    auto sorted = [&](const py::array& a, index_t W) -> py::array {
+        const Contiguous<F> src = contiguous<F>(a);
+        py::array_t<F> out = empty<F>({N, W});
+        pk->sort_rows(src.data(), W, out.mutable_data());
+        return out;
+    };
+    auto input = [&](const py::array& a) -> py::array { return copy ? owned<F>(a) : contiguous<F>(a); };
+    const index_t rows = pk != nullptr ? pk->P : N * T;  // of h, c and saved
     cache.is_double = std::is_same<F, double>::value;
-    cache.x = copy ? owned<F>(in.x) : contiguous<F>(in.x);
-    cache.h0 = copy ? owned<F>(in.h0) : contiguous<F>(in.h0);
-    cache.Wx = copy ? owned<F>(in.Wx) : contiguous<F>(in.Wx);
+    cache.x = pk != nullptr ? packed(in.x, D) : input(in.x);
+    cache.h0 = pk != nullptr ? sorted(in.h0, H) : input(in.h0);
+    cache.Wx = input(in.Wx);
     const Contiguous<F> Wh = contiguous<F>(in.Wh), b = contiguous<F>(in.b);
     const Contiguous<F> bh = Cell::recurrent_bias ? contiguous<F>(in.bh) : Contiguous<F>();
     auto wh_t = keep ? std::make_shared<rnn_fast::PackedB<F>>() : nullptr;
     const rnn_fast::PackedWeights<F>* pre = in.pre != nullptr ? in.pre->packed<F>() : nullptr;
-    cache.h = empty<F>({N, T, H});
+    cache.h = pk != nullptr ? empty<F>({rows, H}) : empty<F>({N, T, H});
     rnn_fast::ForwardArrays<F> a;
     a.h = mptr<F>(cache.h);
     a.x = cptr<F>(cache.x);
@@ -118,23 +168,23 @@ void run_forward(const Cell& cell, RecurrentCache& cache, const RecurrentArgs& i
     if (Cell::recurrent_bias) a.bh = bh.data();
     if (Cell::carry == Carry::cell_state) {
         if (in.has_c0) {
-            cache.c0 = copy ? owned<F>(in.c0) : contiguous<F>(in.c0);
+            cache.c0 = pk != nullptr ? sorted(in.c0, H) : input(in.c0);
         } else {
             py::array_t<F> zeros = empty<F>({N, H});
             std::fill(zeros.mutable_data(), zeros.mutable_data() + zeros.size(), F(0));
             cache.c0 = zeros;
         }
-        cache.c = empty<F>({N, T, H});
+        cache.c = pk != nullptr ? empty<F>({rows, H}) : empty<F>({N, T, H});
         a.c = mptr<F>(cache.c);
         a.c0 = cptr<F>(cache.c0);
     }
     if (keep && Cell::saved > 0) {  // else (an inference) none kept
-        cache.saved = empty<F>({N, T, Cell::saved * H});
+        cache.saved = pk != nullptr ? empty<F>({rows, Cell::saved * H}) : empty<F>({N, T, Cell::saved * H});
         a.saved = mptr<F>(cache.saved);
     }
     {
         py::gil_scoped_release nogil;
-        rnn_fast::seq_forward(cell, a, N, T, D, H, cache.reverse, threads(), wh_t.get(), pre);
+        rnn_fast::seq_forward(cell, a, N, T, D, H, cache.reverse, threads(), wh_t.get(), pre, pk);
     }
     if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
     else cache.wh_t_f = std::move(wh_t);
@@ -162,6 +212,7 @@ std::shared_ptr<const rnn_fast::PackedB<F>> packed_wh_t(const RecurrentCache& c)
 // cell does not take).
 struct ForwardInputs {
     py::handle x, h0, c0, Wx, Wh, b, bh;
+    py::handle lengths = py::none();  // a sequence forward's (None: every row of length T)
 };
 
 // Checks and converts the arguments of a recurrent forward, runs it, and
@@ -212,6 +263,7 @@ Cache forward(const char* fn, Cell cell, bool step, const ForwardInputs& args, b
     cache.T = step ? 1 : d['T'];
     cache.D = d['D'];
     cache.H = d['H'];
+    if (!args.lengths.is_none()) cache.packing = parse_lengths(fn, args.lengths, cache.N, cache.T, reverse);
     const bool dbl = any_double({&in.x, &in.h0, &in.Wx, &in.Wh, &in.b}) || (in.has_c0 && in.c0.itemsize() == 8) ||
                      (Cell::recurrent_bias && in.bh.itemsize() == 8);
     with_dtype(dbl, [&](auto zero) { run_forward<Cell, decltype(zero)>(cell, cache, in, keep, borrow); });
@@ -243,8 +295,17 @@ py::array time_slice(const py::array& a, index_t t) {
 }
 
 // The last state: time T-1, or 0 when the sequence ran in reverse. For T = 0,
-// the initial state.
+// the initial state. With lengths, each row's after its last step (its
+// initial state when of length 0).
 py::array final_state(const RecurrentCache& c, const py::array& seq, const py::array& initial) {
+    if (c.packing) {
+        return with_dtype(seq.itemsize() == 8, [&](auto zero) -> py::array {
+            using F = decltype(zero);
+            py::array_t<F> out = empty<F>({c.N, c.H});
+            c.packing->final_rows(cptr<F>(seq), cptr<F>(initial), c.H, out.mutable_data());
+            return out;
+        });
+    }
     if (c.T == 0) return copy_of(initial, {c.N, c.H});
     return time_slice(seq, c.reverse ? 0 : c.T - 1);
 }
@@ -255,9 +316,12 @@ struct RecurrentGrads {
     py::array dx, dh0, dc0, dWx, dWh, db, dbh;
 };
 
+// With c.packing, the time loop's sequence gradients are packed and its
+// states' sorted (in arrays of their own, unpacked after it).
 template <typename Cell, typename F>
 RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const py::array* dcT_, bool step) {
     const index_t N = c.N, T = c.T, D = c.D, H = c.H, G = Cell::gates * H;
+    const rnn_fast::Packing* pk = c.packing.get();
     // A float32 cache meets a float64 gradient: promote the cache, as NumPy would.
     const Contiguous<F> x = contiguous<F>(c.x), h0 = contiguous<F>(c.h0), Wx = contiguous<F>(c.Wx),
                         h = contiguous<F>(c.h), dh = contiguous<F>(dh_);
@@ -298,8 +362,32 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
         saved = contiguous<F>(c.saved);
         a.saved = saved.data();
     }
+    py::array_t<F> dx_p, dh0_s, dc0_s, dh_p, dcT_s;  // packed and sorted (pk)
+    if (pk != nullptr) {
+        dx_p = empty<F>({pk->P, D});
+        dh0_s = empty<F>({N, H});
+        dh_p = empty<F>({pk->P, H});
+        pk->pack(dh.data(), H, dh_p.mutable_data());
+        a.dx = dx_p.mutable_data();
+        a.dh0 = dh0_s.mutable_data();
+        a.dh = dh_p.data();
+        if (Cell::carry == Carry::cell_state) {
+            dc0_s = empty<F>({N, H});
+            a.dc0 = dc0_s.mutable_data();
+            if (dcT_ != nullptr) {
+                dcT_s = empty<F>({N, H});
+                pk->sort_rows(dcT.data(), H, dcT_s.mutable_data());
+                a.dcT = dcT_s.data();
+            }
+        }
+    }
     py::gil_scoped_release nogil;
-    rnn_fast::seq_backward(Cell{c.option}, a, N, T, D, H, c.reverse, threads(), *wh_t);
+    rnn_fast::seq_backward(Cell{c.option}, a, N, T, D, H, c.reverse, threads(), *wh_t, pk);
+    if (pk != nullptr) {
+        pk->unpack(a.dx, D, mptr<F>(g.dx));
+        pk->unsort_rows(a.dh0, H, mptr<F>(g.dh0));
+        if (Cell::carry == Carry::cell_state) pk->unsort_rows(a.dc0, H, mptr<F>(g.dc0));
+    }
     return g;
 }
 
@@ -335,6 +423,23 @@ py::object cache_or_none(Cache&& c, bool keep) {
 
 py::array output(py::array a, std::vector<py::ssize_t> shape, bool keep) {
     return keep ? copy_of(a, std::move(shape)) : a.reshape(shape);
+}
+
+// A sequence forward's h (N,T,H) for the caller: the cache's (copied when
+// copy), or with lengths, unpacked (zeros at the padded steps).
+py::array sequence_output(const RecurrentCache& c, bool copy) {
+    if (!c.packing) return output(c.h, {c.N, c.T, c.H}, copy);
+    return with_dtype(c.h.itemsize() == 8, [&](auto zero) -> py::array {
+        using F = decltype(zero);
+        py::array_t<F> out = empty<F>({c.N, c.T, c.H});
+        const F* src = cptr<F>(c.h);
+        F* dst = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            c.packing->unpack(src, c.H, dst);
+        }
+        return out;
+    });
 }
 
 // ------------------------------------------------------ inference objects
@@ -377,11 +482,11 @@ Inference<Cell> make_inference(const char* fn, int option, const std::string& ta
 // Calls an inference object: h, or (h, h_T[, c_T]) with return_state.
 template <typename Cell>
 py::object call_inference(const Inference<Cell>& w, py::handle x, py::handle h0, py::handle c0, bool reverse,
-                          bool return_state) {
+                          bool return_state, py::handle lengths) {
     static const std::string fn = class_name<Cell>("Inference");
     SeqCache<Cell> c = forward<Cell, SeqCache<Cell>>(fn.c_str(), Cell{w.option}, false,
-                                                     {x, h0, c0, w.Wx, w.Wh, w.b, w.bh}, reverse, false, &w);
-    py::array h = output(c.h, {c.N, c.T, c.H}, false);
+                                                     {x, h0, c0, w.Wx, w.Wh, w.b, w.bh, lengths}, reverse, false, &w);
+    py::array h = sequence_output(c, false);
     if (!return_state) return std::move(h);
     if (Cell::carry == Carry::cell_state)
         return py::make_tuple(h, final_state(c, c.h, c.h0), final_state(c, c.c, c.c0));
@@ -434,12 +539,13 @@ py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
 }
 
 py::tuple rnn_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b,
-                      const std::string& activation, bool reverse, bool return_state, bool keep, bool borrow) {
+                      const std::string& activation, bool reverse, bool return_state, bool keep, bool borrow,
+                      py::handle lengths) {
     const char* fn = "rnn_forward";
     SeqCache<Rnn> c = forward<Rnn, SeqCache<Rnn>>(fn, rnn_cell(fn, activation), false,
-                                                  {x, h0, py::none(), Wx, Wh, b, py::none()}, reverse, keep,
+                                                  {x, h0, py::none(), Wx, Wh, b, py::none(), lengths}, reverse, keep,
                                                   nullptr, borrow);
-    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
+    py::array h = sequence_output(c, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
     return py::make_tuple(h, hT, cache_or_none(std::move(c), keep));
@@ -476,7 +582,7 @@ cache is kept: None in its place, and no copies of the inputs).)doc");
 Returns (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).)doc");
     m.def("rnn_forward", &rnn_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh",
           "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
-          R"doc(Vanilla RNN over a sequence (batch first).
+          "lengths"_a = py::none(), R"doc(Vanilla RNN over a sequence (batch first).
 
 x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
 Returns (h (N, T, H), cache).
@@ -488,6 +594,12 @@ Keyword-only extras:
     last step (time 0 when reverse; h0 when T = 0);
   cache=False: an inference forward, which keeps no cache (None is returned
     in its place) and so copies no input and packs nothing for a backward;
+  lengths (N,) integers in [0, T]: sequences of those lengths padded to T,
+    as PyTorch's packed sequences (pack_padded_sequence(...,
+    enforce_sorted=False)): row n runs its steps t < lengths[n] only (from
+    lengths[n]-1 down to 0 when reverse), its h past them is 0, h_T is its
+    state after its last step (h0 when of length 0); the backward ignores dh
+    at the padded steps and gives them dx = 0. Padded steps cost nothing;
   _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0 and Wx
     instead of copying them, and h is the cache's own array: nothing may
     write them before the backward.)doc");
@@ -501,9 +613,11 @@ each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
                                             act == Activation::tanh ? " activation=tanh" : " activation=relu", Wx,
                                             Wh, b);
              }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh")
-        .def("__call__", [](const Inference<Rnn>& w, py::handle x, py::handle h0, bool reverse, bool return_state) {
-                 return call_inference<Rnn>(w, x, h0, py::none(), reverse, return_state);
-             }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false);
+        .def("__call__", [](const Inference<Rnn>& w, py::handle x, py::handle h0, bool reverse, bool return_state,
+                            py::handle lengths) {
+                 return call_inference<Rnn>(w, x, h0, py::none(), reverse, return_state, lengths);
+             }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false,
+             "lengths"_a = py::none());
 }
 
 // ----------------------------------------------------------------- LSTM
@@ -542,12 +656,14 @@ py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle 
 }
 
 py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
-                       bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order) {
+                       bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order,
+                       py::handle lengths) {
     const char* fn = "lstm_forward";
     const Lstm cell = lstm_cell(fn, gate_order);
-    SeqCache<Lstm> c = forward<Lstm, SeqCache<Lstm>>(fn, cell, false, {x, h0, c0, Wx, Wh, b, py::none()}, reverse,
+    SeqCache<Lstm> c = forward<Lstm, SeqCache<Lstm>>(fn, cell, false, {x, h0, c0, Wx, Wh, b, py::none(), lengths},
+                                                     reverse,
                                                      keep, nullptr, borrow, lstm_tag(cell));
-    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
+    py::array h = sequence_output(c, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
     py::array cT = final_state(c, c.c, c.c0);
@@ -589,7 +705,7 @@ and PyTorch's order; their gradients come in the same order).)doc");
 Returns (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).)doc");
     m.def("lstm_forward", &lstm_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "c0"_a = py::none(),
           "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false, "gate_order"_a = "ifog",
-          R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
+          "lengths"_a = py::none(), R"doc(LSTM over a sequence (batch first), gates ordered i, f, o, g.
 
 x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,). The cell state
 starts at zero. Returns (h (N, T, H), cache).
@@ -604,6 +720,7 @@ Keyword-only extras:
     g, o (Keras's and PyTorch's; the default 'ifog' is cs231n's), and the
     backward returns dWx, dWh and db in that order too; the same values, no
     copy of the weights permuted;
+  lengths (N,): as rnn_forward's (c_T likewise: c0 when of length 0);
   _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0, c0 and
     Wx instead of copying them, and h is the cache's own array: nothing may
     write them before the backward.)doc");
@@ -622,7 +739,7 @@ Keyword-only extras:
              }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "gate_order"_a = "ifog")
         .def_property_readonly("gate_order", [](const Inference<Lstm>& w) { return w.option ? "ifgo" : "ifog"; })
         .def("__call__", &call_inference<Lstm>, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(),
-             "reverse"_a = false, "return_state"_a = false);
+             "reverse"_a = false, "return_state"_a = false, "lengths"_a = py::none());
 }
 
 // ------------------------------------------------------------------ GRU
@@ -658,12 +775,14 @@ py::tuple gru_step_backward(py::handle dnext_h, py::handle cache) {
 }
 
 py::tuple gru_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle bh,
-                      bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order) {
+                      bool reverse, bool return_state, bool keep, bool borrow, const std::string& gate_order,
+                      py::handle lengths) {
     const char* fn = "gru_forward";
     const Gru cell = gru_cell(fn, gate_order);
-    SeqCache<Gru> c = forward<Gru, SeqCache<Gru>>(fn, cell, false, {x, h0, py::none(), Wx, Wh, b, bh}, reverse,
+    SeqCache<Gru> c = forward<Gru, SeqCache<Gru>>(fn, cell, false, {x, h0, py::none(), Wx, Wh, b, bh, lengths},
+                                                  reverse,
                                                   keep, nullptr, borrow, gru_tag(cell));
-    py::array h = output(c.h, {c.N, c.T, c.H}, keep && !borrow);
+    py::array h = sequence_output(c, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
     return py::make_tuple(h, hT, cache_or_none(std::move(c), keep));
@@ -706,7 +825,7 @@ their gradients come in the same order).)doc");
 Returns (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,), dbh (3H,)).)doc");
     m.def("gru_forward", &gru_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(),
           "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
-          "gate_order"_a = "rzn", R"doc(GRU over a sequence (batch first), PyTorch's equations and gate order r, z, n.
+          "gate_order"_a = "rzn", "lengths"_a = py::none(), R"doc(GRU over a sequence (batch first), PyTorch's equations and gate order r, z, n.
 
 x (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H), b (3H,) the input's bias,
 bh (3H,) the recurrent product's (inside r * (h Wh_n + bh_n)).
@@ -720,6 +839,12 @@ Keyword-only extras:
   gate_order='zrn': Wx, Wh, b and bh hold their gate blocks in the order z,
     r, n (Keras's; the default 'rzn' is PyTorch's), and the backward returns
     their gradients in that order too; no copy of the weights permuted;
+  lengths (N,) integers in [0, T]: sequences of those lengths padded to T,
+    as PyTorch's packed sequences (pack_padded_sequence(...,
+    enforce_sorted=False)): row n runs its steps t < lengths[n] only (from
+    lengths[n]-1 down to 0 when reverse), its h past them is 0, h_T is its
+    state after its last step (h0 when of length 0); the backward ignores dh
+    at the padded steps and gives them dx = 0. Padded steps cost nothing;
   _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0 and Wx
     instead of copying them, and h is the cache's own array: nothing may
     write them before the backward.)doc");
@@ -732,9 +857,11 @@ each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db, dbh).)doc")
                  return make_inference<Gru>("GRUInference", cell.option, gru_tag(cell), Wx, Wh, b, bh);
              }), "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(), "gate_order"_a = "rzn")
         .def_property_readonly("gate_order", [](const Inference<Gru>& w) { return w.option ? "zrn" : "rzn"; })
-        .def("__call__", [](const Inference<Gru>& w, py::handle x, py::handle h0, bool reverse, bool return_state) {
-                 return call_inference<Gru>(w, x, h0, py::none(), reverse, return_state);
-             }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false);
+        .def("__call__", [](const Inference<Gru>& w, py::handle x, py::handle h0, bool reverse, bool return_state,
+                            py::handle lengths) {
+                 return call_inference<Gru>(w, x, h0, py::none(), reverse, return_state, lengths);
+             }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false,
+             "lengths"_a = py::none());
 }
 
 }  // namespace
