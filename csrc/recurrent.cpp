@@ -60,6 +60,7 @@ void seq_forward(const Cell& cell, const ForwardArrays<F>& a, index_t N, index_t
     const SeqLayout L = layout_of(packing, T_padded);
     const index_t T = L.T, M = packing != nullptr ? packing->P : N * T;  // steps; rows of the sequence arrays
     if (packing != nullptr) reverse = false;  // the packing's order
+    check(packing == nullptr || packing->mr == kernels<F>().mr, "a packing for another ISA's row blocks");
     constexpr bool has_c = Cell::carry == Carry::cell_state;
     const index_t G = Q * H, S = Cell::saved * H;
     const Kernels<F>& uk = kernels<F>();
@@ -133,6 +134,7 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
     const SeqLayout L = layout_of(packing, T_padded);
     const index_t T = L.T, M = packing != nullptr ? packing->P : N * T;  // steps; rows of the sequence arrays
     if (packing != nullptr) reverse = false;  // the packing's order
+    check(packing == nullptr || packing->mr == kernels<F>().mr, "a packing for another ISA's row blocks");
     const index_t G = Q * H, S = Cell::saved * H;
     const Kernels<F>& uk = kernels<F>();
     const CellBody<F>& body = Cell::body(uk);
@@ -241,7 +243,7 @@ void seq_backward(const Cell& cell, const BackwardArrays<F>& a, index_t N, index
     Rows<F> h_prev = previous_states(a.h, a.h0, T, H, reverse);
     if (packing != nullptr) {
         h_prev_own.reserve(static_cast<std::size_t>(std::max<index_t>(1, M * H)));
-        packing->previous(a.h, a.h0, H, h_prev_own.data());
+        packing->previous(a.h, a.h0, H, h_prev_own.data(), nthreads);
         h_prev = dense_rows<F>(h_prev_own.data(), H);
     }
     sequence_weight_grads(a.dx, a.dWx, a.dWh, a.db, dA.data(), a.x, h_prev, a.Wx, M, D, H, G, reverse, nthreads, sums,

@@ -69,16 +69,15 @@ struct StepOperand {
         : rows(N, K, mr), dense(true), ld(L.stride() * K), a{nullptr, nullptr}, view(dA), layout(L),
           reverse(reverse_) {}
 
-    // Step s's operand, and the one that step s's epilogue writes (nullptr
-    // for a view: the cell's own dA is the next operand).
-    const T* step(index_t s) const {
-        if (view == nullptr) return a[s & 1];
-        return s == 0 ? view : view + layout.at(0, step_time(layout.T - s, layout.T, reverse)) * rows.K;
+    // Row block b of step s's operand (a view's block at step 0: any
+    // pointer, never read), and the operand that step s's epilogue writes
+    // (nullptr for a view: the cell's own dA is the next operand).
+    const T* step_block(index_t s, index_t b) const {
+        if (view != nullptr)
+            return s == 0 ? view : view + layout.at(rows.start(b), step_time(layout.T - s, layout.T, reverse)) * rows.K;
+        return dense ? a[s & 1] + rows.start(b) * ld : a[s & 1] + b * rows.K * rows.mr;
     }
     T* next(index_t s) const { return view == nullptr ? a[(s + 1) & 1] : nullptr; }
-
-    // Row block b of a step's operand a.
-    const T* block(const T* a, index_t b) const { return dense ? a + rows.start(b) * ld : a + b * rows.K * rows.mr; }
 
     // Rows row0 .. row0+mi-1 of a tile (one row block's), columns [k0, k0 +
     // count) of the next step's operand a_next := src (row i at src + i * src_ld).
@@ -318,7 +317,7 @@ struct StepRows {
 };
 
 // The time loop shared by the cells, one parallel region for all steps. At
-// step s the recurrent products A_s · B (A_s = op.step(s), step s's left
+// step s the recurrent products A_s · B (A_s = op.step_block(s, .), step s's left
 // operand, N x K; B = K x gates*U, U units per gate) go to
 //   epilogue(s, StepTile tile, a_next)
 // for tiles covering every row and unit once; the epilogue applies the cell
@@ -378,7 +377,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
 
     // Rows: block b of step s, all units.
     auto row_block = [&](index_t s, index_t b, T* acc) {
-        const T* as = op.block(op.step(s), b);
+        const T* as = op.step_block(s, b);
         const index_t row0 = rows.start(b);
         const int mi = step_rows.tile_rows(s, row0, rows.size(b));
         if (mi == 0) return;
@@ -409,7 +408,6 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     // Columns: chunk c of step s for row blocks [b0, b1), at most kBlocksPerPass;
     // block b's gate q at tiles + ((b - b0) * gates + q) * tile_size.
     auto column_pass = [&](index_t s, index_t c, index_t b0, index_t b1, T* tiles) {
-        const T* as = op.step(s);
         // The chunk's columns: [c nr, c nr + cells) the cell's, the rest side columns.
         const index_t first = B.first_column(c), width = B.width(c);
         const index_t cells = std::max<index_t>(0, std::min(width, cell_cols - first));
@@ -442,7 +440,7 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
                     const int mp = product_rows(b);
                     if (mp == 0) continue;
                     T* out = tiles + ((b - b0) * gates + q) * tile_size;
-                    const T* ab = op.block(as, b);
+                    const T* ab = op.step_block(s, b);
                     if (op.dense)
                         (half ? uk.tile_rows_half : uk.tile_rows)(mp, kn, ab + k0, op.ld, bq, out, nr, k0 > 0,
                                                                   nullptr);

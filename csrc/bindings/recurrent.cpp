@@ -119,7 +119,7 @@ std::shared_ptr<const rnn_fast::Packing> parse_lengths(const char* fn, py::handl
             throw py::value_error(where + "be in [0, T] = [0, " + std::to_string(T) + "], got values from " +
                                   std::to_string(*lo) + " to " + std::to_string(*hi));
     }
-    return std::make_shared<const rnn_fast::Packing>(p, N, T, reverse);
+    return std::make_shared<const rnn_fast::Packing>(p, N, T, reverse, rnn_fast::kernels<float>().mr);
 }
 
 // Runs the forward and fills cache (N,T,D,H, flags set). keep: the cache is
@@ -138,7 +138,11 @@ void run_forward(const Cell& cell, RecurrentCache& cache, const RecurrentArgs& i
     auto packed = [&](const py::array& a, index_t W) -> py::array {
         const Contiguous<F> src = contiguous<F>(a);
         py::array_t<F> out = empty<F>({pk->P, W});
-        pk->pack(src.data(), W, out.mutable_data());
+        F* dst = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            pk->pack(src.data(), W, dst, threads());
+        }
         return out;
     };
     auto sorted = [&](const py::array& a, index_t W) -> py::array {
@@ -367,7 +371,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
         dx_p = empty<F>({pk->P, D});
         dh0_s = empty<F>({N, H});
         dh_p = empty<F>({pk->P, H});
-        pk->pack(dh.data(), H, dh_p.mutable_data());
+        pk->pack(dh.data(), H, dh_p.mutable_data(), threads());
         a.dx = dx_p.mutable_data();
         a.dh0 = dh0_s.mutable_data();
         a.dh = dh_p.data();
@@ -384,7 +388,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
     py::gil_scoped_release nogil;
     rnn_fast::seq_backward(Cell{c.option}, a, N, T, D, H, c.reverse, threads(), *wh_t, pk);
     if (pk != nullptr) {
-        pk->unpack(a.dx, D, mptr<F>(g.dx));
+        pk->unpack(a.dx, D, mptr<F>(g.dx), threads());
         pk->unsort_rows(a.dh0, H, mptr<F>(g.dh0));
         if (Cell::carry == Carry::cell_state) pk->unsort_rows(a.dc0, H, mptr<F>(g.dc0));
     }
@@ -436,7 +440,7 @@ py::array sequence_output(const RecurrentCache& c, bool copy) {
         F* dst = out.mutable_data();
         {
             py::gil_scoped_release nogil;
-            c.packing->unpack(src, c.H, dst);
+            c.packing->unpack(src, c.H, dst, threads());
         }
         return out;
     });
