@@ -97,3 +97,20 @@ def test_percent_of_sgemm_is_against_the_configurations_own_sgemm_calls():
     assert by_name["large fwd+bwd vs faster (torch)"].needed == pytest.approx(1.1, abs=0.005)
     assert by_name["medium fwd+bwd vs faster (torch)"].needed == 1.25
     assert by_name["medium fwd+bwd vs faster (torch)"].status == "PASS"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_lengths_rows_time_what_they_claim(cell):
+    """The variable-lengths targets' closures: with every length T, the plain
+    closures' outputs; with lengths, zeros past each row's end, two layers."""
+    from rnn_fast.bench import Config
+    from rnn_fast.bench.peers import rnn_fast_lengths, rnn_fast_peer
+
+    cfg = Config("tiny", cell, 5, 6, 4, 3, layers=2)
+    plain = rnn_fast_peer(cfg, np.float64)
+    full = rnn_fast_lengths(cfg, np.float64, np.full(cfg.N, cfg.T))
+    for a, b in zip(plain, full):
+        np.testing.assert_allclose(output(b()), output(a()), rtol=1e-12)
+    lengths = np.array([6, 0, 3, 1, 5])
+    h = output(rnn_fast_lengths(cfg, np.float64, lengths)[0]())
+    assert not h[np.arange(cfg.T)[None, :] >= lengths[:, None]].any()

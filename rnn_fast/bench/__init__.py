@@ -45,7 +45,7 @@ import numpy as np
 
 import rnn_fast
 
-from .peers import blas_info, load_torch, numpy_peer, onnxruntime_peer, rnn_fast_peer, torch_peer
+from .peers import blas_info, load_torch, numpy_peer, onnxruntime_peer, rnn_fast_lengths, rnn_fast_peer, torch_peer
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 PASSES = ("infer", "train", "fwd+bwd")
@@ -286,9 +286,10 @@ def pct_of_peak(results, config, pass_, peak) -> Optional[float]:
 
 
 def targets(results: List[Result], peak: Dict[str, float], extras: Dict[str, float]) -> List[Target]:
-    """Issue 10's targets (and issue 11's GRU rows), float32 unless said. Forward+backward must beat the
-    faster of PyTorch and the NumPy loop by 1.25x, or run at 85% of the
-    sgemm peak where 1.25x would take more than that."""
+    """Issue 10's targets (and issue 11's GRU rows, issue 12's lengths),
+    float32 unless said. Forward+backward must beat the faster of PyTorch and
+    the NumPy loop by 1.25x, or run at 85% of the sgemm peak where 1.25x would
+    take more than that."""
     ts = []
     for r in results:
         if r.dtype != "float32" or r.pass_ != "infer" or r.best_peer() is None:
@@ -313,6 +314,8 @@ def targets(results: List[Result], peak: Dict[str, float], extras: Dict[str, flo
         Target("large LSTM fwd+bwd, 2 threads vs 1", extras.get("thread_scaling"), 1.8),
         Target("first call / steady state (medium fwd+bwd)", extras.get("first_call"), 1.5, at_most=True),
         Target("peak memory / cache+outputs (large fwd+bwd)", extras.get("peak_memory"), 1.3, at_most=True),
+        Target("medium LSTM fwd+bwd, lengths 1..T / all T", extras.get("lengths_fwd+bwd"), 0.65, at_most=True),
+        Target("medium LSTM infer, lengths 1..T / all T", extras.get("lengths_infer"), 0.65, at_most=True),
     ]
     return ts
 
@@ -381,7 +384,7 @@ def fresh(cfg: Config, threads: int, what: str) -> Dict[str, float]:
 
 
 def extras(threads: int, budget_s: float, max_repeats: int, progress) -> Dict[str, float]:
-    """The targets outside the main table: thread scaling, first call, peak memory."""
+    """The targets outside the main table: thread scaling, first call, peak memory, variable lengths."""
     large = next(c for c in CONFIGS if c.name == "large")
     medium = next(c for c in CONFIGS if c.name == "medium")
     out = {}
@@ -400,6 +403,17 @@ def extras(threads: int, budget_s: float, max_repeats: int, progress) -> Dict[st
     out["first_call"] = float(np.median([fresh(medium, threads, "first")["ratio"] for _ in range(9)]))
     progress("peak memory of a large fwd+bwd (fresh process)")
     out["peak_memory"] = fresh(large, threads, "memory")["ratio"]
+    # Issue 12: lengths spread evenly over 1..T (shuffled), against every
+    # row of length T, alternately.
+    progress("variable lengths: medium LSTM with lengths 1..T against all T")
+    lengths = np.random.default_rng(1).permutation(np.arange(medium.N) * medium.T // medium.N + 1)
+    runs = {L is None: rnn_fast_lengths(medium, np.float32, L) for L in (None, lengths)}
+    for pass_, k in (("infer", 0), ("fwd+bwd", 2)):
+        samples: Dict[bool, List[float]] = {True: [], False: []}
+        for round_ in range(2):
+            for full in ((True, False) if round_ == 0 else (False, True)):
+                samples[full] += block_ms(runs[full][k], budget_s / 2, 2, max_repeats)
+        out["lengths_" + pass_] = statistics.median(samples[False]) / statistics.median(samples[True])
     return out
 
 

@@ -85,6 +85,28 @@ def rnn_fast_peer(cfg, dtype) -> Closures:
     return infer, train, fwd_bwd
 
 
+def rnn_fast_lengths(cfg, dtype, lengths) -> Closures:
+    """rnn_fast_peer's closures with every forward given lengths= (None: all T)."""
+    import functools
+
+    import rnn_fast
+
+    inputs = make_inputs(cfg, dtype)
+    forward = functools.partial(getattr(rnn_fast, f"{cfg.cell}_forward"), lengths=lengths)
+    _, train, fwd_bwd = stacked(forward, getattr(rnn_fast, f"{cfg.cell}_backward"), cfg, dtype, {"cache": False},
+                                inputs)
+    x, layers, _ = inputs
+    packed = [(h0, getattr(rnn_fast, f"{cfg.cell.upper()}Inference")(*weights)) for h0, *weights in layers]
+
+    def infer():
+        h = x
+        for h0, layer in packed:
+            h = layer(h, h0, lengths=lengths)
+        return h
+
+    return infer, train, fwd_bwd
+
+
 def reference_peer(cfg, dtype) -> Closures:
     from rnn_fast import reference
 
