@@ -207,10 +207,98 @@ def test_a_keras_file_of_every_layer_rnn_fast_reads(tmp_path):
     (lambda: keras.layers.Conv1D(2, 3), (4, 2), r"rnn_fast.nn has no Conv1D layer"),
     (lambda: keras.layers.LSTM(3, recurrent_dropout=0.1), (4, 2), r"recurrent_dropout=0.1 is not supported"),
     (lambda: keras.layers.GRU(3, reset_after=False), (4, 2), r"only reset_after=True"),
-    (lambda: keras.layers.Embedding(5, 3, mask_zero=True), (4,), r"mask_zero=True is not supported"),
+    (lambda: keras.layers.Embedding(5, 3, embeddings_constraint="non_neg"), (4,),
+     r"embeddings_constraint=.* is not supported"),
 ])
 def test_a_keras_file_rnn_fast_cannot_run_is_refused_by_name(tmp_path, make, shape, match):
     model = keras.models.Sequential([keras.Input(shape), make()])
     model.save(tmp_path / "m.keras")
     with pytest.raises(ValueError, match=match):
         nn.load_model(tmp_path / "m.keras")
+
+
+# ---------------------------------------------------------------- masks
+
+# Right-padded rows of X (lengths 6, 3, 0, 1): what Masking and
+# Embedding(mask_zero=True) make of sequences padded at the end.
+LENGTHS = np.array([6, 3, 0, 1])
+MASK = np.arange(6)[None, :] < LENGTHS[:, None]
+XM = np.where(MASK[:, :, None], X, 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("cls", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_a_masked_recurrent_layer_matches_keras(cls, return_sequences, go_backwards, zero_output_for_mask):
+    """The layer called with a mask: Keras's outputs at the masked steps (the
+    step before's output, or zeros), its last output and its final states
+    (carried past the masked steps; h0 for a row with no step)."""
+    kw = dict(return_sequences=return_sequences, go_backwards=go_backwards, return_state=True,
+              zero_output_for_mask=zero_output_for_mask)
+    theirs = getattr(keras.layers, cls)(3, **kw)
+    theirs.build(XM.shape)
+    weights = [(w + 0.1 * RNG.standard_normal(w.shape)).astype(np.float32) for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    mine = getattr(L, cls)(3, **kw)
+    mine.build(XM.shape[1:])
+    mine.set_weights(weights)
+    h0 = [RNG.standard_normal((4, 3)).astype(np.float32) for _ in range(2 if cls == "LSTM" else 1)]
+    expected = theirs(keras.ops.convert_to_tensor(XM), mask=keras.ops.convert_to_tensor(MASK),
+                      initial_state=[keras.ops.convert_to_tensor(s) for s in h0])
+    got = mine.forward(XM, mask=MASK, initial_state=h0)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, keras.ops.convert_to_numpy(e), **TOL)
+
+
+def keras_grads(model, x, y):
+    """Keras's loss on (x, y) and the gradients of its trainable weights (torch backend)."""
+    import torch
+
+    pred = model(keras.ops.convert_to_tensor(x), training=False)
+    loss = model.compute_loss(x=None, y=keras.ops.convert_to_tensor(y), y_pred=pred)
+    loss.backward()
+    return float(loss.detach()), [v.value.grad.numpy() for v in model.trainable_weights]
+
+
+@pytest.mark.parametrize("case", ["embedding-lstm", "masking-bidirectional-gru"])
+def test_masked_models_predict_lose_and_train_as_keras_does(case):
+    """Issue 12's two models, Keras's weights in rnn_fast.nn: Embedding(mask_zero)
+    -> LSTM -> Dense, and Masking -> Bidirectional(GRU, return_sequences) ->
+    Dense (an output masked at each row's padding, which the loss skips):
+    the same predictions, loss (evaluate) and gradients of every weight."""
+    if case == "embedding-lstm":
+        x = RNG.integers(1, 9, (4, 6))
+        x[~MASK] = 0
+        y = RNG.standard_normal((4, 2)).astype(np.float32)
+        make = lambda m: [m.Embedding(9, 4, mask_zero=True), m.LSTM(5), m.Dense(2)]  # noqa: E731
+        shape = (6,)
+    else:
+        x = XM
+        y = RNG.standard_normal((4, 6, 2)).astype(np.float32)
+        make = lambda m: [m.Masking(), m.Bidirectional(m.GRU(3, return_sequences=True)), m.Dense(2)]  # noqa: E731
+        shape = (6, 3)
+    theirs = keras.Sequential([keras.Input(shape)] + make(keras.layers))
+    perturbed(theirs)
+    theirs.compile(optimizer="sgd", loss="mse")
+    mine = nn.Sequential(make(L))
+    mine.build((None,) + shape)
+    mine.set_weights(theirs.get_weights())
+    mine.compile(optimizer="sgd", loss="mse")
+    np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0), **TOL)
+    loss, grads = keras_grads(theirs, x, y)
+    assert mine.evaluate(x, y, verbose=0) == pytest.approx(theirs.evaluate(x, y, verbose=0), rel=1e-5)
+    my_loss, my_grads, _ = mine.compute_gradients(x, y)
+    assert my_loss == pytest.approx(loss, rel=1e-5)
+    for g, e, w in zip(my_grads, grads, mine.trainable_weights):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6, err_msg=str(w.shape))
+
+
+def test_a_keras_file_with_masks_loads(tmp_path):
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(mask_value=0.0),
+                              keras.layers.LSTM(4, return_sequences=True, zero_output_for_mask=True),
+                              keras.layers.Dense(1)])
+    perturbed(model)
+    model.save(tmp_path / "masked.keras")
+    mine = nn.load_model(tmp_path / "masked.keras", compile=False)
+    np.testing.assert_allclose(mine.predict(XM, verbose=0), model.predict(XM, verbose=0), **TOL)

@@ -6,7 +6,9 @@ Keras code runs after changing its imports::
     from rnn_fast.nn.layers import LSTM, Dropout, Dense  # keras.layers
 
 Layers: SimpleRNN, LSTM, GRU, Bidirectional, Dense, Dropout, Embedding,
-RepeatVector, Activation. Sequential: compile / fit / evaluate / predict /
+RepeatVector, Activation, Masking (Keras's masks: Masking and
+Embedding(mask_zero=True) make them, the recurrent layers run the masked
+steps as the kernels' lengths=, the loss and metrics skip them). Sequential: compile / fit / evaluate / predict /
 summary / save, and load_model. Stateful recurrent layers carry their state
 across batches for truncated backpropagation through time. from_torch /
 to_torch move torch.nn.RNN/LSTM/GRU stacks in and out (exchange.py).
@@ -24,6 +26,7 @@ from .layers import (
     Dropout,
     Embedding,
     Layer,
+    Masking,
     RepeatVector,
     SimpleRNN,
 )
@@ -34,7 +37,7 @@ from .regularizers import l1, l1_l2, l2
 __all__ = [
     "activations", "backend", "callbacks", "initializers", "layers", "losses", "models", "optimizers",
     "regularizers", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "GRU", "LSTM", "Activation",
-    "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "RepeatVector", "SimpleRNN", "History",
+    "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "Masking", "RepeatVector", "SimpleRNN", "History",
     "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch",
     "torch_weights",
 ]

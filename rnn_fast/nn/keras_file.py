@@ -23,25 +23,26 @@ from . import optimizers, regularizers
 # Keys of a Keras layer's config that change nothing here: naming, dtype
 # policy, how the weights were first drawn (they are read from the file),
 # Keras's own execution choices.
-_IGNORED = {"name", "trainable", "dtype", "seed", "unroll", "zero_output_for_mask", "kernel_initializer",
+_IGNORED = {"name", "trainable", "dtype", "seed", "unroll", "kernel_initializer",
             "recurrent_initializer", "bias_initializer", "embeddings_initializer"}
 # Keys that must hold their default (rnn_fast has no such option).
 _DEFAULTS = {"activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
              "bias_constraint": None, "embeddings_constraint": None, "recurrent_dropout": 0.0,
-             "quantization_config": None, "noise_shape": None, "mask_zero": False, "sparse": False,
+             "quantization_config": None, "noise_shape": None, "sparse": False,
              "lora_rank": None, "lora_alpha": None, "input_length": None}
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "embeddings_regularizer")
 # rnn_fast's layers by Keras class name, and the config keys each takes.
 _LAYERS = {
     "SimpleRNN": (L.SimpleRNN, ("units", "activation", "use_bias", "dropout", "return_sequences", "return_state",
-                                "go_backwards", "stateful")),
+                                "go_backwards", "stateful", "zero_output_for_mask")),
     "LSTM": (L.LSTM, ("units", "activation", "recurrent_activation", "use_bias", "unit_forget_bias", "dropout",
-                      "return_sequences", "return_state", "go_backwards", "stateful")),
+                      "return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask")),
     "GRU": (L.GRU, ("units", "activation", "recurrent_activation", "use_bias", "reset_after", "dropout",
-                    "return_sequences", "return_state", "go_backwards", "stateful")),
+                    "return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask")),
     "Dense": (L.Dense, ("units", "activation", "use_bias")),
     "Dropout": (L.Dropout, ("rate",)),
-    "Embedding": (L.Embedding, ("input_dim", "output_dim")),
+    "Embedding": (L.Embedding, ("input_dim", "output_dim", "mask_zero")),
+    "Masking": (L.Masking, ("mask_value",)),
     "RepeatVector": (L.RepeatVector, ("n",)),
     "Activation": (L.Activation, ("activation",)),
 }

@@ -7,6 +7,12 @@ batch axis: ``forward(x, training)`` returns the output and keeps what
 stores the gradients of the layer's weights in ``self.grads`` (same order as
 ``self.weights``). Names, arguments, defaults and weight layouts follow Keras,
 so weights move between the two with ``get_weights`` / ``set_weights``.
+
+Masks follow Keras 3: a (batch, timesteps) boolean array of the steps that
+hold data, made by ``Masking`` and ``Embedding(mask_zero=True)``, passed on
+by the layers that support masking (``compute_mask``), consumed by the
+recurrent layers (which run the masked steps as rnn_fast's ``lengths=``) and
+by the model's loss and metrics.
 """
 import itertools
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -98,6 +104,17 @@ class Layer:
     def reset_states(self) -> None:
         pass
 
+    # ---- masks (Keras's) ----------------------------------------------------
+    # Whether the layer passes a mask on (Keras's supports_masking); one that
+    # does not drops it. Layers that read the mask (_takes_mask) get it as
+    # forward's mask= keyword.
+    supports_masking = False
+    _takes_mask = False
+
+    def compute_mask(self, x, mask):
+        """The mask of the output, given the input and its mask."""
+        return mask if self.supports_masking else None
+
     def _check_rank(self, x: np.ndarray, ranks: Tuple[int, ...]) -> None:
         if x.ndim not in ranks:
             want = " or ".join(f"{r}-D" for r in ranks)
@@ -174,7 +191,7 @@ class _Recurrent(Layer):
                  bias_initializer: str = "zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout: float = 0.0, recurrent_dropout: float = 0.0,
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
-                 stateful: bool = False, unroll: bool = False, **kwargs):
+                 stateful: bool = False, unroll: bool = False, zero_output_for_mask: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout!r}")
@@ -195,6 +212,7 @@ class _Recurrent(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.states: Optional[List[np.ndarray]] = None  # carried (N,H) states of a stateful layer
         self.state_grads: Optional[List[np.ndarray]] = None  # gradients of the initial states, after backward
         self._ctx: Dict[str, Any] = {}
@@ -230,7 +248,8 @@ class _Recurrent(Layer):
                    recurrent_regularizer=_reg_config(self.recurrent_regularizer),
                    bias_regularizer=_reg_config(self.bias_regularizer), dropout=self.dropout,
                    return_sequences=self.return_sequences, return_state=self.return_state,
-                   go_backwards=self.go_backwards, stateful=self.stateful)
+                   go_backwards=self.go_backwards, stateful=self.stateful,
+                   zero_output_for_mask=self.zero_output_for_mask)
         return cfg
 
     def reset_states(self, states: Optional[Sequence[np.ndarray]] = None) -> None:
@@ -257,25 +276,72 @@ class _Recurrent(Layer):
             return self.states
         return [np.zeros((N, self.units), self.dtype) for _ in range(self._n_states)]
 
-    def forward(self, x: np.ndarray, training: bool = False, initial_state=None):
+    supports_masking = True
+    _takes_mask = True
+
+    def compute_mask(self, x, mask):
+        return mask if self.return_sequences else None
+
+    def _lengths(self, mask, N: int, T: int) -> Optional[np.ndarray]:
+        """A mask's rows as lengths: each row's True steps must come first
+        (right padding), which the kernels run as lengths=."""
+        if mask is None:
+            return None
+        m = np.asarray(mask)
+        if m.shape != (N, T):
+            raise ValueError(f"{self.name}: mask must have shape (batch, timesteps) = {(N, T)}, got {m.shape}")
+        m = m.astype(bool, copy=False)
+        lengths = m.sum(axis=1)
+        gaps = np.flatnonzero((m != (np.arange(T)[None, :] < lengths[:, None])).any(axis=1))
+        if gaps.size:
+            raise ValueError(f"{self.name}: only masks whose unmasked steps come first in every row (right-padded "
+                             f"sequences) run on the kernels' lengths=; row {gaps[0]} of this mask has a masked step "
+                             f"before an unmasked one. Pad sequences at the end (Keras's pad_sequences("
+                             f"padding='post'))")
+        return lengths
+
+    def forward(self, x: np.ndarray, training: bool = False, initial_state=None, mask=None):
         x = _as_float(x, self.dtype, self.name)
         self._check_rank(x, (3,))
         self._check_features(x)
         N, T = x.shape[0], x.shape[1]
-        mask = None
+        lengths = self._lengths(mask, N, T)
+        drop = None
         if training and self.dropout > 0:
             keep = 1.0 - self.dropout
-            mask = (backend.rng().random(x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
-            x = x * mask
+            drop = (backend.rng().random(x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+            x = x * drop
         states = self._initial_states(N, initial_state)
-        h, final, cache = self._run(x, states, self._keep_cache)
+        h, final, cache = self._run(x, states, self._keep_cache, lengths)
         if self.stateful:
             self.states = [s.copy() for s in final]
-        self._ctx = {"cache": cache, "mask": mask, "N": N, "T": T}
+        self._ctx = {"cache": cache, "mask": drop, "N": N, "T": T, "lengths": lengths}
         # Keras: with go_backwards the returned sequence is in processing order (reversed).
         seq = h[:, ::-1] if self.go_backwards else h
-        out = seq if self.return_sequences else final[0]
+        if lengths is not None:
+            seq, last = self._masked_outputs(seq, final[0], lengths)
+        else:
+            last = final[0]
+        out = seq if self.return_sequences else last
         return [out] + list(final) if self.return_state else out
+
+    # Keras's outputs at masked steps (its backends' rnn with a mask): a
+    # masked step outputs the step before's output (zeros before the first
+    # step), or zeros with zero_output_for_mask (Bidirectional sets it when
+    # returning sequences); the last output is the last step's, masked or
+    # not. In processing order, a right-padded row's masked steps come after
+    # its steps (before them with go_backwards, where they output zeros
+    # either way).
+    def _fills(self) -> bool:
+        return not (self.zero_output_for_mask or self.go_backwards)
+
+    def _masked_outputs(self, seq, hT, lengths):
+        T = seq.shape[1]
+        if self._fills():
+            pad = np.arange(T)[None, :] >= lengths[:, None]
+            seq = np.where(pad[:, :, None], np.where((lengths > 0)[:, None], hT, 0)[:, None, :], seq)
+        last = seq[:, -1] if T > 0 else np.zeros_like(hT)
+        return seq.astype(self.dtype, copy=False), np.array(last, dtype=self.dtype)
 
     def backward(self, dy):
         """dy: the gradient of the output, or with return_state the list
@@ -289,6 +355,9 @@ class _Recurrent(Layer):
         dstates: List[Optional[np.ndarray]] = [None] * self._n_states
         if self.return_state:
             dy, dstates = dy[0], list(dy[1:])
+        lengths = ctx["lengths"]
+        if lengths is not None:
+            return self._masked_backward(dy, dstates, lengths, N, T, H)
         last = 0 if self.go_backwards else T - 1  # kernel time index of the final state
         if self.return_sequences:
             # The kernel only reads dh: dy itself, unless a state's gradient is added below.
@@ -300,6 +369,32 @@ class _Recurrent(Layer):
                 dh[:, last] = dy
         if dstates[0] is not None:
             dh[:, last] += dstates[0]
+        return self._finish_backward(dh, dstates)
+
+    def _masked_backward(self, dy, dstates, lengths, N, T, H):
+        """backward after a masked forward, through _masked_outputs: the
+        gradients of the copies of a row's output go to the step they copy."""
+        dseq = np.array(dy, dtype=self.dtype) if self.return_sequences else np.zeros((N, T, H), self.dtype)
+        if not self.return_sequences and dy is not None and T > 0:
+            dseq[:, -1] += dy
+        ran = lengths > 0
+        rows = np.arange(N)[ran]
+        if self._fills():
+            pad = np.arange(T)[None, :] >= lengths[:, None]
+            dseq[rows, lengths[ran] - 1] += np.where(pad[:, :, None], dseq, 0).sum(axis=1)[ran]
+        dh = dseq[:, ::-1].copy() if self.go_backwards else dseq  # the kernel's time order
+        dh0_direct = None
+        if dstates[0] is not None:
+            final = np.zeros_like(lengths) if self.go_backwards else lengths - 1  # the final state's time
+            dh[rows, final[ran]] += np.asarray(dstates[0], self.dtype)[ran]
+            dh0_direct = np.where(ran[:, None], 0, dstates[0])  # a row of length 0: h_T is h0
+        dx = self._finish_backward(dh, dstates)
+        if dh0_direct is not None:
+            self.state_grads[0] = self.state_grads[0] + dh0_direct
+        return dx
+
+    def _finish_backward(self, dh, dstates):
+        ctx = self._ctx
         dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
         for g, kernel_g in zip(self.grads, (dWx, dWh, db)):  # no db without a bias
             g[...] = kernel_g
@@ -353,14 +448,14 @@ class SimpleRNN(_Recurrent):
     def _pack(self):
         return _core.RNNInference(self.weights[0], self.weights[1], self._bias(), activation=self.activation)
 
-    def _run(self, x, states, keep_cache):
+    def _run(self, x, states, keep_cache, lengths):
         packed = self._inference()
         if packed is not None:
-            h, hT = packed(x, states[0], reverse=self.go_backwards, return_state=True)
+            h, hT = packed(x, states[0], reverse=self.go_backwards, return_state=True, lengths=lengths)
             return h, [hT], None
         h, hT, cache = _core.rnn_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
                                          activation=self.activation, reverse=self.go_backwards, return_state=True,
-                                         cache=keep_cache, _borrow=self._borrow)
+                                         cache=keep_cache, _borrow=self._borrow, lengths=lengths)
         return h, [hT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -404,14 +499,16 @@ class LSTM(_Recurrent):
         # Keras's gate order i, f, c (= g), o is the kernels' gate_order 'ifgo'.
         return _core.LSTMInference(self.weights[0], self.weights[1], self._bias(), gate_order="ifgo")
 
-    def _run(self, x, states, keep_cache):
+    def _run(self, x, states, keep_cache, lengths):
         packed = self._inference()
         if packed is not None:
-            h, hT, cT = packed(x, states[0], c0=states[1], reverse=self.go_backwards, return_state=True)
+            h, hT, cT = packed(x, states[0], c0=states[1], reverse=self.go_backwards, return_state=True,
+                               lengths=lengths)
             return h, [hT, cT], None
         h, hT, cT, cache = _core.lstm_forward(x, states[0], self.weights[0], self.weights[1], self._bias(),
                                               c0=states[1], reverse=self.go_backwards, return_state=True,
-                                              cache=keep_cache, _borrow=self._borrow, gate_order="ifgo")
+                                              cache=keep_cache, _borrow=self._borrow, gate_order="ifgo",
+                                              lengths=lengths)
         return h, [hT, cT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -459,14 +556,14 @@ class GRU(_Recurrent):
         # Keras's gate order z, r, h is the kernels' gate_order 'zrn'.
         return _core.GRUInference(self.weights[0], self.weights[1], *self._biases(), gate_order="zrn")
 
-    def _run(self, x, states, keep_cache):
+    def _run(self, x, states, keep_cache, lengths):
         packed = self._inference()
         if packed is not None:
-            h, hT = packed(x, states[0], reverse=self.go_backwards, return_state=True)
+            h, hT = packed(x, states[0], reverse=self.go_backwards, return_state=True, lengths=lengths)
             return h, [hT], None
         h, hT, cache = _core.gru_forward(x, states[0], self.weights[0], self.weights[1], *self._biases(),
                                          reverse=self.go_backwards, return_state=True, cache=keep_cache,
-                                         _borrow=self._borrow, gate_order="zrn")
+                                         _borrow=self._borrow, gate_order="zrn", lengths=lengths)
         return h, [hT], cache
 
     def _grad(self, dh, cache, dstates):
@@ -505,6 +602,9 @@ class Bidirectional(Layer):
             backward_layer = type(layer).from_config(cfg)
         self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences
+        # Keras: the wrapped layers output zeros at masked steps when returning sequences.
+        for sub in (self.forward_layer, self.backward_layer):
+            sub.zero_output_for_mask = sub.return_sequences
 
     def build(self, input_shape: Shape) -> None:
         self.forward_layer.build(input_shape)
@@ -543,9 +643,15 @@ class Bidirectional(Layer):
         self.forward_layer._freeze(frozen)
         self.backward_layer._freeze(frozen)
 
-    def forward(self, x: np.ndarray, training: bool = False):
-        yf = self.forward_layer.forward(x, training)
-        yb = self.backward_layer.forward(x, training)
+    supports_masking = True
+    _takes_mask = True
+
+    def compute_mask(self, x, mask):
+        return mask if self.return_sequences and self.merge_mode is not None else None
+
+    def forward(self, x: np.ndarray, training: bool = False, mask=None):
+        yf = self.forward_layer.forward(x, training, mask=mask)
+        yb = self.backward_layer.forward(x, training, mask=mask)
         if self.return_sequences:
             yb = yb[:, ::-1]  # back in input time order, as Keras does
         self._ctx = (yf, yb)
@@ -586,6 +692,7 @@ class Dense(Layer):
     product runs on rnn_fast's temporal affine kernel."""
 
     base_name = "dense"
+    supports_masking = True
 
     def __init__(self, units: int, activation: Optional[str] = None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
@@ -645,6 +752,7 @@ class Activation(Layer):
     """keras.layers.Activation: 'linear', 'relu', 'tanh', 'sigmoid' or 'softmax'."""
 
     base_name = "activation"
+    supports_masking = True
 
     def __init__(self, activation: str, **kwargs):
         super().__init__(**kwargs)
@@ -671,6 +779,7 @@ class Dropout(Layer):
     probability rate and scales the rest by 1 / (1 - rate); identity otherwise."""
 
     base_name = "dropout"
+    supports_masking = True
 
     def __init__(self, rate: float, noise_shape=None, seed: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
@@ -723,8 +832,7 @@ class Embedding(Layer):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)
         super().__init__(**kwargs)
-        if mask_zero:
-            raise ValueError(f"{self.name}: mask_zero=True is not supported")
+        self.mask_zero = bool(mask_zero)
         self.input_dim = positive_int(input_dim, f"{self.name}: input_dim")
         self.output_dim = positive_int(output_dim, f"{self.name}: output_dim")
         self.embeddings_initializer = initializers.get(embeddings_initializer)
@@ -740,7 +848,7 @@ class Embedding(Layer):
 
     def get_config(self) -> Dict[str, Any]:
         cfg = super().get_config()
-        cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
+        cfg.update(input_dim=self.input_dim, output_dim=self.output_dim, mask_zero=self.mask_zero,
                    embeddings_initializer=self.embeddings_initializer,
                    embeddings_regularizer=_reg_config(self.embeddings_regularizer))
         return cfg
@@ -764,6 +872,42 @@ class Embedding(Layer):
         cache, squeeze = self._ctx
         self.grads[0][...] = _core.word_embedding_backward(dy[:, None] if squeeze else dy, cache)
         return None  # indices have no gradient
+
+    def compute_mask(self, x, mask):
+        """mask_zero=True: index 0 is padding (Keras's mask x != 0)."""
+        return np.asarray(x) != 0 if self.mask_zero else None
+
+
+class Masking(Layer):
+    """keras.layers.Masking: the steps whose features all equal mask_value are
+    masked (set to 0, and skipped by the recurrent layers after it)."""
+
+    base_name = "masking"
+    supports_masking = True
+
+    def __init__(self, mask_value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["mask_value"] = self.mask_value
+        return cfg
+
+    def _keep(self, x) -> np.ndarray:
+        return np.any(np.asarray(x) != self.mask_value, axis=-1)
+
+    def forward(self, x, training: bool = False):
+        x = _as_float(x, self.dtype, self.name)
+        self._check_rank(x, (3,))
+        self._ctx = self._keep(x)[..., None]
+        return np.where(self._ctx, x, 0).astype(self.dtype, copy=False)
+
+    def backward(self, dy):
+        return np.where(self._ctx, dy, 0)
+
+    def compute_mask(self, x, mask):
+        return self._keep(x)
 
 
 class RepeatVector(Layer):
@@ -794,7 +938,7 @@ class RepeatVector(Layer):
 
 
 LAYERS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Bidirectional, Dense, Activation, Dropout, Embedding,
-                                        RepeatVector)}
+                                        RepeatVector, Masking)}
 
 
 def _from_config(cls, config: Dict[str, Any]):

@@ -27,26 +27,33 @@ def _accuracy_kind(loss_name: str) -> str:
             "sparse_categorical_crossentropy": "sparse_categorical_accuracy"}.get(loss_name, "accuracy")
 
 
-def _metric(kind: str, y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool) -> float:
-    """Mean of the metric over samples (and time steps)."""
+def _metric(kind: str, y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, mask=None) -> float:
+    """Mean of the metric over samples (and time steps; those of the mask
+    only, as Keras weighs a metric by its output's mask)."""
     if kind != "sparse_categorical_accuracy":
         y_true = losses.match_rank(np.asarray(y_true), y_pred)
     if kind == "binary_accuracy":
         threshold = 0.0 if from_logits else 0.5
-        return float(np.mean((y_pred > threshold) == (np.asarray(y_true) > 0.5)))
-    if kind == "categorical_accuracy":
-        return float(np.mean(np.argmax(y_pred, -1) == np.argmax(y_true, -1)))
-    if kind == "sparse_categorical_accuracy":
+        values = np.mean((y_pred > threshold) == (np.asarray(y_true) > 0.5), axis=-1)
+    elif kind == "categorical_accuracy":
+        values = np.argmax(y_pred, -1) == np.argmax(y_true, -1)
+    elif kind == "sparse_categorical_accuracy":
         y = np.asarray(y_true)
         y = y[..., 0] if y.shape == y_pred.shape[:-1] + (1,) else y
-        return float(np.mean(np.argmax(y_pred, -1) == y))
-    if kind == "accuracy":
-        return float(np.mean(np.asarray(y_true) == y_pred))
-    if kind in ("mse", "mean_squared_error"):
-        return float(np.mean(np.square(y_pred - y_true)))
-    if kind in ("mae", "mean_absolute_error"):
-        return float(np.mean(np.abs(y_pred - y_true)))
-    raise AssertionError(kind)
+        values = np.argmax(y_pred, -1) == y
+    elif kind == "accuracy":
+        values = np.mean(np.asarray(y_true) == y_pred, axis=-1)
+    elif kind in ("mse", "mean_squared_error"):
+        values = np.mean(np.square(y_pred - y_true), axis=-1)
+    elif kind in ("mae", "mean_absolute_error"):
+        values = np.mean(np.abs(y_pred - y_true), axis=-1)
+    else:
+        raise AssertionError(kind)
+    if mask is None:
+        return float(np.mean(values))
+    mask = np.broadcast_to(mask, values.shape)
+    valid = mask.sum()
+    return float(np.sum(values * mask) / valid) if valid else 0.0
 
 
 _METRICS = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
@@ -118,6 +125,7 @@ class Sequential:
         self.optimizer: Optional[optimizers.Optimizer] = None
         self.loss: Optional[losses.Loss] = None
         self.metrics: List[str] = []
+        self._output_mask: Optional[np.ndarray] = None  # the last pass's output mask
         self.stop_training = False
         for layer in layers or []:
             self.add(layer)
@@ -246,7 +254,7 @@ class Sequential:
         out = {}
         for m in self.metrics:
             kind = _accuracy_kind(self.loss.name) if m in ("accuracy", "acc") else m
-            out[m] = _metric(kind, y, pred, self.loss.from_logits)
+            out[m] = _metric(kind, y, pred, self.loss.from_logits, self._output_mask)
         return out
 
     # ---- the passes ----------------------------------------------------------
@@ -260,12 +268,17 @@ class Sequential:
             self.build((None,) + tuple(np.shape(x)[1:]))
         for layer in self.layers:
             layer._set_keep_cache(keep_cache, borrow=keep_cache)
+        mask = None  # Keras's mask of x: made, passed on and read by the layers (compute_mask)
         try:
             for layer in self.layers:
-                x = layer.forward(x, training=training)
+                y = layer.forward(x, training=training, **({"mask": mask} if mask is not None and layer._takes_mask
+                                                           else {}))
+                mask = layer.compute_mask(x, mask)
+                x = y
         finally:
             for layer in self.layers:
                 layer._set_keep_cache(True)
+        self._output_mask = mask  # for the loss and metrics, which skip the masked steps
         return x
 
     @contextlib.contextmanager
@@ -298,7 +311,7 @@ class Sequential:
         batch; stateful layers cut it at the batch's first step."""
         self._require_compiled("compute_gradients")
         pred = self._forward(x, training=training)
-        loss, dpred = self.loss(y, pred)
+        loss, dpred = self.loss(y, pred, mask=self._output_mask)
         loss += self._regularization()
         self._backward(dpred.astype(pred.dtype, copy=False))
         grads = []
@@ -318,7 +331,7 @@ class Sequential:
     def test_on_batch(self, x, y) -> Dict[str, float]:
         self._require_compiled("test_on_batch")
         pred = self._forward(x, training=False, keep_cache=False)
-        loss = self.loss(y, pred)[0] + self._regularization()
+        loss = self.loss(y, pred, mask=self._output_mask)[0] + self._regularization()
         return dict(loss=loss, **self._metric_values(y, pred))
 
     def predict_on_batch(self, x) -> np.ndarray:
