@@ -250,6 +250,19 @@ class Sequential:
                 raise ValueError(f"compile(): metrics must be among {list(_METRICS)}, got {m!r}")
         self.metrics = metrics
 
+    def _accumulate(self, sums, counts, values: Dict[str, float], batch: int) -> Dict[str, float]:
+        """Adds a batch's values to the running sums and returns the running
+        means, as Keras's trackers: the loss weighted by the batch's samples,
+        a metric by its unmasked steps when the output has a mask (Keras's
+        metrics are means over every step they weigh)."""
+        for k, v in values.items():
+            w = batch
+            if k != "loss" and self._output_mask is not None:
+                w = float(np.sum(self._output_mask))
+            sums[k] = sums.get(k, 0.0) + v * w
+            counts[k] = counts.get(k, 0.0) + w
+        return {k: sums[k] / counts[k] if counts[k] else 0.0 for k in sums}
+
     def _metric_values(self, y: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
         out = {}
         for m in self.metrics:
@@ -393,15 +406,12 @@ class Sequential:
             order = backend.rng().permutation(n) if shuffle else np.arange(n)
             bar = _Progress(steps, verbose)
             sums: Dict[str, float] = {}
-            seen = 0
+            counts: Dict[str, float] = {}
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 xb, yb = (x[idx], y[idx]) if shuffle else (x[idx[0]:idx[-1] + 1], y[idx[0]:idx[-1] + 1])
                 values = self.train_on_batch(xb, yb)
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(idx)
-                seen += len(idx)
-                logs = {k: v / seen for k, v in sums.items()}
+                logs = self._accumulate(sums, counts, values, len(idx))
                 bar.update(step + 1, logs, final=step + 1 == steps and validation_data is None)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
@@ -431,13 +441,12 @@ class Sequential:
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         sums: Dict[str, float] = {}
+        counts: Dict[str, float] = {}
         with self._weights_fixed():
             for step in range(steps):
                 sl = slice(step * batch_size, (step + 1) * batch_size)
                 values = self.test_on_batch(x[sl], y[sl])
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(x[sl])
-                logs = {k: v / min(x.shape[0], (step + 1) * batch_size) for k, v in sums.items()}
+                logs = self._accumulate(sums, counts, values, len(x[sl]))
                 bar.update(step + 1, logs, final=step + 1 == steps)
         if return_dict:
             return logs
