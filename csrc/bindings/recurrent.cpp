@@ -665,8 +665,7 @@ py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh
     const char* fn = "lstm_forward";
     const Lstm cell = lstm_cell(fn, gate_order);
     SeqCache<Lstm> c = forward<Lstm, SeqCache<Lstm>>(fn, cell, false, {x, h0, c0, Wx, Wh, b, py::none(), lengths},
-                                                     reverse,
-                                                     keep, nullptr, borrow, lstm_tag(cell));
+                                                     reverse, keep, nullptr, borrow, lstm_tag(cell));
     py::array h = sequence_output(c, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
@@ -784,8 +783,7 @@ py::tuple gru_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh,
     const char* fn = "gru_forward";
     const Gru cell = gru_cell(fn, gate_order);
     SeqCache<Gru> c = forward<Gru, SeqCache<Gru>>(fn, cell, false, {x, h0, py::none(), Wx, Wh, b, bh, lengths},
-                                                  reverse,
-                                                  keep, nullptr, borrow, gru_tag(cell));
+                                                  reverse, keep, nullptr, borrow, gru_tag(cell));
     py::array h = sequence_output(c, keep && !borrow);
     if (!return_state) return py::make_tuple(h, cache_or_none(std::move(c), keep));
     py::array hT = final_state(c, c.h, c.h0);
@@ -829,7 +827,8 @@ their gradients come in the same order).)doc");
 Returns (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,), dbh (3H,)).)doc");
     m.def("gru_forward", &gru_forward, "x"_a, "h0"_a, "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(),
           "reverse"_a = false, "return_state"_a = false, "cache"_a = true, "_borrow"_a = false,
-          "gate_order"_a = "rzn", "lengths"_a = py::none(), R"doc(GRU over a sequence (batch first), PyTorch's equations and gate order r, z, n.
+          "gate_order"_a = "rzn", "lengths"_a = py::none(),
+          R"doc(GRU over a sequence (batch first), PyTorch's equations and gate order r, z, n.
 
 x (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H), b (3H,) the input's bias,
 bh (3H,) the recurrent product's (inside r * (h Wh_n + bh_n)).
