@@ -1,4 +1,6 @@
-"""Build of rnn_fast's C++ core as the extension module rnn_fast._core.
+"""Build of rnn_fast's C++ core as the extension module rnn_fast._core, and
+of rnn_fast.cython_kernels, the Cython interface to it (which calls the core
+through the C table rnn_fast._core hands out: csrc/capi.h).
 
 RNN_FAST_SANITIZE=1 in the environment builds it instead with
 AddressSanitizer and UndefinedBehaviorSanitizer (-O1, frame pointers, and
@@ -8,8 +10,9 @@ against such a build (libasan must be preloaded into Python).
 import os
 from glob import glob
 
+from Cython.Build import cythonize
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
-from setuptools import setup
+from setuptools import Extension, setup
 
 # Compile the sources in parallel (one job per core unless NPY_NUM_BUILD_JOBS says otherwise).
 ParallelCompile("NPY_NUM_BUILD_JOBS").install()
@@ -36,4 +39,14 @@ ext = Pybind11Extension(
     depends=sorted(glob("csrc/**/*.h", recursive=True)),
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+# Only the shape checks and calls through the core's C table: no OpenMP, no core sources.
+cython_ext = Extension(
+    "rnn_fast.cython_kernels",
+    ["rnn_fast/cython_kernels.pyx"],
+    include_dirs=["csrc"],
+    extra_compile_args=(["-O1"] + SANITIZER_FLAGS) if SANITIZE else ["-O2"],
+    extra_link_args=SANITIZER_FLAGS if SANITIZE else [],
+    depends=["csrc/capi.h", "rnn_fast/cython_kernels.pxd"],
+)
+
+setup(ext_modules=[ext] + cythonize([cython_ext], language_level=3), cmdclass={"build_ext": build_ext})

@@ -34,8 +34,20 @@ from ._core import (
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The directory to put on Cython's (and the C compiler's) include path
+    to ``cimport rnn_fast.cython_kernels``: the one that holds the rnn_fast
+    package, whose cython_kernels.pxd declares the kernels for Cython (see
+    the README's "From Cython")."""
+    import os
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 __all__ = [
     "reference",
+    "get_include",
     "GRUInference",
     "LSTMInference",
     "RNNInference",

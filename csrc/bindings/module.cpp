@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "bindings/common.h"
+#include "capi.h"
 #include "kernels.h"
 #include "sequence.h"
 
@@ -120,6 +121,8 @@ PYBIND11_MODULE(_core, m) {
 #pragma omp parallel num_threads(thread_count().load())
     { (void)0; }
     pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    // The kernels' C table (capi.h), for rnn_fast.cython_kernels.
+    m.attr("_c_api") = py::capsule(static_cast<const void*>(rnn_fast_capi_table()), "rnn_fast._core._c_api");
     // The core's own workspaces (packed weights, GEMM panels) throw
     // std::bad_alloc when they cannot be had: a MemoryError that says so.
     py::register_exception_translator([](std::exception_ptr p) {
