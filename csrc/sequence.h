@@ -550,7 +550,7 @@ class LoopSums {
 public:
     LoopSums(const RowBlocks& rows, const SeqLayout& L, index_t D, index_t G, const F* dA, const F* x, const F* Wx,
              F* dx)
-        : rows_(rows), L_(L), T_(L.T), D_(D <= kShallowInput ? D : 0), G_(G), dA_(dA), x_(x), Wx_(Wx), dx_(dx),
+        : rows_(rows), L_(L), D_(D <= kShallowInput ? D : 0), G_(G), dA_(dA), x_(x), Wx_(Wx), dx_(dx),
           shallow_(D <= kShallowInput) {
         const index_t size = rows.count * (D_ + 1) * G;
         part_.reserve(static_cast<std::size_t>(std::max<index_t>(1, size)));
@@ -570,10 +570,11 @@ public:
     // order (step s at forward time step_time(T - 1 - s)), when the loop's
     // tiles were not whole rows; blocks are independent.
     void add_inputs(bool reverse, int nthreads) {
-        const bool big = nthreads > 1 && rows_.count > 1 && rows_.M * T_ * D_ * G_ >= (1 << 15);
+        const index_t T = L_.T;
+        const bool big = nthreads > 1 && rows_.count > 1 && rows_.M * T * D_ * G_ >= (1 << 15);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
         for (index_t b = 0; b < rows_.count; ++b)
-            for (index_t s = 0; s < T_; ++s) add(b, step_time(T_ - 1 - s, T_, reverse), D_, 0, G_, false);
+            for (index_t s = 0; s < T; ++s) add(b, step_time(T - 1 - s, T, reverse), D_, 0, G_, false);
     }
 
     // dWx (D,G; a shallow input's only) and db (G): the blocks' partials
@@ -605,7 +606,7 @@ private:
 
     RowBlocks rows_;
     SeqLayout L_;
-    index_t T_, D_, G_;  // D_: the input features taken here (0 unless shallow)
+    index_t D_, G_;  // D_: the input features taken here (0 unless shallow)
     const F* dA_;
     const F* x_;
     const F* Wx_;

@@ -367,11 +367,12 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
         a.saved = saved.data();
     }
     py::array_t<F> dx_p, dh0_s, dc0_s, dh_p, dcT_s;  // packed and sorted (pk)
+    F* dh_packed = nullptr;                           // filled once the GIL is released
     if (pk != nullptr) {
         dx_p = empty<F>({pk->P, D});
         dh0_s = empty<F>({N, H});
         dh_p = empty<F>({pk->P, H});
-        pk->pack(dh.data(), H, dh_p.mutable_data(), threads());
+        dh_packed = dh_p.mutable_data();
         a.dx = dx_p.mutable_data();
         a.dh0 = dh0_s.mutable_data();
         a.dh = dh_p.data();
@@ -386,6 +387,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
         }
     }
     py::gil_scoped_release nogil;
+    if (pk != nullptr) pk->pack(dh.data(), H, dh_packed, threads());
     rnn_fast::seq_backward(Cell{c.option}, a, N, T, D, H, c.reverse, threads(), *wh_t, pk);
     if (pk != nullptr) {
         pk->unpack(a.dx, D, mptr<F>(g.dx), threads());
