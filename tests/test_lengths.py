@@ -142,14 +142,17 @@ def test_bad_lengths_are_clear_errors(lib, bad, error, match):
         cell.forward(m, cell.inputs(SHAPE, np.float64), lengths=bad)
 
 
-def test_lengths_equal_to_T_change_nothing():
-    cell = CELLS["gru"]
+@pytest.mark.parametrize("lib", LIBS)
+def test_lengths_equal_to_T_change_nothing(lib):
+    """Every length T: the bits of the call without lengths (the kernels
+    then run their plain loops)."""
+    m, cell = LIBS[lib], CELLS["gru"]
     args = cell.inputs(SHAPE, np.float64, seed=8)
-    h, cache = cell.forward(ref, args)
-    hl, cache_l = cell.forward(ref, args, lengths=np.full(SHAPE[0], SHAPE[1]))
+    h, cache = cell.forward(m, args)
+    hl, cache_l = cell.forward(m, args, lengths=np.full(SHAPE[0], SHAPE[1]))
     np.testing.assert_array_equal(hl, h)
     dh = rand(h.shape, np.float64, 9)
-    for a, b in zip(cell.backward(ref, dh, cache_l), cell.backward(ref, dh, cache)):
+    for a, b in zip(cell.backward(m, dh, cache_l), cell.backward(m, dh, cache)):
         np.testing.assert_array_equal(a, b)
     assert "lengths" in inspect.signature(ref.lstm_forward).parameters
 
@@ -244,6 +247,7 @@ def test_lengths_of_any_integer_type_and_the_cache_repr():
         np.testing.assert_array_equal(cell.forward(rf, args, lengths=LENGTHS.astype(kind))[0], h)
     np.testing.assert_array_equal(cell.forward(rf, args, lengths=list(LENGTHS))[0], h)
     assert " lengths>" in repr(cell.forward(rf, args, lengths=LENGTHS)[1])
+    assert " lengths>" not in repr(cell.forward(rf, args, lengths=np.full(5, 7))[1])  # all T: no packing
     with pytest.raises(TypeError, match=r"lstm_forward\(\): lengths must be an integer array, got dtype bool"):
         cell.forward(rf, args, lengths=LENGTHS > 2)
     with pytest.raises(ValueError, match=r"LSTMInference\(\): lengths must have shape \(N,\) = \(5,\), got \(5, 1\)"):

@@ -95,7 +95,8 @@ struct RecurrentArgs {
 };
 
 // lengths (N integers in [0, T], any integer dtype) as a packing, checked as
-// the reference checks them.
+// the reference checks them; none when every length is T (the plain loops
+// then, and their bits: a packing would only add its copies).
 std::shared_ptr<const rnn_fast::Packing> parse_lengths(const char* fn, py::handle lengths, index_t N, index_t T,
                                                        bool reverse) {
     const py::array a = py::module_::import("numpy").attr("asarray")(lengths);
@@ -118,6 +119,7 @@ std::shared_ptr<const rnn_fast::Packing> parse_lengths(const char* fn, py::handl
         if (*lo < 0 || *hi > T)
             throw py::value_error(where + "be in [0, T] = [0, " + std::to_string(T) + "], got values from " +
                                   std::to_string(*lo) + " to " + std::to_string(*hi));
+        if (*lo == T) return nullptr;
     }
     return std::make_shared<const rnn_fast::Packing>(p, N, T, reverse, rnn_fast::kernels<float>().mr);
 }
