@@ -846,12 +846,7 @@ Keyword-only extras:
   gate_order='zrn': Wx, Wh, b and bh hold their gate blocks in the order z,
     r, n (Keras's; the default 'rzn' is PyTorch's), and the backward returns
     their gradients in that order too; no copy of the weights permuted;
-  lengths (N,) integers in [0, T]: sequences of those lengths padded to T,
-    as PyTorch's packed sequences (pack_padded_sequence(...,
-    enforce_sorted=False)): row n runs its steps t < lengths[n] only (from
-    lengths[n]-1 down to 0 when reverse), its h past them is 0, h_T is its
-    state after its last step (h0 when of length 0); the backward ignores dh
-    at the padded steps and gives them dx = 0. Padded steps cost nothing;
+  lengths (N,): as rnn_forward's;
   _borrow=True (internal, rnn_fast.nn's): the cache refers to x, h0 and Wx
     instead of copying them, and h is the cache's own array: nothing may
     write them before the backward.)doc");
