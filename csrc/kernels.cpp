@@ -27,6 +27,7 @@ constexpr bool kFma = true;  // multiply-adds fused: see TanhRational
 #define RNN_FAST_CELL_BODIES
 #include "cells/cells.h"
 #undef RNN_FAST_CELL_BODIES
+#include "reservoir-inl.h"
 #include "table-inl.h"
 constexpr Kernels<float> f = Table<float, 16, 14, 2>::make("avx512", 512, 112);
 constexpr Kernels<double> d = Table<double, 8, 14, 2>::make("avx512", 512, 112);
@@ -41,6 +42,7 @@ constexpr bool kFma = true;
 #define RNN_FAST_CELL_BODIES
 #include "cells/cells.h"
 #undef RNN_FAST_CELL_BODIES
+#include "reservoir-inl.h"
 #include "table-inl.h"
 constexpr Kernels<float> f = Table<float, 8, 6, 2>::make("avx2", 256, 144);
 constexpr Kernels<double> d = Table<double, 4, 6, 2>::make("avx2", 256, 144);
@@ -53,6 +55,7 @@ constexpr bool kFma = false;
 #define RNN_FAST_CELL_BODIES
 #include "cells/cells.h"
 #undef RNN_FAST_CELL_BODIES
+#include "reservoir-inl.h"
 #include "table-inl.h"
 constexpr Kernels<float> f = Table<float, 4, 4, 2>::make("portable", 256, 112);
 constexpr Kernels<double> d = Table<double, 2, 4, 2>::make("portable", 256, 112);

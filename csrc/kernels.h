@@ -56,6 +56,37 @@ struct CellArgs {
     T* dah = nullptr;                // of the recurrent pre-activations, like da (split cells)
 };
 
+// A sparse matrix of `rows` rows in SELL-16 (sliced ELLPACK, reservoir.h),
+// as the SIMD bodies read it: slice s holds the rows row[16s .. 16s + 15]
+// (row[i] = i when row is null), w_s entries each, w_s = (start[s + 1] -
+// start[s]) / 16; entry k of its lane r is val[start[s] + 16k + r], in
+// column col[start[s] + 16k + r], or in column k when col is null (a dense
+// matrix). Lanes past the last row are padding (row 0, values 0).
+inline constexpr index_t kSellSlice = 16;
+template <typename T>
+struct SellView {
+    index_t rows = 0;
+    const index_t* start = nullptr;
+    const std::int32_t* col = nullptr;
+    const T* val = nullptr;
+    const std::int32_t* row = nullptr;
+};
+
+// One step of a leaky reservoir (reservoir.h) for whole slices of its units:
+//   x = keep * xp + lr * f(W · xp + Win · u + bias),  keep = 1 - lr.
+// bias, lr and keep have one value per lane of W's slices, in its slices'
+// order (padded to 16s); x and xp have `w.rows` values, in the rows' order
+// (x is written for those rows only). Win's slices hold W's rows.
+template <typename T>
+struct LeakyArgs {
+    SellView<T> w, win;  // win.rows == 0: no input
+    const T* xp = nullptr;
+    const T* u = nullptr;
+    const T *bias = nullptr, *lr = nullptr, *keep = nullptr;
+    T* x = nullptr;
+    int activation = 0;  // a LeakyActivation (reservoir.h)
+};
+
 // A cell's element-wise math over one CellArgs, for one instruction set.
 template <typename T>
 struct CellBody {
@@ -108,6 +139,8 @@ struct Kernels {
     // (see dropout_forward in layers.h; threshold <= 2^32).
     void (*dropout)(index_t j0, index_t j1, const T* x, T* y, T* mask, std::uint64_t threshold, T scale,
                     std::uint64_t seed);
+    // The leaky reservoir's step (LeakyArgs) for its slices [s0, s1).
+    void (*leaky_slices)(const LeakyArgs<T>& a, index_t s0, index_t s1);
     void (*sigmoid)(index_t n, const T* x, T* y);
     void (*tanh)(index_t n, const T* x, T* y);
     // 2 * lanes * 12 * iters flops of independent multiply-adds: the peak

@@ -1,6 +1,7 @@
 // The Kernels table (kernels.h) of one instruction set, filled by field
 // name. No include guard: kernels.cpp includes it once per instruction set,
-// inside its namespace, after simd.h and the cells' bodies (cells/cells.h).
+// inside its namespace, after simd.h, the cells' bodies (cells/cells.h) and
+// the reservoir's (reservoir-inl.h).
 // T: element type, L: vector width, an MR x (NV * L) GEMM tile.
 template <typename T, int L, int MR, int NV>
 struct Table {
@@ -45,6 +46,7 @@ struct Table {
                      std::uint64_t seed) {
         dropout_pairs<T, L>(j0, j1, x, y, mask, threshold, scale, seed);
     }
+    static void leaky(const LeakyArgs<T>& a, index_t s0, index_t s1) { leaky_slices<T, L>(a, s0, s1); }
     static void sigmoid(index_t n, const T* x, T* y) { sigmoid_array<T, L>(n, x, y); }
     static void tanh(index_t n, const T* x, T* y) { tanh_array<T, L>(n, x, y); }
     static T fma(index_t iters) { return fma_chains<T, L>(iters); }
@@ -67,6 +69,7 @@ struct Table {
         k.gru = {gru_forward_body<T, L>, gru_backward_body<T, L>};
         k.loop_sums = sums;
         k.dropout = drop;
+        k.leaky_slices = leaky;
         k.sigmoid = sigmoid;
         k.tanh = tanh;
         k.fma_chains = fma;

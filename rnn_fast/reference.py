@@ -36,6 +36,7 @@ __all__ = [
     "temporal_softmax_loss",
     "dropout_forward",
     "dropout_backward",
+    "reservoir_forward",
 ]
 
 
@@ -543,3 +544,27 @@ def _adam_update(w, g, m, v, vhat, *, alpha, beta_1, beta_2, epsilon):
         np.maximum(vhat, v, out=vhat)
         v = vhat
     w -= t(alpha) * m / (np.sqrt(v) + t(epsilon))
+
+
+_RESERVOIR_ACTIVATIONS = {
+    "tanh": np.tanh,
+    "identity": lambda a: a,
+    "relu": lambda a: np.maximum(a, 0),
+    "sigmoid": sigmoid,
+}
+
+
+def reservoir_forward(u, x0, W, Win, bias, lr, *, activation="tanh"):
+    """States x (N, T, U) of a leaky reservoir (rnn_fast.reservoir) run on the
+    sequences u (N, T, D) from the states x0 (N, U): W (U, U), Win (U, D),
+    bias and lr (U,), activation a name of the kernel's or a callable on
+    arrays. The twin of rnn_fast._core.LeakyReservoir.run:
+        x[:, t] = (1 - lr) * x[:, t-1] + lr * f(x[:, t-1] @ W.T + u[:, t] @ Win.T + bias)
+    """
+    f = _RESERVOIR_ACTIVATIONS[activation] if isinstance(activation, str) else activation
+    u, s = np.asarray(u), np.asarray(x0)
+    x = np.empty(u.shape[:2] + (np.shape(W)[0],), np.result_type(u, s, W, Win, bias, lr))
+    for t in range(u.shape[1]):
+        s = (1 - lr) * s + lr * f(s @ W.T + u[:, t] @ Win.T + bias)
+        x[:, t] = s
+    return x

@@ -1,5 +1,5 @@
 // The extension module rnn_fast._core: its set-up (threads, fork, errors),
-// the families of bindings (recurrent.cpp, layers.cpp) and the test hooks.
+// the families of bindings (recurrent.cpp, layers.cpp, reservoir.cpp) and the test hooks.
 #include <omp.h>
 #include <pthread.h>
 
@@ -12,6 +12,7 @@ namespace rnn_fast_py {
 
 void bind_recurrent(py::module_& m);
 void bind_layers(py::module_& m);
+void bind_reservoir(py::module_& m);
 
 namespace {
 
@@ -135,6 +136,7 @@ PYBIND11_MODULE(_core, m) {
 
     bind_recurrent(m);
     bind_layers(m);
+    bind_reservoir(m);
     using namespace pybind11::literals;
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
