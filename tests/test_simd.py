@@ -89,7 +89,8 @@ def test_kernels_on_every_instruction_set(isa):
     code = f"import rnn_fast, sys; sys.exit(rnn_fast._core._isa() != {isa!r})"
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == 0
     tests = [os.path.join(here, f) for f in
-             ("test_kernels.py", "test_gradcheck.py", "test_simd.py", "test_extremes.py", "test_threads.py")]
+             ("test_kernels.py", "test_gradcheck.py", "test_simd.py", "test_extremes.py", "test_threads.py",
+              "test_reservoir.py")]
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "not on_every", *tests],
         env=env, capture_output=True, text=True, timeout=600,
