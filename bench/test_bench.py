@@ -114,3 +114,14 @@ def test_the_lengths_rows_time_what_they_claim(cell):
     lengths = np.array([6, 0, 3, 1, 5])
     h = output(rnn_fast_lengths(cfg, np.float64, lengths)[0]())
     assert not h[np.arange(cfg.T)[None, :] >= lengths[:, None]].any()
+
+
+def test_reservoir_peers_compute_the_same_states():
+    """The echo state network rows time the same work: reservoirpy's run and
+    rnn_fast's, given reservoirpy's weights, give the same states."""
+    from rnn_fast.bench.peers import reservoir_peers
+
+    runs = reservoir_peers(50, 300)
+    if "reservoirpy" not in runs:
+        pytest.skip("reservoirpy is not installed (pip install -e '.[bench]')")
+    np.testing.assert_allclose(runs["rnn_fast"](), runs["reservoirpy"](), rtol=0, atol=1e-12)

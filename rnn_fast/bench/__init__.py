@@ -1,7 +1,7 @@
 """Benchmark: rnn_fast against the implementations a user could pick instead,
 side by side in one process.
 
-    python -m rnn_fast.bench [--quick | --full] [--cell lstm|gru|rnn] [--dtype float32|float64]
+    python -m rnn_fast.bench [--quick | --full | --reservoir] [--cell lstm|gru|rnn] [--dtype float32|float64]
                              [--threads N] [--json PATH] [--plot PATH] [--keep-blas-env]
 
 Three passes per configuration: the inference forward ("infer": rnn_fast's
@@ -20,7 +20,9 @@ measures the drift). The median over the whole run, the best sgemm block
 and the FMA peak of the cores (independent multiply-adds on every thread)
 are printed beside it. Then it checks the project's speed targets;
 --full adds more configurations, float64, thread scaling, the first call and
-the peak memory (each in a fresh process).
+the peak memory (each in a fresh process), and the echo state networks'
+reservoirs against reservoirpy (float64, the same weights in both), which
+--reservoir runs alone.
 
 NumPy's BLAS runs as it would on a user's machine: when OPENBLAS_CORETYPE or
 OPENBLAS_L2_SIZE is set (some hosts pin OpenBLAS to older kernels with them)
@@ -45,7 +47,8 @@ import numpy as np
 
 import rnn_fast
 
-from .peers import blas_info, load_torch, numpy_peer, onnxruntime_peer, rnn_fast_lengths, rnn_fast_peer, torch_peer
+from .peers import (RESERVOIRS, blas_info, load_torch, numpy_peer, onnxruntime_peer, reservoir_peers,
+                    rnn_fast_lengths, rnn_fast_peer, torch_peer)
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 PASSES = ("infer", "train", "fwd+bwd")
@@ -317,7 +320,13 @@ def targets(results: List[Result], peak: Dict[str, float], extras: Dict[str, flo
         Target("medium LSTM fwd+bwd, lengths 1..T / all T", extras.get("lengths_fwd+bwd"), 0.65, at_most=True),
         Target("medium LSTM infer, lengths 1..T / all T", extras.get("lengths_infer"), 0.65, at_most=True),
     ]
-    return ts
+    return ts + reservoir_targets(extras)
+
+
+def reservoir_targets(extras: Dict[str, float]) -> List[Target]:
+    """Issue 14's: echo state networks' reservoirs against reservoirpy 0.4.2."""
+    return [Target("reservoir 100 units x 100k steps vs reservoirpy", extras.get("reservoir-100"), 10),
+            Target("reservoir 1000 units x 10k steps vs reservoirpy", extras.get("reservoir-1000"), 3)]
 
 
 def fmt_targets(ts: List[Target]) -> str:
@@ -417,6 +426,37 @@ def extras(threads: int, budget_s: float, max_repeats: int, progress) -> Dict[st
     return out
 
 
+def reservoirs(budget_s: float, max_repeats: int, progress) -> Dict[str, float]:
+    """Each reservoir's reservoirpy time / rnn_fast's (RESERVOIRS; float64),
+    timed alternately in two rounds; their times (ms) under "<name> ms"."""
+    out: Dict[str, float] = {}
+    for name, units, steps in RESERVOIRS:
+        progress(f"echo state network: {units} units x {steps} steps, rnn_fast against reservoirpy")
+        runs = reservoir_peers(units, steps)
+        samples: Dict[str, List[float]] = {k: [] for k in runs}
+        for round_ in range(2):
+            for k in (list(runs) if round_ == 0 else list(runs)[::-1]):
+                samples[k] += block_ms(runs[k], budget_s, 2, max_repeats)
+        ms = {k: statistics.median(v) for k, v in samples.items()}
+        out[f"{name} ms"] = ms["rnn_fast"]
+        if "reservoirpy" in ms:
+            out[f"{name} reservoirpy ms"] = ms["reservoirpy"]
+            out[name] = ms["reservoirpy"] / ms["rnn_fast"]
+    return out
+
+
+def fmt_reservoirs(extra: Dict[str, float]) -> str:
+    rows = ["echo state networks (float64, one series of one feature, W 10% full, the same weights in both):"]
+    for name, units, steps in RESERVOIRS:
+        if f"{name} ms" not in extra:
+            continue
+        theirs = extra.get(f"{name} reservoirpy ms")
+        rows.append(f"  {units:5d} units x {steps:6d} steps: rnn_fast {extra[f'{name} ms']:8.1f} ms"
+                    + (f", reservoirpy {theirs:8.1f} ms: {theirs / extra[f'{name} ms']:.1f}x" if theirs else
+                       ", reservoirpy not installed"))
+    return "\n".join(rows)
+
+
 def plot(results: List[Result], path: str) -> None:
     try:
         import matplotlib
@@ -495,6 +535,8 @@ def main(argv=None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the default: the core matrix, short budgets (~2 min)")
     mode.add_argument("--full", action="store_true", help="every configuration, longer budgets, extras (~6 min)")
+    mode.add_argument("--reservoir", action="store_true",
+                      help="only the echo state networks' reservoirs against reservoirpy (~30 s)")
     ap.add_argument("--cell", choices=["lstm", "gru", "rnn"], help="only this cell")
     ap.add_argument("--config", action="append", metavar="NAME", help="only this configuration (repeatable)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -517,8 +559,9 @@ def main(argv=None) -> int:
     if not args.keep_blas_env:
         reexec_without_blas_env(argv, progress)
 
-    configs = [c for c in CONFIGS if (args.full or not c.full_only or c.name in (args.config or []))
-               and args.cell in (None, c.cell) and (not args.config or c.name in args.config)]
+    configs = [] if args.reservoir else [
+        c for c in CONFIGS if (args.full or not c.full_only or c.name in (args.config or []))
+        and args.cell in (None, c.cell) and (not args.config or c.name in args.config)]
     # --full: four rounds of alternating blocks per row (the host's speed
     # drifts within a row's seconds too; more, shorter blocks interleave the
     # peers more finely), the same total budget.
@@ -538,6 +581,8 @@ def main(argv=None) -> int:
         results += run([c for c in CONFIGS if c.name == "medium"], np.float64, args.threads, budget, max_repeats,
                        rounds, progress)
         extra = extras(args.threads, budget, max_repeats, progress)
+    if (args.full or args.reservoir) and args.dtype == "float32" and not args.config and args.cell is None:
+        extra.update(reservoirs(budget if args.full else 1.0, max_repeats, progress))
     # The peaks once more at the end: the highest seen is the peak (one
     # measurement can land in a slow moment of a shared host and flatter
     # every percentage).
@@ -560,8 +605,12 @@ def main(argv=None) -> int:
           f"{peak[args.dtype]:.1f} GFLOP/s, best block {best[args.dtype]:.1f}; FMA units {fma[args.dtype]:.1f} GFLOP/s")
     print("ratios: fastest peer's time / rnn_fast's time; infer = inference forward (no cache, no_grad; "
           "rnn_fast and ONNX Runtime with weights packed beforehand), train = training forward")
-    print(fmt_table(results, peak))
-    ts = targets(results, peak, extra) if args.dtype == "float32" else []
+    if results:
+        print(fmt_table(results, peak))
+    if any(name.startswith("reservoir") for name in extra):
+        print(fmt_reservoirs(extra))
+    ts = (reservoir_targets(extra) if args.reservoir else targets(results, peak, extra)) \
+        if args.dtype == "float32" else []
     if ts:
         print()
         print(fmt_targets(ts))

@@ -13,6 +13,9 @@ what its backward needs) and forward+backward.
   inference, grad mode for training.
 - ``onnxruntime``: a one-node-per-layer ONNX graph (the LSTM/GRU/RNN operators
   people deploy with), built with ``onnx.helper``; forwards only.
+- ``reservoirpy`` (echo state networks, ``reservoir_peers``): its
+  ``Reservoir.run``, against ``rnn_fast.reservoir.Reservoir.run`` with the
+  same weights.
 
 Letters as in rnn_fast: N batch, T time, D features, H units, G = gates * H.
 """
@@ -105,6 +108,42 @@ def rnn_fast_lengths(cfg, dtype, lengths) -> Closures:
         return h
 
     return infer, train, fwd_bwd
+
+
+# Echo state networks: (name, units, steps), one series of one feature, W 10%
+# full (reservoirpy's default), float64 (its default dtype).
+RESERVOIRS = [("reservoir-100", 100, 100_000), ("reservoir-1000", 1000, 10_000)]
+
+
+def reservoir_peers(units: int, steps: int) -> dict:
+    """{"rnn_fast": run, "reservoirpy": run} of one reservoir (sr 1.25, lr
+    0.3), each run from a zero state over the same series: reservoirpy's
+    Reservoir and its weights (drawn by reservoirpy), and rnn_fast's given
+    those weights. Without reservoirpy, rnn_fast's alone, with its own."""
+    from rnn_fast.reservoir import Reservoir
+
+    u = np.random.default_rng(0).standard_normal((steps, 1))
+    peers = {}
+    try:
+        from reservoirpy.nodes import Reservoir as RpyReservoir
+    except ImportError:
+        ours = Reservoir(units, sr=1.25, lr=0.3, seed=0)
+    else:
+        theirs = RpyReservoir(units, sr=1.25, lr=0.3, seed=0)
+        theirs.initialize(u)
+        ours = Reservoir(W=theirs.W, Win=theirs.Win, bias=theirs.bias, lr=0.3)
+
+        def reservoirpy_run():
+            theirs.reset()
+            return theirs.run(u)
+
+        peers["reservoirpy"] = reservoirpy_run
+
+    def rnn_fast_run():
+        ours.reset()
+        return ours.run(u)
+
+    return {"rnn_fast": rnn_fast_run, **peers}
 
 
 def reference_peer(cfg, dtype) -> Closures:
