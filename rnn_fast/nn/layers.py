@@ -185,6 +185,9 @@ class _Recurrent(Layer):
 
     _n_states = 1
     _gates = 1
+    # While rnn_fast.diagnostics probes the layer: a dict that takes its
+    # input, initial states and (after a backward) the gradient of its steps.
+    _probe: Optional[Dict[str, Any]] = None
 
     def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", recurrent_initializer: str = "orthogonal",
@@ -312,6 +315,8 @@ class _Recurrent(Layer):
             drop = (backend.rng().random(x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
             x = x * drop
         states = self._initial_states(N, initial_state)
+        if self._probe is not None:  # rnn_fast.diagnostics follows this layer's steps
+            self._probe.update(x=x, states=[np.array(s) for s in states], lengths=lengths)
         h, final, cache = self._run(x, states, self._keep_cache, lengths)
         if self.stateful:
             self.states = [s.copy() for s in final]
@@ -395,6 +400,9 @@ class _Recurrent(Layer):
 
     def _finish_backward(self, dh, dstates):
         ctx = self._ctx
+        if self._probe is not None:  # the gradient of every step's h (kernel time order) and of c_T
+            self._probe.update(dh=np.array(dh), dc=None if len(dstates) < 2 or dstates[1] is None
+                               else np.array(dstates[1]))
         dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
         for g, kernel_g in zip(self.grads, (dWx, dWh, db)):  # no db without a bias
             g[...] = kernel_g
