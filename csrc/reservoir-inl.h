@@ -48,8 +48,8 @@ RNN_FAST_INLINE V<T, L> gather(const T* x, const std::int32_t* col) {
 template <int NV>
 inline constexpr int kSums = NV >= 4 ? 1 : 4 / NV;
 
-// acc[k % S] += the products of entries k of slice s of m with x, whose
-// operands operand(x, k, v) gives (gathered or broadcast).
+// acc[k % S] += the products of a slice's entries k (values val, width a
+// row) with their operands, operand(k, v) for vector v (gathered or broadcast).
 template <typename T, int L, int NV, int S, typename Operand>
 RNN_FAST_INLINE void sell_entries(const T* val, index_t width, Operand&& operand, V<T, L> (&acc)[S][NV]) {
     index_t k = 0;
@@ -57,7 +57,8 @@ RNN_FAST_INLINE void sell_entries(const T* val, index_t width, Operand&& operand
 #pragma GCC unroll 8
         for (int j = 0; j < S; ++j) {
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[j][v] += load<T, L>(val + (k + j) * kSellSlice + v * L) * operand(k + j, v);
+            for (int v = 0; v < NV; ++v)
+                acc[j][v] += load<T, L>(val + (k + j) * kSellSlice + v * L) * operand(k + j, v);
         }
     }
     for (; k < width; ++k) {

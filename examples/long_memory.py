@@ -86,7 +86,8 @@ def long_memory(out):
             f"falls by 1e3 in {rnn_after.horizon_estimate:.0f} steps (RNN) against "
             f"{lstm_after.horizon_estimate:.0f} (LSTM)")
     if out:
-        plot_gradient_flow([rnn_before, lstm_before, rnn_after, lstm_after], path=os.path.join(out, "gradient_flow.png"),
+        plot_gradient_flow([rnn_before, lstm_before, rnn_after, lstm_after],
+                           path=os.path.join(out, "gradient_flow.png"),
                            title=f"Gradient flow on the adding problem (T = {T}), before and after training")
 
 

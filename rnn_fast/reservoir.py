@@ -42,10 +42,12 @@ __all__ = ["Reservoir", "Ridge", "ESN", "spectral_radius"]
 
 # The activations the compiled loop has; the rest run on the NumPy twin.
 _COMPILED = ("tanh", "identity", "relu", "sigmoid")
-_NUMPY_ONLY = {
-    "softplus": lambda a: np.logaddexp(0, a),
-    "softmax": lambda a: np.exp(a - a.max(-1, keepdims=True)) / np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True),
-}
+def _softmax(a):
+    e = np.exp(a - a.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+_NUMPY_ONLY = {"softplus": lambda a: np.logaddexp(0, a), "softmax": _softmax}
 
 # Above this many units, the spectral radius comes from ARPACK (SciPy, when
 # installed) rather than from all the eigenvalues of a dense copy of W.

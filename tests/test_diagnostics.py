@@ -112,7 +112,8 @@ def test_models_layers_and_the_loss_gradient():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((8, 20, 3)).astype(np.float32)
     y = rng.standard_normal((8, 1)).astype(np.float32)
-    model = nn.Sequential([nn.LSTM(6, return_sequences=True, go_backwards=True), nn.Bidirectional(nn.GRU(4, return_sequences=True)),
+    model = nn.Sequential([nn.LSTM(6, return_sequences=True, go_backwards=True),
+                           nn.Bidirectional(nn.GRU(4, return_sequences=True)),
                            nn.SimpleRNN(5, return_sequences=True), nn.SimpleRNN(3), nn.Dense(1)])
     model.compile("adam", "mse")
     flows = gradient_flow(model, x)

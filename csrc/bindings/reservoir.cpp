@@ -128,7 +128,9 @@ public:
     index_t units() const { return units_; }
     index_t inputs() const { return inputs_; }
     // Entries read a step (padding included), and whether W is stored dense.
-    index_t stored() const { return dbl_ ? d_->W().stored() + d_->Win().stored() : f_->W().stored() + f_->Win().stored(); }
+    index_t stored() const {
+        return dbl_ ? d_->W().stored() + d_->Win().stored() : f_->W().stored() + f_->Win().stored();
+    }
     bool dense() const { return dbl_ ? d_->W().dense() : f_->W().dense(); }
 
 private:
