@@ -1,6 +1,9 @@
 """Global settings of rnn_fast.nn, as Keras keeps them: the float type of new
-layers and the random generator behind initializers, dropout and shuffling."""
-from typing import Optional
+layers and the random generator behind initializers, dropout and shuffling;
+and, in data-parallel training, which part of the global batch this process
+computes."""
+import contextlib
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -29,3 +32,34 @@ def set_random_seed(seed: Optional[int]) -> None:
 
 def rng() -> np.random.Generator:
     return _RNG
+
+
+# (start, stop, n): this process computes rows [start, stop) of a global
+# batch of n (rnn_fast.nn.distributed); None otherwise.
+_PART: Optional[Tuple[int, int, int]] = None
+
+
+@contextlib.contextmanager
+def batch_part(start: int, stop: int, n: int):
+    """While it lasts, random draws over a batch (dropout masks) are drawn
+    for the whole global batch of n rows and sliced to [start, stop): the
+    masks of one process running the whole batch."""
+    global _PART
+    before, _PART = _PART, (start, stop, n)
+    try:
+        yield
+    finally:
+        _PART = before
+
+
+def batch_part_now() -> Optional[Tuple[int, int, int]]:
+    return _PART
+
+
+def batch_random(rng: np.random.Generator, shape) -> np.ndarray:
+    """rng.random(shape) for a batch of shape[0] rows, or, inside
+    batch_part, the rows [start, stop) of a draw for the global batch."""
+    if _PART is None:
+        return rng.random(shape)
+    start, stop, n = _PART
+    return rng.random((n,) + tuple(shape[1:]))[start:stop]

@@ -312,7 +312,7 @@ class _Recurrent(Layer):
         drop = None
         if training and self.dropout > 0:
             keep = 1.0 - self.dropout
-            drop = (backend.rng().random(x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+            drop = (backend.batch_random(backend.rng(), x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
             x = x * drop
         states = self._initial_states(N, initial_state)
         if self._probe is not None:  # rnn_fast.diagnostics follows this layer's steps
@@ -813,11 +813,17 @@ class Dropout(Layer):
         # mask (y and the scaled mask in one pass; NumPy's uniforms, compare
         # and two products took ~4x as long on the seed model's batches).
         seed = int(rng.integers(0, 2**63))
+        part = backend.batch_part_now()
+        if part is not None and x.dtype in (np.float32, np.float64):
+            # Data-parallel: this process's rows of the global batch's mask.
+            start, stop, n = part
+            self._mask = _core.dropout_forward(np.ones((n,) + x.shape[1:], x.dtype), self.rate, seed)[0][start:stop]
+            return x * self._mask
         if x.dtype in (np.float32, np.float64):
             y, self._mask = _core.dropout_forward(x, self.rate, seed)
             return y
         keep = 1.0 - self.rate
-        self._mask = (rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        self._mask = (backend.batch_random(rng, x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
         return x * self._mask
 
     def backward(self, dy):

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import backend, keras_file, layers as layers_mod, losses, optimizers
+from . import backend, distributed, keras_file, layers as layers_mod, losses, optimizers
 
 FORMAT = "rnn_fast.nn/1"
 _MANIFEST = "__rnn_fast_model__"
@@ -250,14 +250,18 @@ class Sequential:
                 raise ValueError(f"compile(): metrics must be among {list(_METRICS)}, got {m!r}")
         self.metrics = metrics
 
-    def _accumulate(self, sums, counts, values: Dict[str, float], batch: int) -> Dict[str, float]:
+    def _accumulate(self, sums, counts, values: Dict[str, float], batch: int,
+                    metric_weight: Optional[float] = None) -> Dict[str, float]:
         """Adds a batch's values to the running sums and returns the running
         means, as Keras's trackers: the loss weighted by the batch's samples,
         a metric by its unmasked steps when the output has a mask (Keras's
-        metrics are means over every step they weigh)."""
+        metrics are means over every step they weigh; metric_weight: that
+        weight, when the batch was computed elsewhere)."""
         for k, v in values.items():
             w = batch
-            if k != "loss" and self._output_mask is not None:
+            if k != "loss" and metric_weight is not None:
+                w = metric_weight
+            elif k != "loss" and self._output_mask is not None:
                 w = float(np.sum(self._output_mask))
             sums[k] = sums.get(k, 0.0) + v * w
             counts[k] = counts.get(k, 0.0) + w
@@ -335,8 +339,14 @@ class Sequential:
         return loss, grads, pred
 
     def train_on_batch(self, x, y) -> Dict[str, float]:
-        """One gradient step on one batch; returns its loss and metrics."""
+        """One gradient step on one batch; returns its loss and metrics.
+        Data-parallel (rnn_fast.nn.distributed.init()): the batch is the
+        global one, of which each process computes its part."""
         self._require_compiled("train_on_batch")
+        ctx = distributed.active()
+        if ctx is not None and ctx.size > 1:
+            x, y = self._check_data(x, y, "train_on_batch()")
+            return distributed.train_step(ctx, self, x, y, sync=not self.built)[0]
         loss, grads, pred = self.compute_gradients(x, y, training=True)
         self.optimizer.apply(self.trainable_weights, grads)
         return dict(loss=loss, **self._metric_values(y, pred))
@@ -391,6 +401,16 @@ class Sequential:
             if len(validation_data) != 2:
                 raise ValueError("fit(): validation_data must be a tuple (x_val, y_val)")
             validation_data = self._check_data(*validation_data, "fit(): validation_data")
+        ctx = distributed.active()
+        if ctx is not None and ctx.size > 1:
+            # Rank 0's generators now (shuffling and dropout agree), its
+            # weights and optimizer state at the first step (built there, as
+            # one process builds the model at its first batch).
+            distributed.sync_random(ctx, self)
+            if not ctx.is_root:
+                verbose = 0
+        else:
+            ctx = None
         callbacks = list(callbacks or [])
         history = History()
         history.params = {"epochs": epochs, "steps": -(-x.shape[0] // batch_size), "verbose": verbose}
@@ -410,8 +430,13 @@ class Sequential:
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 xb, yb = (x[idx], y[idx]) if shuffle else (x[idx[0]:idx[-1] + 1], y[idx[0]:idx[-1] + 1])
-                values = self.train_on_batch(xb, yb)
-                logs = self._accumulate(sums, counts, values, len(idx))
+                if ctx is None:
+                    values = self.train_on_batch(xb, yb)
+                    logs = self._accumulate(sums, counts, values, len(idx))
+                else:
+                    first = epoch == initial_epoch and step == 0
+                    values, metric_weight = distributed.train_step(ctx, self, xb, yb, sync=first)
+                    logs = self._accumulate(sums, counts, values, len(idx), metric_weight)
                 bar.update(step + 1, logs, final=step + 1 == steps and validation_data is None)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
@@ -422,6 +447,8 @@ class Sequential:
                 history.history.setdefault(k, []).append(v)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            if ctx is not None:  # rank 0 decides for all (the logs are the same everywhere)
+                self.stop_training = bool(ctx.bcast(self.stop_training))
             if self.stop_training:
                 break
         for cb in callbacks:
@@ -438,16 +465,27 @@ class Sequential:
         if y is None:
             raise ValueError("evaluate(): y is required")
         batch_size = self._batch_size(batch_size, "evaluate()")
+        ctx = distributed.active()
+        if ctx is not None and ctx.size > 1:  # each rank its share of the samples
+            start, stop = ctx.part(x.shape[0])
+            x, y = x[start:stop], y[start:stop]
+            if not ctx.is_root:
+                verbose = 0
+        else:
+            ctx = None
         steps = -(-x.shape[0] // batch_size)
         bar = _Progress(steps, verbose)
         sums: Dict[str, float] = {}
         counts: Dict[str, float] = {}
+        logs: Dict[str, float] = {}
         with self._weights_fixed():
             for step in range(steps):
                 sl = slice(step * batch_size, (step + 1) * batch_size)
                 values = self.test_on_batch(x[sl], y[sl])
                 logs = self._accumulate(sums, counts, values, len(x[sl]))
                 bar.update(step + 1, logs, final=step + 1 == steps)
+        if ctx is not None:
+            logs = distributed.reduce_logs(ctx, sums, counts, ["loss"] + list(self.metrics))
         if return_dict:
             return logs
         return logs["loss"] if not self.metrics else [logs["loss"]] + [logs[m] for m in self.metrics]
@@ -456,7 +494,21 @@ class Sequential:
         """The model's outputs for x, in batches, in inference mode (no dropout)."""
         x, _ = self._check_data(x, None, "predict()")
         batch_size = self._batch_size(batch_size, "predict()")
+        ctx = distributed.active()
+        if ctx is not None and ctx.size > 1:  # each rank its share, gathered on every rank
+            n = x.shape[0]
+            start, stop = ctx.part(n)
+            local = self._predict_local(x[start:stop], batch_size, verbose if ctx.is_root else 0)
+            if local is None:  # an empty share: the output's shape from a sample
+                with self._weights_fixed():
+                    local = self._forward(x[:1], training=False, keep_cache=False)[:0]
+            return ctx.gather_rows(local, n)
+        return self._predict_local(x, batch_size, verbose)
+
+    def _predict_local(self, x, batch_size: int, verbose) -> Optional[np.ndarray]:
         steps = -(-x.shape[0] // batch_size)
+        if steps == 0:
+            return None
         bar = _Progress(steps, verbose)
         outs = []
         with self._weights_fixed():
@@ -476,7 +528,25 @@ class Sequential:
 
     def save(self, filepath) -> None:
         """Writes architecture, weights, compile settings and optimizer state to
-        one .npz file (a zip of .npy arrays and a JSON manifest; no pickle)."""
+        one .npz file (a zip of .npy arrays and a JSON manifest; no pickle).
+        Data-parallel, rank 0 writes and the others wait for it."""
+        ctx = distributed.active()
+        if ctx is not None and ctx.size > 1:
+            error = None
+            if ctx.is_root:
+                try:
+                    self._save(filepath)
+                except BaseException as e:
+                    error = e
+            failed = ctx.bcast(None if error is None else repr(error))
+            if error is not None:
+                raise error
+            if failed is not None:
+                raise RuntimeError(f"save(): rank 0 could not write {filepath!r}: {failed}")
+            return
+        self._save(filepath)
+
+    def _save(self, filepath) -> None:
         arrays: Dict[str, np.ndarray] = {}
         for i, layer in enumerate(self.layers):
             for name, w in zip(layer.weight_names, layer.weights):

@@ -1,0 +1,257 @@
+"""Data-parallel training across processes on MPI (through mpi4py), as
+Horovod and PyTorch's DistributedDataParallel do it. One line switches it on
+in a script that every process runs::
+
+    from rnn_fast.nn import distributed
+    distributed.init()          # before building the model; mpirun -np K python train.py
+
+From then on, in every process:
+
+- ``fit`` starts by broadcasting rank 0's weights, optimizer state and
+  random generators (so initial weights, shuffling and dropout masks agree);
+  every global batch of ``batch_size`` samples is split into K contiguous
+  parts (sizes differing by at most one), each rank computes the gradient
+  of its part, and one ``Allreduce`` per step sums them, weighted by each
+  part's share of the loss (samples, or unmasked steps), fused into one
+  buffer with the losses, the metrics and an error flag. Penalties,
+  clipping and the optimizer then run on the sum, identically everywhere:
+  K processes reach the weights one process reaches with the same
+  ``batch_size``, to float rounding. Dropout masks are drawn for the whole
+  global batch and sliced, so they are the one-process run's too.
+- ``train_on_batch`` does one such step on the batch it is given.
+- ``evaluate`` and ``predict`` take each rank's share of the samples and
+  combine (the metrics) or gather (the predictions, on every rank).
+- The loss, metrics and ``History`` are the global batch's; the progress bar
+  prints on rank 0 only; callbacks run on every rank with the same logs and
+  rank 0's ``stop_training`` decides for all; ``save`` writes on rank 0 only.
+- A rank whose step raises tells the others through the step's buffer: all
+  raise (the others a RuntimeError naming it) rather than wait. An uncaught
+  exception anywhere aborts the whole job (MPI_Abort, as ``python -m
+  mpi4py`` does), and mpirun ends the job when a rank dies.
+
+Without ``init()`` nothing changes, and importing rnn_fast.nn never imports
+mpi4py. Needs ``pip install "rnn_fast[mpi]"`` (mpi4py and Open MPI).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import backend
+
+__all__ = ["Context", "init", "active", "rank", "size", "finalize"]
+
+_context: Optional["Context"] = None
+
+
+class Context:
+    """The processes training together: an MPI communicator and this
+    process's place in it."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def __repr__(self):
+        return f"Context(rank={self.rank}, size={self.size})"
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def part(self, n: int, rank: Optional[int] = None) -> Tuple[int, int]:
+        """[start, stop) of this rank's share of n samples: contiguous, the
+        first n % K ranks one more than the rest."""
+        r = self.rank if rank is None else rank
+        base, extra = divmod(n, self.size)
+        start = r * base + min(r, extra)
+        return start, start + base + (1 if r < extra else 0)
+
+    def allreduce(self, buf: np.ndarray) -> np.ndarray:
+        from mpi4py import MPI
+
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        return buf
+
+    def bcast(self, obj):
+        return self.comm.bcast(obj, root=0)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:
+        """The rows of every rank's share, in rank order, on every rank."""
+        rest = local.shape[1:]
+        counts = [self.part(n, r)[1] - self.part(n, r)[0] for r in range(self.size)]
+        row = int(np.prod(rest, dtype=np.int64))
+        out = np.empty((n,) + rest, local.dtype)
+        sizes = [c * row for c in counts]
+        self.comm.Allgatherv(np.ascontiguousarray(local), [out, sizes])
+        return out
+
+
+def init(comm=None) -> Context:
+    """Switches rnn_fast.nn to data-parallel training over comm (default
+    MPI.COMM_WORLD) and returns the Context. An uncaught exception in any
+    process then aborts the job instead of leaving the others waiting."""
+    global _context
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise ImportError('rnn_fast.nn.distributed needs mpi4py and an MPI: pip install "rnn_fast[mpi]"') from e
+    _context = Context(MPI.COMM_WORLD if comm is None else comm)
+    if _context.size > 1:
+        previous = sys.excepthook
+
+        def abort_on_uncaught(kind, value, tb):
+            previous(kind, value, tb)
+            sys.stderr.flush()
+            _context.comm.Abort(1)
+
+        sys.excepthook = abort_on_uncaught
+    return _context
+
+
+def active() -> Optional[Context]:
+    """The Context of init(), or None (one process)."""
+    return _context
+
+
+def rank() -> int:
+    return 0 if _context is None else _context.rank
+
+
+def size() -> int:
+    return 1 if _context is None else _context.size
+
+
+def finalize() -> None:
+    """Back to one-process training (the communicator stays as mpi4py keeps it)."""
+    global _context
+    _context = None
+
+
+# ------------------------------------------------------- what the models call
+
+def sync_random(ctx: Context, model) -> None:
+    """Rank 0's random generators everywhere (shuffling, initializers, dropout)."""
+    state = ctx.bcast(backend.rng().bit_generator.state)
+    backend.rng().bit_generator.state = state
+    for layer in model.layers:
+        own = getattr(layer, "_rng", None)
+        if own is not None:
+            own.bit_generator.state = ctx.bcast(own.bit_generator.state)
+
+
+def sync_weights(ctx: Context, model) -> None:
+    """Rank 0's weights and optimizer state everywhere."""
+    for w in model.weights:
+        ctx.comm.Bcast(w, root=0)
+    opt = model.optimizer
+    if opt is not None:
+        shapes = ctx.bcast([[s.shape for s in slots] for slots in opt.state])
+        if [[s.shape for s in slots] for slots in opt.state] != shapes:
+            opt.state = [[np.zeros(shape, w.dtype) for shape in slot_shapes]
+                         for slot_shapes, w in zip(shapes, model.trainable_weights)]
+        for slots in opt.state:
+            for s in slots:
+                ctx.comm.Bcast(s, root=0)
+        opt.iterations = ctx.bcast(opt.iterations)
+
+
+def _trainable_layers(model):
+    return [layer for layer in model.layers if layer.trainable]
+
+
+def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sync: bool = False) -> Tuple[Dict[str, float], float]:
+    """One data-parallel step on the global batch (x, y): this rank's part
+    forward and backward, one Allreduce, then penalties, clipping and the
+    update. sync: first build the model if need be (drawing its weights
+    where one process would: at its first batch) and take rank 0's weights
+    and optimizer state. Returns the batch's logs and the metrics' weight
+    (unmasked steps, or samples)."""
+    n = x.shape[0]
+    if sync:
+        if not model.built:
+            model.build((None,) + tuple(np.shape(x)[1:]))
+        sync_weights(ctx, model)
+    start, stop = ctx.part(n)
+    layers = _trainable_layers(model)
+    grads_of = [g for layer in layers for g in layer.grads] if model.built else None
+    error: Optional[BaseException] = None
+    values: Dict[str, float] = {}
+    local_n = stop - start
+    try:
+        if not model.built:
+            model.build((None,) + tuple(np.shape(x)[1:]))
+        layers = _trainable_layers(model)
+        with backend.batch_part(start, stop, n):
+            if local_n > 0:
+                pred = model._forward(x[start:stop], training=True)
+                loss, dpred = model.loss(y[start:stop], pred, mask=model._output_mask)
+                model._backward(dpred.astype(pred.dtype, copy=False))
+                mask = model._output_mask
+                weight = float(np.sum(mask)) if mask is not None else float(pred.size // max(pred.shape[-1], 1)
+                                                                             if pred.ndim > 1 else pred.size)
+                values = {"loss": loss, **model._metric_values(y[start:stop], pred)}
+                metric_weight = float(np.sum(mask)) if mask is not None else float(local_n)
+            else:
+                weight = metric_weight = 0.0
+        grads_of = [g for layer in layers for g in layer.grads]
+    except BaseException as e:  # told to the others through the buffer, then raised here
+        error = e
+        weight = metric_weight = 0.0
+    if grads_of is None:
+        raise error  # the model could not even be built: nothing to tell the others with
+    names = ["loss"] + list(model.metrics)
+    sizes = [g.size for g in grads_of]
+    total = sum(sizes)
+    # [weight * grads..., weight, weight * loss, metric_weight * metrics..., metric_weight, failed ranks...]
+    buf = np.zeros(total + 2 + len(names) - 1 + 1 + ctx.size, np.float64)
+    if error is None and local_n > 0:
+        at = 0
+        for g in grads_of:
+            buf[at:at + g.size] = g.ravel()
+            at += g.size
+        buf[:total] *= weight
+        buf[total] = weight
+        buf[total + 1] = weight * values["loss"]
+        for i, m in enumerate(model.metrics):
+            buf[total + 2 + i] = metric_weight * values[m]
+        buf[total + 1 + len(names)] = metric_weight
+    if error is not None:
+        buf[-ctx.size + ctx.rank] = 1
+    ctx.allreduce(buf)
+    failed = np.flatnonzero(buf[-ctx.size:])
+    if error is not None:
+        raise error
+    if failed.size:
+        raise RuntimeError(f"rnn_fast.nn.distributed: rank {int(failed[0])} raised during a training step "
+                           f"(its traceback is in its output); rank {ctx.rank} stops too")
+    W = buf[total]
+    at = 0
+    for g in grads_of:
+        g[...] = (buf[at:at + g.size] / W if W else 0).reshape(g.shape)
+        at += g.size
+    penalty = model._regularization()  # of the weights the step started from, as one process reports it
+    grads = []
+    for layer in layers:
+        layer.add_regularization_grads()
+        grads += layer.grads
+    model.optimizer.apply(model.trainable_weights, grads)
+    MW = buf[total + 1 + len(names)]
+    logs = {"loss": (buf[total + 1] / W if W else 0.0) + penalty}
+    for i, m in enumerate(model.metrics):
+        logs[m] = buf[total + 2 + i] / MW if MW else 0.0
+    return logs, MW
+
+
+def reduce_logs(ctx: Context, sums: Dict[str, float], counts: Dict[str, float], keys: List[str]) -> Dict[str, float]:
+    """The means over every rank of running sums and counts (keys in order)."""
+    buf = np.array([sums.get(k, 0.0) for k in keys] + [counts.get(k, 0.0) for k in keys], np.float64)
+    ctx.allreduce(buf)
+    n = len(keys)
+    return {k: buf[i] / buf[n + i] if buf[n + i] else 0.0 for i, k in enumerate(keys)}
