@@ -209,8 +209,10 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sync: bool = F
     names = ["loss"] + list(model.metrics)
     sizes = [g.size for g in grads_of]
     total = sum(sizes)
-    # [weight * grads..., weight, weight * loss, metric_weight * metrics..., metric_weight, failed ranks...]
-    buf = np.zeros(total + 2 + len(names) - 1 + 1 + ctx.size, np.float64)
+    # [weight * grads..., weight, weight * loss, metric_weight * metrics..., metric_weight, failed ranks...],
+    # in the gradients' dtype (a float32 model's step sends 4 bytes a weight, as Horovod's and DDP's do).
+    dtype = np.result_type(*grads_of) if grads_of else np.float64
+    buf = np.zeros(total + 2 + len(names) - 1 + 1 + ctx.size, dtype)
     if error is None and local_n > 0:
         at = 0
         for g in grads_of:
