@@ -2,7 +2,8 @@
 mpirun in subprocesses: K = 2 and K = 3 (oversubscribed: uneven parts)
 processes reach the one-process run's weights, History, predictions and
 evaluation to float64 rounding, for an LSTM with both kinds of dropout, a
-stacked GRU with a penalty, and a Bidirectional LSTM; only rank 0 saves; a
+stacked GRU with a penalty, a Bidirectional LSTM and a masked sequence
+output (parts weighted by their unmasked steps); only rank 0 saves; a
 rank that raises or dies ends the job with an error within the timeout.
 Skipped without mpi4py and mpirun (pip install "rnn_fast[mpi]"), unless
 RNN_FAST_REQUIRE_MPI=1 (CI), which makes that a failure."""
@@ -49,7 +50,7 @@ def launch(ranks, script, *args, timeout=120):
     return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "bidirectional"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "bidirectional", "masked"])
 def test_k_processes_train_as_one(kind, tmp_path):
     runs = {}
     for ranks in (0, 2, 3):

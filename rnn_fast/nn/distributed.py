@@ -19,8 +19,10 @@ From then on, in every process:
   ``batch_size``, to float rounding. Dropout masks are drawn for the whole
   global batch and sliced, so they are the one-process run's too.
 - ``train_on_batch`` does one such step on the batch it is given.
-- ``evaluate`` and ``predict`` take each rank's share of the samples and
-  combine (the metrics) or gather (the predictions, on every rank).
+- ``evaluate`` splits every batch as ``fit`` does (the same means over each
+  batch's samples or unmasked steps as one process), one small Allreduce a
+  batch; ``predict`` takes each rank's share of the samples and gathers the
+  predictions on every rank.
 - The loss, metrics and ``History`` are the global batch's; the progress bar
   prints on rank 0 only; callbacks run on every rank with the same logs and
   rank 0's ``stop_training`` decides for all; ``save`` writes on rank 0 only.
@@ -35,7 +37,7 @@ mpi4py. Needs ``pip install "rnn_fast[mpi]"`` (mpi4py and Open MPI).
 from __future__ import annotations
 
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -251,9 +253,41 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sync: bool = F
     return logs, MW
 
 
-def reduce_logs(ctx: Context, sums: Dict[str, float], counts: Dict[str, float], keys: List[str]) -> Dict[str, float]:
-    """The means over every rank of running sums and counts (keys in order)."""
-    buf = np.array([sums.get(k, 0.0) for k in keys] + [counts.get(k, 0.0) for k in keys], np.float64)
+def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray) -> Tuple[Dict[str, float], float]:
+    """The loss and metrics of the global batch (x, y) in inference mode,
+    each rank computing its part: one Allreduce of the weighted sums (and an
+    error flag). Returns the logs and the metrics' weight, as train_step."""
+    n = x.shape[0]
+    start, stop = ctx.part(n)
+    names = ["loss"] + list(model.metrics)
+    buf = np.zeros(len(names) + 2 + ctx.size, np.float64)
+    error: Optional[BaseException] = None
+    try:
+        if stop > start:
+            pred = model._forward(x[start:stop], training=False, keep_cache=False)
+            loss = model.loss(y[start:stop], pred, mask=model._output_mask)[0]
+            mask = model._output_mask
+            weight = float(np.sum(mask)) if mask is not None else float(pred.size // max(pred.shape[-1], 1)
+                                                                         if pred.ndim > 1 else pred.size)
+            metric_weight = float(np.sum(mask)) if mask is not None else float(stop - start)
+            metrics = model._metric_values(y[start:stop], pred)
+            buf[0], buf[1] = weight * loss, weight
+            for i, m in enumerate(model.metrics):
+                buf[2 + i] = metric_weight * metrics[m]
+            buf[len(names) + 1] = metric_weight
+    except BaseException as e:
+        error = e
+        buf[:] = 0
+        buf[len(names) + 2 + ctx.rank] = 1
     ctx.allreduce(buf)
-    n = len(keys)
-    return {k: buf[i] / buf[n + i] if buf[n + i] else 0.0 for i, k in enumerate(keys)}
+    if error is not None:
+        raise error
+    failed = np.flatnonzero(buf[len(names) + 2:])
+    if failed.size:
+        raise RuntimeError(f"rnn_fast.nn.distributed: rank {int(failed[0])} raised while evaluating "
+                           f"(its traceback is in its output); rank {ctx.rank} stops too")
+    W, MW = buf[1], buf[len(names) + 1]
+    logs = {"loss": (buf[0] / W if W else 0.0) + model._regularization()}
+    for i, m in enumerate(model.metrics):
+        logs[m] = buf[2 + i] / MW if MW else 0.0
+    return logs, MW

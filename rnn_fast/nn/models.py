@@ -466,9 +466,7 @@ class Sequential:
             raise ValueError("evaluate(): y is required")
         batch_size = self._batch_size(batch_size, "evaluate()")
         ctx = distributed.active()
-        if ctx is not None and ctx.size > 1:  # each rank its share of the samples
-            start, stop = ctx.part(x.shape[0])
-            x, y = x[start:stop], y[start:stop]
+        if ctx is not None and ctx.size > 1:  # each rank its part of every batch
             if not ctx.is_root:
                 verbose = 0
         else:
@@ -477,15 +475,16 @@ class Sequential:
         bar = _Progress(steps, verbose)
         sums: Dict[str, float] = {}
         counts: Dict[str, float] = {}
-        logs: Dict[str, float] = {}
         with self._weights_fixed():
             for step in range(steps):
                 sl = slice(step * batch_size, (step + 1) * batch_size)
-                values = self.test_on_batch(x[sl], y[sl])
-                logs = self._accumulate(sums, counts, values, len(x[sl]))
+                if ctx is None:
+                    values = self.test_on_batch(x[sl], y[sl])
+                    logs = self._accumulate(sums, counts, values, len(x[sl]))
+                else:
+                    values, metric_weight = distributed.test_step(ctx, self, x[sl], y[sl])
+                    logs = self._accumulate(sums, counts, values, len(x[sl]), metric_weight)
                 bar.update(step + 1, logs, final=step + 1 == steps)
-        if ctx is not None:
-            logs = distributed.reduce_logs(ctx, sums, counts, ["loss"] + list(self.metrics))
         if return_dict:
             return logs
         return logs["loss"] if not self.metrics else [logs["loss"]] + [logs[m] for m in self.metrics]

@@ -21,6 +21,11 @@ x = rng.standard_normal((50, 12, 3))
 y = rng.standard_normal((50, 1))
 if kind == "lstm":  # input dropout in the layer, and a Dropout layer
     layers = [nn.LSTM(8, dropout=0.2), nn.Dropout(0.3), nn.Dense(1)]
+elif kind == "masked":  # the loss and metrics over unmasked steps: parts weighted by them, not by samples
+    lengths = rng.integers(1, 13, 50)
+    x = np.where(np.arange(12)[None, :] < lengths[:, None], rng.integers(1, 9, (50, 12)), 0)
+    y = rng.standard_normal((50, 12, 1))
+    layers = [nn.Embedding(9, 4, mask_zero=True), nn.LSTM(6, return_sequences=True), nn.Dense(1)]
 elif kind == "gru":
     layers = [nn.GRU(8, return_sequences=True), nn.GRU(4, kernel_regularizer="l2"), nn.Dense(1)]
 else:
