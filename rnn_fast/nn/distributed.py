@@ -168,7 +168,20 @@ def _trainable_layers(model):
     return [layer for layer in model.layers if layer.trainable]
 
 
-def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sync: bool = False) -> Tuple[Dict[str, float], float]:
+def _weights(model, pred: np.ndarray, samples: int) -> Tuple[float, float]:
+    """(loss weight, metric weight) of a part: what its loss and metrics
+    average over (the output's unmasked rows, or its rows; the unmasked
+    steps, or the samples), so that weighted sums over the parts give the
+    whole batch's means."""
+    mask = model._output_mask
+    if mask is not None:
+        return float(np.sum(mask)), float(np.sum(mask))
+    rows = pred.size // pred.shape[-1] if pred.ndim > 1 else pred.size
+    return float(rows), float(samples)
+
+
+def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray,
+               sync: bool = False) -> Tuple[Dict[str, float], float]:
     """One data-parallel step on the global batch (x, y): this rank's part
     forward and backward, one Allreduce, then penalties, clipping and the
     update. sync: first build the model if need be (drawing its weights
@@ -176,45 +189,33 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sync: bool = F
     and optimizer state. Returns the batch's logs and the metrics' weight
     (unmasked steps, or samples)."""
     n = x.shape[0]
-    if sync:
+    if sync or not model.built:
         if not model.built:
             model.build((None,) + tuple(np.shape(x)[1:]))
         sync_weights(ctx, model)
     start, stop = ctx.part(n)
     layers = _trainable_layers(model)
-    grads_of = [g for layer in layers for g in layer.grads] if model.built else None
+    grads_of = [g for layer in layers for g in layer.grads]
     error: Optional[BaseException] = None
     values: Dict[str, float] = {}
     local_n = stop - start
+    weight = metric_weight = 0.0
     try:
-        if not model.built:
-            model.build((None,) + tuple(np.shape(x)[1:]))
-        layers = _trainable_layers(model)
         with backend.batch_part(start, stop, n):
             if local_n > 0:
                 pred = model._forward(x[start:stop], training=True)
                 loss, dpred = model.loss(y[start:stop], pred, mask=model._output_mask)
                 model._backward(dpred.astype(pred.dtype, copy=False))
-                mask = model._output_mask
-                weight = float(np.sum(mask)) if mask is not None else float(pred.size // max(pred.shape[-1], 1)
-                                                                             if pred.ndim > 1 else pred.size)
+                weight, metric_weight = _weights(model, pred, local_n)
                 values = {"loss": loss, **model._metric_values(y[start:stop], pred)}
-                metric_weight = float(np.sum(mask)) if mask is not None else float(local_n)
-            else:
-                weight = metric_weight = 0.0
-        grads_of = [g for layer in layers for g in layer.grads]
     except BaseException as e:  # told to the others through the buffer, then raised here
         error = e
-        weight = metric_weight = 0.0
-    if grads_of is None:
-        raise error  # the model could not even be built: nothing to tell the others with
     names = ["loss"] + list(model.metrics)
-    sizes = [g.size for g in grads_of]
-    total = sum(sizes)
+    total = sum(g.size for g in grads_of)
     # [weight * grads..., weight, weight * loss, metric_weight * metrics..., metric_weight, failed ranks...],
     # in the gradients' dtype (a float32 model's step sends 4 bytes a weight, as Horovod's and DDP's do).
     dtype = np.result_type(*grads_of) if grads_of else np.float64
-    buf = np.zeros(total + 2 + len(names) - 1 + 1 + ctx.size, dtype)
+    buf = np.zeros(total + len(names) + 2 + ctx.size, dtype)
     if error is None and local_n > 0:
         at = 0
         for g in grads_of:
@@ -266,10 +267,7 @@ def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray) -> Tuple[Dict[s
         if stop > start:
             pred = model._forward(x[start:stop], training=False, keep_cache=False)
             loss = model.loss(y[start:stop], pred, mask=model._output_mask)[0]
-            mask = model._output_mask
-            weight = float(np.sum(mask)) if mask is not None else float(pred.size // max(pred.shape[-1], 1)
-                                                                         if pred.ndim > 1 else pred.size)
-            metric_weight = float(np.sum(mask)) if mask is not None else float(stop - start)
+            weight, metric_weight = _weights(model, pred, stop - start)
             metrics = model._metric_values(y[start:stop], pred)
             buf[0], buf[1] = weight * loss, weight
             for i, m in enumerate(model.metrics):
