@@ -78,6 +78,22 @@ class Context:
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         return buf
 
+    def exchange(self, buf: np.ndarray, error: Optional[BaseException], doing: str) -> np.ndarray:
+        """Sums buf over the ranks; its last `size` slots flag the ranks
+        that failed (error: this one did, its own slots then zeros). Every
+        rank raises if any failed: its own error, or one naming that rank."""
+        if error is not None:
+            buf[:] = 0
+            buf[-self.size + self.rank] = 1
+        self.allreduce(buf)
+        if error is not None:
+            raise error
+        failed = np.flatnonzero(buf[-self.size:])
+        if failed.size:
+            raise RuntimeError(f"rnn_fast.nn.distributed: rank {int(failed[0])} raised {doing} (its traceback is "
+                               f"in its output); rank {self.rank} stops too")
+        return buf
+
     def bcast(self, obj):
         return self.comm.bcast(obj, root=0)
 
@@ -227,15 +243,7 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray,
         for i, m in enumerate(model.metrics):
             buf[total + 2 + i] = metric_weight * values[m]
         buf[total + 1 + len(names)] = metric_weight
-    if error is not None:
-        buf[-ctx.size + ctx.rank] = 1
-    ctx.allreduce(buf)
-    failed = np.flatnonzero(buf[-ctx.size:])
-    if error is not None:
-        raise error
-    if failed.size:
-        raise RuntimeError(f"rnn_fast.nn.distributed: rank {int(failed[0])} raised during a training step "
-                           f"(its traceback is in its output); rank {ctx.rank} stops too")
+    ctx.exchange(buf, error, "during a training step")
     W = buf[total]
     at = 0
     for g in grads_of:
@@ -275,15 +283,7 @@ def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray) -> Tuple[Dict[s
             buf[len(names) + 1] = metric_weight
     except BaseException as e:
         error = e
-        buf[:] = 0
-        buf[len(names) + 2 + ctx.rank] = 1
-    ctx.allreduce(buf)
-    if error is not None:
-        raise error
-    failed = np.flatnonzero(buf[len(names) + 2:])
-    if failed.size:
-        raise RuntimeError(f"rnn_fast.nn.distributed: rank {int(failed[0])} raised while evaluating "
-                           f"(its traceback is in its output); rank {ctx.rank} stops too")
+    ctx.exchange(buf, error, "while evaluating")
     W, MW = buf[1], buf[len(names) + 1]
     logs = {"loss": (buf[0] / W if W else 0.0) + model._regularization()}
     for i, m in enumerate(model.metrics):

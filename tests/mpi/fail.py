@@ -1,9 +1,14 @@
 """One rank raises (argv[1] == "raise") or dies (SIGKILL, "kill") in its third
 forward; tests/test_distributed.py checks that the job ends with an error."""
-import os, signal, sys
+import os
+import signal
+import sys
+
 import numpy as np
+
 from rnn_fast import nn
 from rnn_fast.nn import distributed
+
 how = sys.argv[1]
 ctx = distributed.init()
 nn.backend.set_random_seed(0)
