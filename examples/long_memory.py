@@ -111,7 +111,7 @@ def clipping(out):
             warnings.simplefilter("ignore", RuntimeWarning)
             for _ in range(40):
                 i = len(losses) * 25 % 1000
-                losses.append(float(model.train_on_batch(x[i:i + 25], y[i:i + 25])["loss"]))
+                losses.append(float(model.train_on_batch(x[i:i + 25], y[i:i + 25])))
         curves[clip] = np.array(losses)
     raw, clipped = curves[None], curves[1.0]
     blew_up = not np.all(np.isfinite(raw)) or raw.max() > 100 * raw[0]

@@ -368,6 +368,7 @@ class GradientFlowMonitor(Callback):
     explodes (warn=False: record only)."""
 
     def __init__(self, x, y=None, *, every: int = 1, source: str = "last", warn: bool = True):
+        super().__init__()
         self.x, self.y = x, y
         self.every = _positive(every, "GradientFlowMonitor(): every")
         if source not in ("last", "loss"):
@@ -375,7 +376,7 @@ class GradientFlowMonitor(Callback):
         self.source, self.warn = source, bool(warn)
         self.history: List[Dict[str, object]] = []
 
-    def on_epoch_end(self, epoch: int, logs: Dict[str, float]) -> None:
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, float]] = None) -> None:
         if (epoch + 1) % self.every:
             return
         flows = gradient_flow(self.model, self.x, self.y, source=self.source)

@@ -13,9 +13,11 @@ summary / save, and load_model. Stateful recurrent layers carry their state
 across batches for truncated backpropagation through time. from_torch /
 to_torch move torch.nn.RNN/LSTM/GRU stacks in and out (exchange.py).
 """
-from . import activations, backend, callbacks, initializers, layers, losses, models, optimizers, regularizers
+from . import (activations, backend, callbacks, data, initializers, layers, losses, metrics, models, optimizers,
+               regularizers, schedules)
 from .backend import floatx, set_floatx, set_random_seed
-from .callbacks import Callback, EarlyStopping
+from .callbacks import (CSVLogger, Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler,
+                        ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
 from .exchange import from_torch, to_torch, torch_weights
 from .layers import (
     GRU,
@@ -30,13 +32,14 @@ from .layers import (
     RepeatVector,
     SimpleRNN,
 )
-from .models import History, Sequential, load_model
+from .models import Sequential, load_model
 from .optimizers import SGD, Adam, RMSprop
 from .regularizers import l1, l1_l2, l2
 
 __all__ = [
     "activations", "backend", "callbacks", "initializers", "layers", "losses", "models", "optimizers",
-    "regularizers", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "GRU", "LSTM", "Activation",
+    "regularizers", "metrics", "schedules", "data", "CSVLogger", "LambdaCallback", "LearningRateScheduler",
+    "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "GRU", "LSTM", "Activation",
     "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "Masking", "RepeatVector", "SimpleRNN", "History",
     "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch",
     "torch_weights",

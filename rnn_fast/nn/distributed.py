@@ -37,7 +37,7 @@ mpi4py. Needs ``pip install "rnn_fast[mpi]"`` (mpi4py and Open MPI).
 from __future__ import annotations
 
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -184,26 +184,49 @@ def _trainable_layers(model):
     return [layer for layer in model.layers if layer.trainable]
 
 
-def _weights(model, pred: np.ndarray, samples: int) -> Tuple[float, float]:
-    """(loss weight, metric weight) of a part: what its loss and metrics
-    average over (the output's unmasked rows, or its rows; the unmasked
-    steps, or the samples), so that weighted sums over the parts give the
-    whole batch's means."""
+def _weights(model, pred: np.ndarray) -> float:
+    """A part's loss weight: what its loss averages over (the output's
+    unmasked rows, or its rows), so that weighted sums over the parts give
+    the whole batch's loss."""
     mask = model._output_mask
     if mask is not None:
-        return float(np.sum(mask)), float(np.sum(mask))
-    rows = pred.size // pred.shape[-1] if pred.ndim > 1 else pred.size
-    return float(rows), float(samples)
+        return float(np.sum(mask))
+    return float(pred.size // pred.shape[-1] if pred.ndim > 1 else pred.size)
 
 
-def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray,
-               sync: bool = False) -> Tuple[Dict[str, float], float]:
-    """One data-parallel step on the global batch (x, y): this rank's part
-    forward and backward, one Allreduce, then penalties, clipping and the
-    update. sync: first build the model if need be (drawing its weights
-    where one process would: at its first batch) and take rank 0's weights
-    and optimizer state. Returns the batch's logs and the metrics' weight
-    (unmasked steps, or samples)."""
+def _metric_deltas(model, y: np.ndarray, pred: np.ndarray, sample_weight) -> np.ndarray:
+    """What this part adds to the compiled metrics' states (sums, so the
+    parts' additions add up to the whole batch's)."""
+    before = [m.state.copy() for m in model._compiled_metrics]
+    for m in model._compiled_metrics:
+        m.reset_state()
+    model._update_metrics(y, pred, sample_weight)
+    deltas = [m.state.copy() for m in model._compiled_metrics]
+    for m, b in zip(model._compiled_metrics, before):
+        m.state[...] = b
+    return np.concatenate(deltas) if deltas else np.zeros(0)
+
+
+def _make_metrics(model, y: np.ndarray) -> int:
+    """Every rank makes the compiled metrics from the global batch's shapes
+    (a rank with no rows has no output to take them from); returns the size
+    of their states."""
+    out = model._output_shapes()[-1]
+    model._make_metrics(y.shape, (y.shape[0],) + tuple(1 if d is None else d for d in out))
+    return sum(m.state.size for m in model._compiled_metrics)
+
+
+def _part_weights(sample_weight, start: int, stop: int):
+    return None if sample_weight is None else np.asarray(sample_weight)[start:stop]
+
+
+def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=None, sync: bool = False) -> None:
+    """One data-parallel step on the global batch (x, y, sample_weight):
+    this rank's part forward and backward, one Allreduce, then penalties,
+    clipping and the update; the loss tracker and the metrics take the
+    global batch's values. sync: first build the model if need be (drawing
+    its weights where one process would: at its first batch) and take rank
+    0's weights and optimizer state."""
     n = x.shape[0]
     if sync or not model.built:
         if not model.built:
@@ -213,25 +236,29 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray,
     layers = _trainable_layers(model)
     grads_of = [g for layer in layers for g in layer.grads]
     error: Optional[BaseException] = None
-    values: Dict[str, float] = {}
     local_n = stop - start
-    weight = metric_weight = 0.0
+    weight = loss = 0.0
+    deltas = None
     try:
+        n_metrics = _make_metrics(model, y)
         with backend.batch_part(start, stop, n):
             if local_n > 0:
+                sw = _part_weights(sample_weight, start, stop)
                 pred = model._forward(x[start:stop], training=True)
-                loss, dpred = model.loss(y[start:stop], pred, mask=model._output_mask)
+                loss, dpred = model.loss(y[start:stop], pred, mask=model._output_mask, sample_weight=sw)
                 model._backward(dpred.astype(pred.dtype, copy=False))
-                weight, metric_weight = _weights(model, pred, local_n)
-                values = {"loss": loss, **model._metric_values(y[start:stop], pred)}
+                weight = _weights(model, pred)
+                deltas = _metric_deltas(model, y[start:stop], pred, sw)
     except BaseException as e:  # told to the others through the buffer, then raised here
         error = e
-    names = ["loss"] + list(model.metrics)
+        n_metrics = sum(m.state.size for m in model._compiled_metrics or [])
     total = sum(g.size for g in grads_of)
-    # [weight * grads..., weight, weight * loss, metric_weight * metrics..., metric_weight, failed ranks...],
-    # in the gradients' dtype (a float32 model's step sends 4 bytes a weight, as Horovod's and DDP's do).
+    # [weight * grads..., weight, weight * loss, metric state deltas..., failed ranks...] in the gradients'
+    # dtype (a float32 model's step sends 4 bytes a weight, as Horovod's and DDP's do); the metric states,
+    # sums of counts, in float64 (a second, small buffer).
     dtype = np.result_type(*grads_of) if grads_of else np.float64
-    buf = np.zeros(total + len(names) + 2 + ctx.size, dtype)
+    buf = np.zeros(total + 2 + ctx.size, dtype)
+    states = np.zeros(n_metrics, np.float64)
     if error is None and local_n > 0:
         at = 0
         for g in grads_of:
@@ -239,11 +266,11 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray,
             at += g.size
         buf[:total] *= weight
         buf[total] = weight
-        buf[total + 1] = weight * values["loss"]
-        for i, m in enumerate(model.metrics):
-            buf[total + 2 + i] = metric_weight * values[m]
-        buf[total + 1 + len(names)] = metric_weight
+        buf[total + 1] = weight * loss
+        states[:] = deltas
     ctx.exchange(buf, error, "during a training step")
+    if n_metrics:
+        ctx.allreduce(states)
     W = buf[total]
     at = 0
     for g in grads_of:
@@ -254,38 +281,45 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray,
     for layer in layers:
         layer.add_regularization_grads()
         grads += layer.grads
-    model.optimizer.apply(model.trainable_weights, grads)
-    MW = buf[total + 1 + len(names)]
-    logs = {"loss": (buf[total + 1] / W if W else 0.0) + penalty}
-    for i, m in enumerate(model.metrics):
-        logs[m] = buf[total + 2 + i] / MW if MW else 0.0
-    return logs, MW
+    if grads:
+        model.optimizer.apply(model.trainable_weights, grads)
+    model._loss_tracker.update_state((buf[total + 1] / W if W else 0.0) + penalty, np.float64(n))
+    _add_states(model, states)
 
 
-def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray) -> Tuple[Dict[str, float], float]:
-    """The loss and metrics of the global batch (x, y) in inference mode,
-    each rank computing its part: one Allreduce of the weighted sums (and an
-    error flag). Returns the logs and the metrics' weight, as train_step."""
+def _add_states(model, states: np.ndarray) -> None:
+    at = 0
+    for m in model._compiled_metrics:
+        m.state += states[at:at + m.state.size]
+        at += m.state.size
+
+
+def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=None) -> None:
+    """The loss and metrics of the global batch (x, y, sample_weight) in
+    inference mode, each rank computing its part: one Allreduce of the
+    weighted sums and the metric states (and an error flag)."""
     n = x.shape[0]
     start, stop = ctx.part(n)
-    names = ["loss"] + list(model.metrics)
-    buf = np.zeros(len(names) + 2 + ctx.size, np.float64)
     error: Optional[BaseException] = None
+    n_metrics = 0
+    deltas = None
+    weight = loss = 0.0
     try:
+        n_metrics = _make_metrics(model, y)
         if stop > start:
+            sw = _part_weights(sample_weight, start, stop)
             pred = model._forward(x[start:stop], training=False, keep_cache=False)
-            loss = model.loss(y[start:stop], pred, mask=model._output_mask)[0]
-            weight, metric_weight = _weights(model, pred, stop - start)
-            metrics = model._metric_values(y[start:stop], pred)
-            buf[0], buf[1] = weight * loss, weight
-            for i, m in enumerate(model.metrics):
-                buf[2 + i] = metric_weight * metrics[m]
-            buf[len(names) + 1] = metric_weight
+            loss = model.loss(y[start:stop], pred, mask=model._output_mask, sample_weight=sw)[0]
+            weight = _weights(model, pred)
+            deltas = _metric_deltas(model, y[start:stop], pred, sw)
     except BaseException as e:
         error = e
+        n_metrics = sum(m.state.size for m in model._compiled_metrics or [])
+    buf = np.zeros(2 + n_metrics + ctx.size, np.float64)
+    if error is None and stop > start:
+        buf[0], buf[1] = weight * loss, weight
+        buf[2:2 + n_metrics] = deltas
     ctx.exchange(buf, error, "while evaluating")
-    W, MW = buf[1], buf[len(names) + 1]
-    logs = {"loss": (buf[0] / W if W else 0.0) + model._regularization()}
-    for i, m in enumerate(model.metrics):
-        logs[m] = buf[2 + i] / MW if MW else 0.0
-    return logs, MW
+    W = buf[1]
+    model._loss_tracker.update_state((buf[0] / W if W else 0.0) + model._regularization(), np.float64(n))
+    _add_states(model, buf[2:2 + n_metrics])

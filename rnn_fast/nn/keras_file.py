@@ -166,3 +166,7 @@ def load_keras(data: bytes, filepath, compile: bool = True):
             raise ValueError(f"load_model(): {filepath}: loss {loss!r} is not a name rnn_fast knows")
         model.compile(optimizer=optimizer, loss=loss, metrics=comp.get("metrics"))
     return model
+
+
+def save_keras(model, filepath) -> None:
+    raise ValueError(f"save(): {filepath!r}: writing Keras's .keras format is not supported yet")

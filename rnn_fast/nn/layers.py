@@ -311,8 +311,10 @@ class _Recurrent(Layer):
         lengths = self._lengths(mask, N, T)
         drop = None
         if training and self.dropout > 0:
+            # Keras: one mask per sequence (a sample's features dropped at every step alike).
             keep = 1.0 - self.dropout
-            drop = (backend.batch_random(backend.rng(), x.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+            drop = (backend.batch_random(backend.rng(), (N, 1, x.shape[2])) < keep).astype(self.dtype)
+            drop /= self.dtype.type(keep)
             x = x * drop
         states = self._initial_states(N, initial_state)
         if self._probe is not None:  # rnn_fast.diagnostics follows this layer's steps

@@ -5,78 +5,33 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import sys
 import time
+import warnings
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import backend, distributed, keras_file, layers as layers_mod, losses, optimizers
+from . import callbacks as callbacks_mod, data, distributed, keras_file, layers as layers_mod, losses
+from . import metrics as metrics_mod, optimizers
+from .callbacks import History  # noqa: F401  (rnn_fast.nn.models.History, as before)
 
 FORMAT = "rnn_fast.nn/1"
 _MANIFEST = "__rnn_fast_model__"
 
 
-# ---------------------------------------------------------------------------
-# Metrics
-# ---------------------------------------------------------------------------
-def _accuracy_kind(loss_name: str) -> str:
-    """Keras resolves 'accuracy' by the loss it is compiled with."""
-    return {"binary_crossentropy": "binary_accuracy", "categorical_crossentropy": "categorical_accuracy",
-            "sparse_categorical_crossentropy": "sparse_categorical_accuracy"}.get(loss_name, "accuracy")
-
-
-def _metric(kind: str, y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, mask=None) -> float:
-    """Mean of the metric over samples (and time steps; those of the mask
-    only, as Keras weighs a metric by its output's mask)."""
-    if kind != "sparse_categorical_accuracy":
-        y_true = losses.match_rank(np.asarray(y_true), y_pred)
-    if kind == "binary_accuracy":
-        threshold = 0.0 if from_logits else 0.5
-        values = np.mean((y_pred > threshold) == (np.asarray(y_true) > 0.5), axis=-1)
-    elif kind == "categorical_accuracy":
-        values = np.argmax(y_pred, -1) == np.argmax(y_true, -1)
-    elif kind == "sparse_categorical_accuracy":
-        y = np.asarray(y_true)
-        y = y[..., 0] if y.shape == y_pred.shape[:-1] + (1,) else y
-        values = np.argmax(y_pred, -1) == y
-    elif kind == "accuracy":
-        values = np.mean(np.asarray(y_true) == y_pred, axis=-1)
-    elif kind in ("mse", "mean_squared_error"):
-        values = np.mean(np.square(y_pred - y_true), axis=-1)
-    elif kind in ("mae", "mean_absolute_error"):
-        values = np.mean(np.abs(y_pred - y_true), axis=-1)
-    else:
-        raise AssertionError(kind)
-    if mask is None:
-        return float(np.mean(values))
-    mask = np.broadcast_to(mask, values.shape)
-    valid = mask.sum()
-    return float(np.sum(values * mask) / valid) if valid else 0.0
-
-
-_METRICS = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-            "mse", "mean_squared_error", "mae", "mean_absolute_error")
-
-
-class History:
-    """What fit returns: history[name] is a list with one value per epoch."""
-
-    def __init__(self):
-        self.history: Dict[str, List[float]] = {}
-        self.epoch: List[int] = []
-        self.params: Dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
+def _should_eval(epoch: int, freq) -> bool:
+    """Keras: validate after every freq-th epoch, or after the epochs (from 1) listed."""
+    return (epoch + 1) % freq == 0 if isinstance(freq, int) else (epoch + 1) in freq
 
 
 class _Progress:
     """Keras's progress bar: redrawn in place on a terminal, one line per
     epoch otherwise (logs and notebooks)."""
 
-    def __init__(self, total: int, verbose: Union[int, str], stream=None):
+    def __init__(self, total: Optional[int], verbose: Union[int, str], stream=None):
         self.total, self.verbose = total, 1 if verbose == "auto" else int(verbose)
         self.stream = stream if stream is not None else sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -94,6 +49,8 @@ class _Progress:
         metrics = "".join(f" - {k}: {v:.4f}" for k, v in values.items())
         if self.verbose == 2:
             line = f"{elapsed:.0f}s{metrics}"
+        elif self.total is None:  # a generator's batches: no total until it ends
+            line = f"{done} steps - {elapsed:.0f}s{metrics}" if final else f"{done}/Unknown - {elapsed:.0f}s{metrics}"
         else:
             width = 30
             filled = width if done >= self.total else int(width * done / max(self.total, 1))
@@ -124,7 +81,12 @@ class Sequential:
         self.input_shape: Optional[Tuple[Optional[int], ...]] = None
         self.optimizer: Optional[optimizers.Optimizer] = None
         self.loss: Optional[losses.Loss] = None
-        self.metrics: List[str] = []
+        self._loss_tracker: Optional[metrics_mod.Mean] = None
+        self._compiled_metrics: Optional[List[metrics_mod.Metric]] = None
+        self._metric_specs: List[Any] = []
+        self._weighted_specs: List[Any] = []
+        self.history: Optional[History] = None
+        self._trainable = True
         self._output_mask: Optional[np.ndarray] = None  # the last pass's output mask
         self.stop_training = False
         for layer in layers or []:
@@ -174,6 +136,21 @@ class Sequential:
     @property
     def weights(self) -> List[np.ndarray]:
         return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """As Keras: sets every layer's trainable (a frozen model trains nothing)."""
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = self._trainable
+
+    @property
+    def non_trainable_weights(self) -> List[np.ndarray]:
+        return [w for layer in self.layers if not layer.trainable for w in layer.weights]
 
     @property
     def trainable_weights(self) -> List[np.ndarray]:
@@ -233,9 +210,12 @@ class Sequential:
 
     # ---- compile -------------------------------------------------------------
     def compile(self, optimizer: Union[str, optimizers.Optimizer] = "rmsprop",
-                loss: Union[str, losses.Loss, None] = None, metrics: Optional[Sequence[str]] = None,
-                clipnorm: Optional[float] = None, clipvalue: Optional[float] = None,
-                global_clipnorm: Optional[float] = None) -> None:
+                loss: Union[str, losses.Loss, Callable, None] = None, metrics: Optional[Sequence] = None,
+                weighted_metrics: Optional[Sequence] = None, clipnorm: Optional[float] = None,
+                clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None) -> None:
+        """As Keras's: metrics are unweighted, weighted_metrics weighted by
+        the sample weights (both skip masked steps); a metric is a name, a
+        rnn_fast.nn.metrics.Metric or a function fn(y_true, y_pred)."""
         if loss is None:
             raise ValueError("compile(): a loss is required, e.g. loss='mse'")
         self.optimizer = optimizers.get(optimizer)
@@ -244,35 +224,68 @@ class Sequential:
                        global_clipnorm=global_clipnorm)
             self.optimizer = type(self.optimizer)(**cfg)
         self.loss = losses.get(loss)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in _METRICS:
-                raise ValueError(f"compile(): metrics must be among {list(_METRICS)}, got {m!r}")
-        self.metrics = metrics
+        self._metric_specs = metrics_mod.check(metrics, "compile(): metrics")
+        self._weighted_specs = metrics_mod.check(weighted_metrics, "compile(): weighted_metrics")
+        self._loss_tracker = metrics_mod.Mean("loss")
+        self._compiled_metrics = None  # made at the first batch, from its shapes (Keras's 'accuracy' needs them)
 
-    def _accumulate(self, sums, counts, values: Dict[str, float], batch: int,
-                    metric_weight: Optional[float] = None) -> Dict[str, float]:
-        """Adds a batch's values to the running sums and returns the running
-        means, as Keras's trackers: the loss weighted by the batch's samples,
-        a metric by its unmasked steps when the output has a mask (Keras's
-        metrics are means over every step they weigh; metric_weight: that
-        weight, when the batch was computed elsewhere)."""
-        for k, v in values.items():
-            w = batch
-            if k != "loss" and metric_weight is not None:
-                w = metric_weight
-            elif k != "loss" and self._output_mask is not None:
-                w = float(np.sum(self._output_mask))
-            sums[k] = sums.get(k, 0.0) + v * w
-            counts[k] = counts.get(k, 0.0) + w
-        return {k: sums[k] / counts[k] if counts[k] else 0.0 for k in sums}
+    @property
+    def metrics(self) -> List[metrics_mod.Metric]:
+        """The loss tracker and the compiled metrics (those made so far), as Keras's model.metrics."""
+        if self._loss_tracker is None:
+            return []
+        return [self._loss_tracker] + list(self._compiled_metrics or [])
 
-    def _metric_values(self, y: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
-        out = {}
+    @property
+    def metrics_names(self) -> List[str]:
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self) -> None:
         for m in self.metrics:
-            kind = _accuracy_kind(self.loss.name) if m in ("accuracy", "acc") else m
-            out[m] = _metric(kind, y, pred, self.loss.from_logits, self._output_mask)
-        return out
+            m.reset_state()
+
+    def _make_metrics(self, y_shape: Tuple[int, ...], pred_shape: Tuple[int, ...]) -> None:
+        """The compiled metrics, named as Keras names them (a second one of a
+        name gets _1; a weighted one that repeats an unweighted one's name
+        gets weighted_)."""
+        if self._compiled_metrics is not None:
+            return
+        made: List[metrics_mod.Metric] = []
+        seen: Dict[str, int] = {"loss": 1}
+        for weighted, specs in ((False, self._metric_specs), (True, self._weighted_specs)):
+            for spec in specs:
+                m = metrics_mod.get(spec, y_shape, pred_shape)
+                name = m.base_name = m.name
+                if name in seen:
+                    if weighted:
+                        name = f"weighted_{m.name}"
+                    if name in seen:
+                        name = f"{name}_{seen[name]}"
+                        seen[m.name] = seen.get(m.name, 1) + 1
+                seen.setdefault(name, 1)
+                m.name = name
+                m.weighted = weighted
+                made.append(m)
+        self._compiled_metrics = made
+
+    def _update_metrics(self, y, pred: np.ndarray, sample_weight) -> None:
+        """Adds a batch's outputs to the compiled metrics (the loss tracker
+        is updated by the caller)."""
+        y = np.asarray(y)
+        self._make_metrics(y.shape, pred.shape)
+        mask = self._output_mask
+        sw = None
+        if sample_weight is not None:
+            sw = losses.row_weights(sample_weight, pred.shape[:-1])
+        for m in self._compiled_metrics:
+            w = sw if m.weighted else None
+            if mask is not None and not isinstance(m, (metrics_mod.Precision, metrics_mod.Recall, metrics_mod.AUC)):
+                # Keras's apply_mask(..., reduction='sum'); its confusion metrics ignore masks
+                w = mask.astype(np.float64) if w is None else w * mask
+            m.update_state(y, pred, w)
+
+    def _logs(self) -> Dict[str, float]:
+        return {m.name: m.result() for m in self.metrics}
 
     # ---- the passes ----------------------------------------------------------
     def _forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
@@ -315,20 +328,21 @@ class Sequential:
             dy = layer.backward(dy)
 
     def _regularization(self) -> float:
-        return float(sum(layer.regularization_loss() for layer in self.layers))
+        return float(sum(layer.regularization_loss() for layer in self.layers if layer.trainable))
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None or self.loss is None:
             raise RuntimeError(f"{what}(): compile the model first, e.g. model.compile(optimizer='adam', loss='mse')")
 
-    def compute_gradients(self, x, y, training: bool = True) -> Tuple[float, List[np.ndarray], np.ndarray]:
+    def compute_gradients(self, x, y, training: bool = True,
+                          sample_weight=None) -> Tuple[float, List[np.ndarray], np.ndarray]:
         """The loss on one batch (regularization penalties included), the
         gradients of the trainable weights (order of trainable_weights) and
         the predictions. Backpropagation runs through time over the whole
         batch; stateful layers cut it at the batch's first step."""
         self._require_compiled("compute_gradients")
         pred = self._forward(x, training=training)
-        loss, dpred = self.loss(y, pred, mask=self._output_mask)
+        loss, dpred = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)
         loss += self._regularization()
         self._backward(dpred.astype(pred.dtype, copy=False))
         grads = []
@@ -338,184 +352,281 @@ class Sequential:
                 grads += layer.grads
         return loss, grads, pred
 
-    def train_on_batch(self, x, y) -> Dict[str, float]:
-        """One gradient step on one batch; returns its loss and metrics.
+    def _train_step(self, x, y, sample_weight, ctx=None, sync: bool = False) -> Dict[str, float]:
+        """One gradient step on one batch; updates the loss tracker and the
+        metrics and returns their running values."""
+        if ctx is not None:
+            distributed.train_step(ctx, self, x, y, sample_weight, sync=sync)
+            return self._logs()
+        loss, grads, pred = self.compute_gradients(x, y, training=True, sample_weight=sample_weight)
+        if grads:
+            self.optimizer.apply(self.trainable_weights, grads)
+        else:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=3)
+        self._loss_tracker.update_state(loss, np.float64(np.shape(x)[0]))
+        self._update_metrics(y, pred, sample_weight)
+        return self._logs()
+
+    def _test_step(self, x, y, sample_weight, ctx=None) -> Dict[str, float]:
+        if ctx is not None:
+            distributed.test_step(ctx, self, x, y, sample_weight)
+            return self._logs()
+        pred = self._forward(x, training=False, keep_cache=False)
+        loss = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)[0] + self._regularization()
+        self._loss_tracker.update_state(loss, np.float64(np.shape(x)[0]))
+        self._update_metrics(y, pred, sample_weight)
+        return self._logs()
+
+    def _ctx(self):
+        ctx = distributed.active()
+        return ctx if ctx is not None and ctx.size > 1 else None
+
+    def _flat(self, logs: Dict[str, float], return_dict: bool):
+        """Keras's results: the dict, or the values in order (one alone as a scalar)."""
+        if return_dict:
+            return callbacks_mod.pythonify_logs(logs)
+        # Keras's _flatten_metrics_in_order: by the metrics' own names (a weighted metric renamed
+        # weighted_x in the logs still answers to x there), then the other keys sorted.
+        names = ["loss"] + [getattr(m, "base_name", m.name) for m in self._compiled_metrics or []]
+        values = [logs[k] for k in names if k in logs] + [logs[k] for k in sorted(logs) if k not in names]
+        return values[0] if len(values) == 1 else values
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict: bool = False):
+        """One gradient step on one batch. Returns, as Keras, the loss (a
+        float), [loss, *metrics] with metrics, or with return_dict a dict.
         Data-parallel (rnn_fast.nn.distributed.init()): the batch is the
         global one, of which each process computes its part."""
         self._require_compiled("train_on_batch")
-        ctx = distributed.active()
-        if ctx is not None and ctx.size > 1:
-            x, y = self._check_data(x, y, "train_on_batch()")
-            return distributed.train_step(ctx, self, x, y, sync=not self.built)[0]
-        loss, grads, pred = self.compute_gradients(x, y, training=True)
-        self.optimizer.apply(self.trainable_weights, grads)
-        return dict(loss=loss, **self._metric_values(y, pred))
+        x, y, sample_weight = self._check_arrays(x, y, sample_weight, "train_on_batch()")
+        if y is None:
+            raise ValueError("train_on_batch(): y is required")
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError("train_on_batch(): sample_weight and class_weight cannot both be given")
+            sample_weight = data.class_weights(y, class_weight, "train_on_batch()")
+        self.reset_metrics()
+        ctx = self._ctx()
+        return self._flat(self._train_step(x, y, sample_weight, ctx, sync=ctx is not None and not self.built),
+                          return_dict)
 
-    def test_on_batch(self, x, y) -> Dict[str, float]:
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
         self._require_compiled("test_on_batch")
-        pred = self._forward(x, training=False, keep_cache=False)
-        loss = self.loss(y, pred, mask=self._output_mask)[0] + self._regularization()
-        return dict(loss=loss, **self._metric_values(y, pred))
+        x, y, sample_weight = self._check_arrays(x, y, sample_weight, "test_on_batch()")
+        if y is None:
+            raise ValueError("test_on_batch(): y is required")
+        self.reset_metrics()
+        return self._flat(self._test_step(x, y, sample_weight, self._ctx()), return_dict)
 
     def predict_on_batch(self, x) -> np.ndarray:
+        x, _, _ = self._check_arrays(x, None, None, "predict_on_batch()")
         return self._forward(x, training=False, keep_cache=False)
 
     # ---- loops ---------------------------------------------------------------
     @staticmethod
-    def _check_data(x, y, who: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _check_arrays(x, y, sample_weight, who: str):
         x = np.asarray(x)
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"{who}: x must be a non-empty array with the samples on the first axis, got shape {x.shape}")
-        if y is not None:
-            y = np.asarray(y)
-            if y.shape[:1] != x.shape[:1]:
-                raise ValueError(f"{who}: x and y must hold the same number of samples, got {x.shape[0]} and "
-                                 f"{y.shape[0] if y.ndim else 'a scalar'}")
-        return x, y
+        if x.dtype == object:
+            raise TypeError(f"{who}: x must be a numeric array, got an array of Python objects (ragged sequences "
+                            f"are padded first, e.g. keras.utils.pad_sequences)")
+        for name, a in (("y", y), ("sample_weight", sample_weight)):
+            if a is None:
+                continue
+            a = np.asarray(a)
+            if a.ndim < 1 or a.shape[0] != x.shape[0]:
+                raise ValueError(f"{who}: x and {name} must hold the same number of samples, got {x.shape[0]} and "
+                                 f"{a.shape[0] if a.ndim else 'a scalar'}")
+            if name == "y":
+                y = a
+            else:
+                sample_weight = a
+        return x, y, sample_weight
 
-    @staticmethod
-    def _batch_size(batch_size: Optional[int], who: str) -> int:
-        return 32 if batch_size is None else layers_mod.positive_int(batch_size, f"{who}: batch_size")
+    def _epochs(self, x, y, sample_weight, batch_size, shuffle, steps, class_weight, who: str) -> data.Epochs:
+        def check(x, y, sw):
+            return self._check_arrays(x, y, sw, who)
+        src = data.source(x, y, sample_weight, batch_size, shuffle, who, check)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(f"{who}: sample_weight and class_weight cannot both be given")
+        return data.Epochs(src, data.steps_arg(steps, who, "steps_per_epoch" if who == "fit()" else "steps"),
+                           class_weight, who)
 
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Union[int, str] = "auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            initial_epoch: int = 0) -> History:
-        """Trains for `epochs` passes over (x, y) in batches; see Keras's Model.fit."""
+            class_weight: Optional[Dict[int, float]] = None, sample_weight=None, initial_epoch: int = 0,
+            steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None,
+            validation_batch_size: Optional[int] = None, validation_freq: Union[int, Sequence[int]] = 1
+            ) -> callbacks_mod.History:
+        """Trains for `epochs` passes over the data in batches; see Keras's
+        Model.fit. x: arrays (with y and sample_weight), a PyDataset-like
+        object or a generator of (x, y[, sample_weight]) batches."""
         self._require_compiled("fit")
-        x, y = self._check_data(x, y, "fit()")
-        if y is None:
-            raise ValueError("fit(): y is required")
-        batch_size = self._batch_size(batch_size, "fit()")
         verbose = 1 if verbose == "auto" else int(verbose)  # also decides the "Epoch i/n" lines
+        if isinstance(validation_freq, bool) or not (
+                (isinstance(validation_freq, int) and validation_freq >= 1) or isinstance(validation_freq, (list, tuple))):
+            raise ValueError(f"fit(): validation_freq must be a positive integer or a list of epochs, "
+                             f"got {validation_freq!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit(): validation_split must be in [0, 1), got {validation_split!r}")
         if validation_data is None and validation_split > 0:
+            if not data.is_arrays(x):
+                raise ValueError("fit(): validation_split needs array data; give validation_data for generators "
+                                 "and datasets")
+            x, y, sample_weight = self._check_arrays(x, y, sample_weight, "fit()")
             # Keras: the last fraction of the data, taken before any shuffling.
             split = int(x.shape[0] * (1.0 - validation_split))
             if split == 0 or split == x.shape[0]:
                 raise ValueError(f"fit(): validation_split={validation_split} leaves no training or no validation "
                                  f"samples out of {x.shape[0]}")
-            validation_data = (x[split:], y[split:])
-            x, y = x[:split], y[:split]
+            validation_data = (x[split:], y[split:] if y is not None else None,
+                               sample_weight[split:] if sample_weight is not None else None)
+            x, y = x[:split], y[:split] if y is not None else None
+            sample_weight = sample_weight[:split] if sample_weight is not None else None
+        if data.is_arrays(x) and y is None:
+            raise ValueError("fit(): y is required")
+        train = self._epochs(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight, "fit()")
+        val = None
         if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("fit(): validation_data must be a tuple (x_val, y_val)")
-            validation_data = self._check_data(*validation_data, "fit(): validation_data")
-        ctx = distributed.active()
-        if ctx is not None and ctx.size > 1:
+            if isinstance(validation_data, (tuple, list)):
+                if len(validation_data) not in (2, 3):
+                    raise ValueError("fit(): validation_data must be (x_val, y_val) or (x_val, y_val, "
+                                     "sample_weight_val)")
+                vx, vy, vsw = data.unpack(tuple(validation_data), "fit(): validation_data")
+                if vy is None:
+                    raise ValueError("fit(): validation_data needs targets: (x_val, y_val)")
+            else:
+                vx, vy, vsw = validation_data, None, None
+            vbs = validation_batch_size or (batch_size if data.is_arrays(vx) else None)
+            val = self._epochs(vx, vy, vsw, vbs, False, validation_steps, None, "fit(): validation_data")
+        ctx = self._ctx()
+        if ctx is not None:
             # Rank 0's generators now (shuffling and dropout agree), its
             # weights and optimizer state at the first step (built there, as
             # one process builds the model at its first batch).
             distributed.sync_random(ctx, self)
             if not ctx.is_root:
                 verbose = 0
-        else:
-            ctx = None
-        callbacks = list(callbacks or [])
-        history = History()
-        history.params = {"epochs": epochs, "steps": -(-x.shape[0] // batch_size), "verbose": verbose}
+        cbs = callbacks_mod.CallbackList(callbacks, self, {"epochs": epochs, "steps": train.num_batches,
+                                                          "verbose": verbose}, add_history=True)
         self.stop_training = False
-        for cb in callbacks:
-            cb.set_model(self)
-            cb.on_train_begin()
-        n = x.shape[0]
-        steps = -(-n // batch_size)
+        cbs.on_train_begin()
+        training_logs: Dict[str, float] = {}
+        first = True
         for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            cbs.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            order = backend.rng().permutation(n) if shuffle else np.arange(n)
-            bar = _Progress(steps, verbose)
-            sums: Dict[str, float] = {}
-            counts: Dict[str, float] = {}
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                xb, yb = (x[idx], y[idx]) if shuffle else (x[idx[0]:idx[-1] + 1], y[idx[0]:idx[-1] + 1])
-                if ctx is None:
-                    values = self.train_on_batch(xb, yb)
-                    logs = self._accumulate(sums, counts, values, len(idx))
-                else:
-                    first = epoch == initial_epoch and step == 0
-                    values, metric_weight = distributed.train_step(ctx, self, xb, yb, sync=first)
-                    logs = self._accumulate(sums, counts, values, len(idx), metric_weight)
-                bar.update(step + 1, logs, final=step + 1 == steps and validation_data is None)
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-                bar.update(steps, logs, final=True)
-            history.epoch.append(epoch)
-            for k, v in logs.items():
-                history.history.setdefault(k, []).append(v)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
+            bar = _Progress(train.num_batches, verbose)
+            logs: Dict[str, float] = {}
+            step = -1
+            for step, (xb, yb, swb) in train.epoch():
+                xb, yb, swb = self._check_arrays(xb, yb, swb, "fit(): a batch")
+                if yb is None:
+                    raise ValueError("fit(): the data's batches must hold targets: (x, y) or (x, y, sample_weight)")
+                cbs.on_train_batch_begin(step)
+                logs = self._train_step(xb, yb, swb, ctx, sync=first)
+                first = False
+                cbs.on_train_batch_end(step, logs)
+                bar.update(step + 1, logs)
+                if self.stop_training:
+                    break
+            if train.exhausted:
+                self.stop_training = True
+                break
+            epoch_logs = dict(self._logs() if step >= 0 else logs)
+            if val is not None and _should_eval(epoch, validation_freq):
+                val_logs = self._evaluate(val, cbs, verbose=0)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs=epoch_logs)
+            bar.update(step + 1, epoch_logs, final=True)
+            training_logs = epoch_logs
             if ctx is not None:  # rank 0 decides for all (the logs are the same everywhere)
                 self.stop_training = bool(ctx.bcast(self.stop_training))
             if self.stop_training:
                 break
-        for cb in callbacks:
-            cb.on_train_end()
-        self.history = history
-        return history
+        cbs.on_train_end(logs=training_logs)
+        return self.history
+
+    def _evaluate(self, epochs: data.Epochs, cbs, verbose) -> Dict[str, float]:
+        ctx = self._ctx()
+        if ctx is not None and not ctx.is_root:
+            verbose = 0
+        bar = _Progress(epochs.num_batches, verbose)
+        self.reset_metrics()
+        cbs.on_test_begin()
+        logs: Dict[str, float] = {}
+        step = -1
+        with self._weights_fixed():
+            for step, (xb, yb, swb) in epochs.epoch():
+                xb, yb, swb = self._check_arrays(xb, yb, swb, "evaluate(): a batch")
+                if yb is None:
+                    raise ValueError("evaluate(): the data's batches must hold targets: (x, y) or "
+                                     "(x, y, sample_weight)")
+                cbs.on_test_batch_begin(step)
+                logs = self._test_step(xb, yb, swb, ctx)
+                cbs.on_test_batch_end(step, logs)
+                bar.update(step + 1, logs)
+        logs = self._logs() if step >= 0 else logs
+        bar.update(step + 1, logs, final=True)
+        cbs.on_test_end(logs=logs)
+        return logs
 
     def evaluate(self, x=None, y=None, batch_size: Optional[int] = None, verbose: Union[int, str] = "auto",
-                 return_dict: bool = False):
-        """The loss (and metrics) over (x, y), in inference mode: a float, a
-        list [loss, *metrics], or with return_dict a dict."""
+                 sample_weight=None, steps: Optional[int] = None, callbacks=None, return_dict: bool = False):
+        """The loss (and metrics) over the data, in inference mode: a float,
+        a list [loss, *metrics], or with return_dict a dict."""
         self._require_compiled("evaluate")
-        x, y = self._check_data(x, y, "evaluate()")
-        if y is None:
+        if data.is_arrays(x) and y is None:
             raise ValueError("evaluate(): y is required")
-        batch_size = self._batch_size(batch_size, "evaluate()")
-        ctx = distributed.active()
-        if ctx is not None and ctx.size > 1:  # each rank its part of every batch
-            if not ctx.is_root:
-                verbose = 0
-        else:
-            ctx = None
-        steps = -(-x.shape[0] // batch_size)
-        bar = _Progress(steps, verbose)
-        sums: Dict[str, float] = {}
-        counts: Dict[str, float] = {}
-        with self._weights_fixed():
-            for step in range(steps):
-                sl = slice(step * batch_size, (step + 1) * batch_size)
-                if ctx is None:
-                    values = self.test_on_batch(x[sl], y[sl])
-                    logs = self._accumulate(sums, counts, values, len(x[sl]))
-                else:
-                    values, metric_weight = distributed.test_step(ctx, self, x[sl], y[sl])
-                    logs = self._accumulate(sums, counts, values, len(x[sl]), metric_weight)
-                bar.update(step + 1, logs, final=step + 1 == steps)
-        if return_dict:
-            return logs
-        return logs["loss"] if not self.metrics else [logs["loss"]] + [logs[m] for m in self.metrics]
+        epochs = self._epochs(x, y, sample_weight, batch_size, False, steps, None, "evaluate()")
+        cbs = callbacks_mod.CallbackList(callbacks, self, {"epochs": 1, "steps": epochs.num_batches,
+                                                          "verbose": verbose})
+        return self._flat(self._evaluate(epochs, cbs, verbose), return_dict)
 
-    def predict(self, x, batch_size: Optional[int] = None, verbose: Union[int, str] = "auto") -> np.ndarray:
-        """The model's outputs for x, in batches, in inference mode (no dropout)."""
-        x, _ = self._check_data(x, None, "predict()")
-        batch_size = self._batch_size(batch_size, "predict()")
-        ctx = distributed.active()
-        if ctx is not None and ctx.size > 1:  # each rank its share, gathered on every rank
+    def predict(self, x, batch_size: Optional[int] = None, verbose: Union[int, str] = "auto",
+                steps: Optional[int] = None, callbacks=None) -> np.ndarray:
+        """The model's outputs for x, in batches, in inference mode (no
+        dropout). x: an array, or a dataset or generator of batches (of
+        which only x is used)."""
+        ctx = self._ctx()
+        cbs = callbacks_mod.CallbackList(callbacks, self, {"epochs": 1, "steps": None, "verbose": verbose})
+        if ctx is not None and data.is_arrays(x) and not (callbacks or steps):
+            # each rank its share, gathered on every rank
+            x, _, _ = self._check_arrays(x, None, None, "predict()")
             n = x.shape[0]
             start, stop = ctx.part(n)
-            local = self._predict_local(x[start:stop], batch_size, verbose if ctx.is_root else 0)
+            size = 32 if batch_size is None else layers_mod.positive_int(batch_size, "predict(): batch_size")
+            local = self._predict_local(data.Epochs(data.ArraySource(x[start:stop], None, None, size, False), None)
+                                        if stop > start else None, verbose if ctx.is_root else 0, cbs)
             if local is None:  # an empty share: the output's shape from a sample
                 with self._weights_fixed():
                     local = self._forward(x[:1], training=False, keep_cache=False)[:0]
             return ctx.gather_rows(local, n)
-        return self._predict_local(x, batch_size, verbose)
+        epochs = self._epochs(x, None, None, batch_size, False, steps, None, "predict()")
+        out = self._predict_local(epochs, verbose, cbs)
+        if out is None:
+            raise ValueError("predict(): the data held no batches")
+        return out
 
-    def _predict_local(self, x, batch_size: int, verbose) -> Optional[np.ndarray]:
-        steps = -(-x.shape[0] // batch_size)
-        if steps == 0:
+    def _predict_local(self, epochs: Optional[data.Epochs], verbose, cbs) -> Optional[np.ndarray]:
+        if epochs is None:
             return None
-        bar = _Progress(steps, verbose)
+        bar = _Progress(epochs.num_batches, verbose)
         outs = []
+        cbs.on_predict_begin()
+        step = -1
         with self._weights_fixed():
-            for step in range(steps):
-                outs.append(self._forward(x[step * batch_size:(step + 1) * batch_size], training=False,
-                                          keep_cache=False))
-                bar.update(step + 1, {}, final=step + 1 == steps)
-        return np.concatenate(outs, axis=0)
+            for step, (xb, _, _) in epochs.epoch():
+                xb, _, _ = self._check_arrays(xb, None, None, "predict(): a batch")
+                cbs.on_predict_batch_begin(step)
+                outs.append(self._forward(xb, training=False, keep_cache=False))
+                cbs.on_predict_batch_end(step, logs={"outputs": outs[-1]})
+                bar.update(step + 1, {})
+        bar.update(step + 1, {}, final=True)
+        cbs.on_predict_end()
+        return np.concatenate(outs, axis=0) if outs else None
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         return self._forward(np.asarray(x), training=training, keep_cache=False)
@@ -546,6 +657,14 @@ class Sequential:
         self._save(filepath)
 
     def _save(self, filepath) -> None:
+        path = os.fspath(filepath)
+        if str(path).endswith(".h5"):
+            raise ValueError(f"save(): {path!r}: Keras's legacy HDF5 model format (.h5) is not written by rnn_fast; "
+                             f"save to a .keras file (Keras 3's format, which keras.models.load_model reads) or to "
+                             f"rnn_fast's own format (any other name, e.g. model.npz)")
+        if str(path).endswith(".keras"):
+            keras_file.save_keras(self, path)
+            return
         arrays: Dict[str, np.ndarray] = {}
         for i, layer in enumerate(self.layers):
             for name, w in zip(layer.weight_names, layer.weights):
@@ -558,7 +677,9 @@ class Sequential:
                     arrays[f"optimizer/{i}/{opt.slots[j]}"] = s
             manifest["compile"] = {"optimizer": {"class_name": type(opt).__name__, "config": opt.get_config(),
                                                  "iterations": opt.iterations, "weights": len(opt.state)},
-                                   "loss": self.loss.get_config(), "metrics": self.metrics}
+                                   "loss": self.loss.get_config(),
+                                   "metrics": [metrics_mod.serialize(m) for m in self._metric_specs],
+                                   "weighted_metrics": [metrics_mod.serialize(m) for m in self._weighted_specs]}
         manifest["arrays"] = {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
                               for k, v in arrays.items()}
         text = json.dumps(manifest).encode()
@@ -573,12 +694,13 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def load_model(filepath, compile: bool = True) -> Sequential:
+def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compile: bool = True) -> Sequential:
     """Reads a file written by Sequential.save: the same architecture, the
     weights and optimizer state bit for bit. A file that is not one, or whose
     contents were changed, is refused with a ValueError. A Keras 3 ``.keras``
     file of a Sequential model of rnn_fast's layers is read too
-    (keras_file.py; needs h5py)."""
+    (keras_file.py; needs h5py). custom_objects: the custom losses and
+    metrics the model was compiled with, by name."""
     try:
         with open(filepath, "rb") as f:
             data = f.read()
@@ -626,7 +748,10 @@ def load_model(filepath, compile: bool = True) -> Sequential:
     if compile and comp is not None:
         opt_spec = comp["optimizer"]
         optimizer = optimizers.from_config(opt_spec["class_name"], opt_spec["config"])
-        model.compile(optimizer=optimizer, loss=losses.from_config(comp["loss"]), metrics=comp["metrics"])
+        model.compile(optimizer=optimizer, loss=losses.from_config(comp["loss"], custom_objects),
+                      metrics=[metrics_mod.deserialize(m, custom_objects) for m in comp["metrics"]],
+                      weighted_metrics=[metrics_mod.deserialize(m, custom_objects)
+                                        for m in comp.get("weighted_metrics", [])])
         optimizer.iterations = int(opt_spec["iterations"])
         optimizer.state = [[arrays[f"optimizer/{i}/{slot}"].copy() for slot in optimizer.slots]
                            for i in range(opt_spec["weights"])]

@@ -6,6 +6,10 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from .. import _core
+from . import schedules
+from .schedules import LearningRateSchedule
+
+schedules = schedules  # keras.optimizers.schedules: rnn_fast.nn.optimizers.schedules
 
 
 class Optimizer:
@@ -17,8 +21,8 @@ class Optimizer:
     def __init__(self, learning_rate: float = 0.001, clipnorm: Optional[float] = None,
                  clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None):
         name = type(self).__name__
-        if not np.isfinite(learning_rate) or learning_rate < 0:
-            raise ValueError(f"{name}: learning_rate must be a finite number >= 0, got {learning_rate!r}")
+        if isinstance(learning_rate, dict):  # a saved schedule
+            learning_rate = schedules.deserialize(learning_rate)
         given = [k for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
                                 ("global_clipnorm", global_clipnorm)) if v is not None]
         if len(given) > 1:
@@ -27,12 +31,37 @@ class Optimizer:
             v = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}[k]
             if not np.isfinite(v) or v <= 0:
                 raise ValueError(f"{name}: {k} must be a finite number > 0, got {v!r}")
-        self.learning_rate = float(learning_rate)
+        self._learning_rate: Union[float, LearningRateSchedule] = 0.0
+        if isinstance(learning_rate, LearningRateSchedule):
+            self._learning_rate = learning_rate
+        else:
+            self.learning_rate = learning_rate
+        self._lr = 0.0  # the rate of the update being made
         self.clipnorm = None if clipnorm is None else float(clipnorm)
         self.clipvalue = None if clipvalue is None else float(clipvalue)
         self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
         self.iterations = 0
         self.state: List[List[np.ndarray]] = []  # state[i][j]: slot j of weight i
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the next update (a schedule's value at this step)."""
+        return self.current_learning_rate()
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            raise TypeError(f"{type(self).__name__}: this optimizer was created with a LearningRateSchedule as its "
+                            f"learning_rate, hence its learning rate is not settable")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or \
+                not np.isfinite(value) or value < 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a finite number >= 0 or a "
+                             f"LearningRateSchedule, got {value!r}")
+        self._learning_rate = float(value)
+
+    def current_learning_rate(self) -> float:
+        lr = self._learning_rate
+        return float(lr(self.iterations)) if isinstance(lr, LearningRateSchedule) else lr
 
     def build(self, weights: List[np.ndarray]) -> None:
         self.state = [[np.zeros_like(w) for _ in self.slots] for w in weights]
@@ -56,6 +85,7 @@ class Optimizer:
     def apply(self, weights: List[np.ndarray], grads: List[np.ndarray]) -> None:
         if len(self.state) != len(weights):
             self.build(weights)
+        self._lr = self.current_learning_rate()
         self.iterations += 1
         self._apply(weights, [g.astype(w.dtype, copy=False) for w, g in zip(weights, self.clip(grads))])
 
@@ -68,7 +98,9 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> Dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+        lr = self._learning_rate
+        lr = schedules.serialize(lr) if isinstance(lr, LearningRateSchedule) else lr
+        return {"learning_rate": lr, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
                 "global_clipnorm": self.global_clipnorm}
 
 
@@ -85,7 +117,7 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def _update(self, w, g, slots):
-        lr = w.dtype.type(self.learning_rate)
+        lr = w.dtype.type(self._lr)
         if self.momentum == 0:
             w -= lr * g
             return
@@ -119,7 +151,7 @@ class RMSprop(Optimizer):
             avg *= t(self.rho)
             avg += t(1 - self.rho) * g
             denom = denom - avg * avg
-        step = t(self.learning_rate) * g / np.sqrt(denom)
+        step = t(self._lr) * g / np.sqrt(denom)
         if self.momentum > 0:
             m *= t(self.momentum)
             m += step
@@ -149,7 +181,7 @@ class Adam(Optimizer):
         # and their temporaries); one call for all (~10 us a call, 14 a batch
         # on the seed's model, when made per weight).
         n = self.iterations
-        alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n)
+        alpha = self._lr * np.sqrt(1 - self.beta_2 ** n) / (1 - self.beta_1 ** n)
         m, v, vhat = (list(slot) for slot in zip(*self.state)) if self.state else ([], [], [])
         _core._adam_update(list(weights), grads, m, v, vhat if self.amsgrad else None, alpha=alpha,
                            beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
