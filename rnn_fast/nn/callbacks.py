@@ -196,8 +196,8 @@ class MonitorCallback(Callback):
             if self.monitor_op is None:
                 raise ValueError(f"{type(self).__name__} callback received monitor={self.monitor}, but rnn_fast "
                                  f"(as Keras) cannot tell whether that metric should be maximized or minimized. "
-                                 f"Pass mode='max' in order to monitor based on the highest metric value, or pass "
-                                 f"mode='min' in order to use the lowest value.")
+                                 f"Pass `mode='max'` in order to monitor based on the highest metric value, or pass "
+                                 f"`mode='min'` in order to use the lowest value.")
         if self.monitor_op is np.less:
             self.min_delta = -abs(self.min_delta)
         else:

@@ -130,6 +130,10 @@ class Epochs:
     def num_batches(self) -> Optional[int]:
         return self.steps or self.source.num_batches
 
+    def restart(self) -> None:
+        """The next epoch starts from the data's beginning (steps_per_epoch or not)."""
+        self._iterator, self._seen = None, 0
+
     def _batch(self, batch: Batch) -> Batch:
         x, y, sw = batch
         if self.class_weight is not None and sw is None and y is not None:
@@ -189,6 +193,9 @@ def source(x, y, sample_weight, batch_size: Optional[int], shuffle: bool, who: s
     if is_pydataset(x):
         return PyDatasetSource(x, shuffle, who)
     if is_iterable(x):
+        if shuffle:
+            warnings.warn("`shuffle=True` was passed, but will be ignored since the data `x` was provided as a "
+                          "generator. The generator is expected to yield already-shuffled data.", stacklevel=3)
         return IterableSource(x, who)
     raise TypeError(f"{who}: x must be an array, a PyDataset-like object (__len__ and __getitem__), or a "
                     f"generator or iterable of (x, y[, sample_weight]) batches, got {type(x).__name__}")

@@ -161,12 +161,278 @@ def load_keras(data: bytes, filepath, compile: bool = True):
             optimizer = optimizers.from_config(cls, settings)
         elif isinstance(opt, str):
             optimizer = opt
-        loss = comp.get("loss")
-        if not isinstance(loss, str):
-            raise ValueError(f"load_model(): {filepath}: loss {loss!r} is not a name rnn_fast knows")
-        model.compile(optimizer=optimizer, loss=loss, metrics=comp.get("metrics"))
+        model.compile(optimizer=optimizer, loss=_read_loss(comp.get("loss"), filepath),
+                      metrics=[_read_metric(m, filepath) for m in comp.get("metrics") or []],
+                      weighted_metrics=[_read_metric(m, filepath) for m in comp.get("weighted_metrics") or []])
     return model
 
 
+def _read_loss(spec, filepath):
+    """A compile_config's loss: a name, or a serialized Keras loss object."""
+    from . import losses
+
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        cls, cfg = spec.get("class_name"), spec.get("config") or {}
+        classes = {"MeanSquaredError": losses.MeanSquaredError, "MeanAbsoluteError": losses.MeanAbsoluteError,
+                   "MeanSquaredLogarithmicError": losses.MeanSquaredLogarithmicError, "Huber": losses.Huber,
+                   "BinaryCrossentropy": losses.BinaryCrossentropy,
+                   "CategoricalCrossentropy": losses.CategoricalCrossentropy,
+                   "SparseCategoricalCrossentropy": losses.SparseCategoricalCrossentropy}
+        if cls in classes:
+            accepted = inspect.signature(classes[cls]).parameters
+            unknown = {k: v for k, v in cfg.items() if k not in accepted and k not in ("name", "reduction", "dtype")}
+            if cfg.get("reduction", "sum_over_batch_size") != "sum_over_batch_size" or unknown:
+                raise ValueError(f"load_model(): {filepath}: loss {cls} with {unknown or cfg.get('reduction')} is "
+                                 f"not supported")
+            return classes[cls](**{k: v for k, v in cfg.items() if k in accepted})
+    raise ValueError(f"load_model(): {filepath}: loss {spec!r} is not one rnn_fast knows; load with compile=False")
+
+
+def _read_metric(spec, filepath):
+    from . import metrics
+
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and spec.get("class_name") in ("AUC", "Precision", "Recall"):
+        cls = {"AUC": metrics.AUC, "Precision": metrics.Precision, "Recall": metrics.Recall}[spec["class_name"]]
+        accepted = inspect.signature(cls).parameters
+        cfg = spec.get("config") or {}
+        return cls(**{k: v for k, v in cfg.items() if k in accepted and v is not None})
+    if isinstance(spec, dict) and isinstance(spec.get("config"), dict) and "name" in spec["config"]:
+        try:
+            return metrics.deserialize({"class_name": spec.get("class_name"), "config": {"name": spec["config"]["name"]}})
+        except ValueError:
+            pass
+    raise ValueError(f"load_model(): {filepath}: metric {spec!r} is not one rnn_fast knows; load with compile=False")
+
+
+# ---------------------------------------------------------------------------
+# Writing: Keras 3's .keras and .weights.h5 files
+# ---------------------------------------------------------------------------
+KERAS_VERSION = "3.15.1"  # the version whose format is written (and read back by the tests)
+
+
+def _serialized(module: str, class_name: str, config: Dict[str, Any]) -> Dict[str, Any]:
+    return {"module": module, "class_name": class_name, "config": config, "registered_name": None}
+
+
+def _keras_regularizer(cfg):
+    if cfg is None:
+        return None
+    return _serialized("keras.regularizers", "L1L2", {"l1": float(cfg["l1"]), "l2": float(cfg["l2"])})
+
+
+def _keras_layer(layer: L.Layer, input_shape) -> Dict[str, Any]:
+    """A layer as Keras's config.json holds it."""
+    cls = type(layer).__name__
+    if cls not in _LAYERS and cls != "Bidirectional":
+        raise ValueError(f"save(): Keras's .keras format: rnn_fast cannot write a {cls} layer there")
+    cfg = layer.get_config()
+    cfg.pop("input_shape", None)
+    for key in _REGULARIZERS:
+        if key in cfg:
+            cfg[key] = _keras_regularizer(cfg[key])
+    if cls == "Bidirectional":
+        cfg["layer"] = _keras_layer(layer.forward_layer, input_shape)
+        cfg["backward_layer"] = _keras_layer(layer.backward_layer, input_shape)
+    out = _serialized("keras.layers", cls, cfg)
+    out["build_config"] = {"input_shape": [None] + list(input_shape)}
+    return out
+
+
+def _keras_compile_config(model) -> Optional[Dict[str, Any]]:
+    """compile()'s settings as Keras writes them, or None (with a warning)
+    when a custom loss, metric or schedule has no Keras name."""
+    import warnings
+
+    from . import losses, metrics, schedules
+
+    opt, loss = model.optimizer, model.loss
+    if opt is None:
+        return None
+    keras_losses = {"mean_squared_error": "MeanSquaredError", "mean_absolute_error": "MeanAbsoluteError",
+                    "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "huber": "Huber",
+                    "binary_crossentropy": "BinaryCrossentropy", "categorical_crossentropy": "CategoricalCrossentropy",
+                    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy"}
+    if type(loss) not in (losses.Loss, losses.Huber) and type(loss).__name__ not in keras_losses.values():
+        warnings.warn(f"save(): the custom loss {loss.name!r} has no Keras counterpart: the .keras file is written "
+                      f"without its compile settings (Keras loads it uncompiled)", stacklevel=4)
+        return None
+    if loss.name == "huber" or loss.from_logits:
+        config = {"name": loss.name, "reduction": "sum_over_batch_size"}
+        config.update({"delta": loss.delta} if loss.name == "huber" else {"from_logits": True})
+        loss_spec: Any = _serialized("keras.losses", keras_losses[loss.name], config)
+    else:
+        loss_spec = loss.name
+
+    def metric(spec):
+        if isinstance(spec, str):
+            return spec
+        ser = metrics.serialize(spec)
+        if "custom" in ser:
+            return None
+        return _serialized("keras.metrics", ser["class_name"], ser["config"])
+    specs = [[metric(m) for m in model._metric_specs], [metric(m) for m in model._weighted_specs]]
+    if any(m is None for group in specs for m in group):
+        warnings.warn("save(): a custom metric has no Keras counterpart: the .keras file is written without its "
+                      "compile settings (Keras loads it uncompiled)", stacklevel=4)
+        return None
+    ocfg = dict(opt.get_config())
+    lr = opt._learning_rate
+    if isinstance(lr, schedules.LearningRateSchedule):
+        ser = schedules.serialize(lr)
+        ocfg["learning_rate"] = _serialized("keras.optimizers.schedules", ser["class_name"], ser["config"])
+    ocfg["name"] = type(opt).__name__.lower()
+    return {"optimizer": _serialized("keras.optimizers", type(opt).__name__, ocfg), "loss": loss_spec,
+            "loss_weights": None, "metrics": specs[0] or None, "weighted_metrics": specs[1] or None,
+            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+def _layer_keys(model) -> List[str]:
+    """Each layer's group in the weights file: Keras's snake-case class
+    names, numbered from the second of a class (lstm, lstm_1, ...)."""
+    counts: Dict[str, int] = {}
+    keys = []
+    for layer in model.layers:
+        stem = _snake(type(layer).__name__)
+        keys.append(stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}")
+        counts[stem] = counts.get(stem, 0) + 1
+    return keys
+
+
+def _optimizer_vars(model) -> List[np.ndarray]:
+    """The optimizer's state in Keras's order: iterations, the learning
+    rate (unless a schedule), then its slots by kind over all trainable
+    weights (Adam's momentum and velocity interleaved per weight)."""
+    from . import schedules
+
+    opt = model.optimizer
+    if opt is None:
+        return []
+    out = [np.array(opt.iterations, np.int64)]
+    if not isinstance(opt._learning_rate, schedules.LearningRateSchedule):
+        out.append(np.array(opt._learning_rate, np.float32))
+    kind = type(opt).__name__
+    # Before the first step, the zeros Keras's compile builds.
+    state = opt.state or [[np.zeros_like(w) for _ in opt.slots] for w in model.trainable_weights]
+    if kind == "Adam":
+        out += [a for slots in state for a in slots[:2]]
+        if opt.amsgrad:
+            out += [slots[2] for slots in state]
+    elif kind == "RMSprop":
+        out += [slots[0] for slots in state]
+        if opt.momentum > 0:
+            out += [slots[1] for slots in state]
+        if opt.centered:
+            out += [slots[2] for slots in state]
+    elif kind == "SGD" and opt.momentum != 0:
+        out += [slots[0] for slots in state]
+    return out
+
+
+def _write_weights(model, f) -> None:
+    """Keras's weights layout into the open h5py File f."""
+    from . import layers as layers_mod
+
+    layers_group = f.create_group("layers")
+    for key, layer in zip(_layer_keys(model), model.layers):
+        group = layers_group.create_group(key)
+        group.create_group("vars").attrs["name"] = layer.name
+        parts = [(group, layer)]
+        if isinstance(layer, layers_mod.Bidirectional):
+            parts = [(group.create_group(side), sub) for side, sub in
+                     (("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer))]
+            for g, sub in parts:
+                g.create_group("vars").attrs["name"] = sub.name
+        for g, sub in parts:
+            if isinstance(sub, layers_mod._Recurrent):
+                g = g.create_group("cell")
+                node = g.create_group("vars")
+                node.attrs["name"] = f"{_snake(type(sub).__name__)}_cell"
+            else:
+                node = g["vars"]
+            for i, w in enumerate(sub.weights):
+                node.create_dataset(str(i), data=w)
+    opt_vars = _optimizer_vars(model)
+    if opt_vars:
+        node = f.create_group("optimizer").create_group("vars")
+        node.attrs["name"] = type(model.optimizer).__name__.lower()
+        for i, a in enumerate(opt_vars):
+            node.create_dataset(str(i), data=a)
+    f.create_group("vars").attrs["name"] = model.name
+
+
+def _h5py(what: str):
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"{what} needs h5py: pip install 'rnn_fast[keras]'") from None
+    return h5py
+
+
 def save_keras(model, filepath) -> None:
-    raise ValueError(f"save(): {filepath!r}: writing Keras's .keras format is not supported yet")
+    """model as a Keras 3 .keras file: config.json (architecture and
+    compile settings), model.weights.h5 (weights and optimizer state),
+    metadata.json; keras.models.load_model reads it."""
+    import datetime
+
+    h5py = _h5py("save() to a .keras file")
+    model._require_built("save")
+    input_shape = tuple(model.input_shape[1:])
+    specs = [_serialized("keras.layers", "InputLayer", {"batch_shape": [None] + list(input_shape),
+                                                        "dtype": model.layers[0].dtype.name if model.layers
+                                                        else "float32", "sparse": False, "name": "input_layer"})]
+    shape = input_shape
+    for layer in model.layers:
+        specs.append(_keras_layer(layer, shape))
+        shape = layer.output_shape_for(shape)
+    config = _serialized("keras", "Sequential", {"name": model.name, "trainable": model.trainable, "layers": specs,
+                                                 "build_input_shape": [None] + list(input_shape)})
+    config["build_config"] = {"input_shape": [None] + list(input_shape)}
+    config["compile_config"] = _keras_compile_config(model)
+    weights = io.BytesIO()
+    with h5py.File(weights, "w") as f:
+        _write_weights(model, f)
+    metadata = {"keras_version": KERAS_VERSION, "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+                "written_by": "rnn_fast"}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("metadata.json", json.dumps(metadata))
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", weights.getvalue(), compress_type=zipfile.ZIP_STORED)
+    with open(filepath, "wb") as out:
+        out.write(buf.getvalue())
+
+
+def save_weights(model, filepath) -> None:
+    """The weights (and optimizer state) in Keras's .weights.h5 layout."""
+    h5py = _h5py("save_weights() to a .weights.h5 file")
+    model._require_built("save_weights")
+    with h5py.File(filepath, "w") as f:
+        _write_weights(model, f)
+
+
+def load_weights(model, filepath) -> None:
+    """Weights from a Keras .weights.h5 file (or a .keras file's) into the
+    built model, layer by layer as Keras matches them; a layer whose arrays
+    differ in number or shape is refused by name."""
+    h5py = _h5py("load_weights() of a .weights.h5 file")
+    model._require_built("load_weights")
+    with h5py.File(filepath, "r") as f:
+        if "layers" not in f:
+            raise ValueError(f"load_weights(): {filepath} is not a Keras weights file (no 'layers' group)")
+        values = []
+        for key, layer in zip(_layer_keys(model), model.layers):
+            arrays = _variables(f["layers"][key], type(layer).__name__) if key in f["layers"] else []
+            if len(arrays) != len(layer.weights):
+                raise ValueError(f"load_weights(): {filepath}: layer {layer.name} ({key}) has {len(arrays)} weight "
+                                 f"arrays in the file, the model's has {len(layer.weights)}")
+            for a, w, name in zip(arrays, layer.weights, layer.weight_names):
+                if a.shape != w.shape:
+                    raise ValueError(f"load_weights(): {filepath}: {layer.name}'s {name} has shape {a.shape} in "
+                                     f"the file, the model's {w.shape}")
+            values.append(arrays)
+    for layer, arrays in zip(model.layers, values):
+        layer.set_weights([a.astype(w.dtype) for a, w in zip(arrays, layer.weights)])

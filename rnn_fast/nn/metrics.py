@@ -106,6 +106,8 @@ class MeanMetricWrapper(Mean):
     def __init__(self, fn: Callable, name: Optional[str] = None, **fn_kwargs):
         super().__init__(name if name is not None else getattr(fn, "__name__", "metric"))
         self.fn, self.fn_kwargs = fn, fn_kwargs
+        fn_name = getattr(fn, "__name__", "")
+        self.direction = "up" if fn_name.endswith("accuracy") else "down" if fn_name in _FUNCTIONS else None
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:  # type: ignore[override]
         values = self.fn(y_true, y_pred, **self.fn_kwargs)
@@ -208,6 +210,8 @@ def _evenly(thresholds: np.ndarray) -> bool:
 
 
 class _Confusion(Metric):
+    direction = "up"
+
     def __init__(self, thresholds=None, name: Optional[str] = None):
         values = [0.5] if thresholds is None else list(np.atleast_1d(thresholds))
         for t in values:
@@ -252,6 +256,8 @@ class AUC(Metric):
     """The area under the ROC or PR curve from confusion counts at
     num_thresholds thresholds, Keras's approximation (summation_method
     'interpolation', 'minoring' or 'majoring')."""
+
+    direction = "up"
 
     def __init__(self, num_thresholds: int = 200, curve: str = "ROC", summation_method: str = "interpolation",
                  name: Optional[str] = None, thresholds=None, from_logits: bool = False):

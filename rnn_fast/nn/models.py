@@ -449,6 +449,9 @@ class Sequential:
         src = data.source(x, y, sample_weight, batch_size, shuffle, who, check)
         if class_weight is not None and sample_weight is not None:
             raise ValueError(f"{who}: sample_weight and class_weight cannot both be given")
+        if class_weight is not None and isinstance(src, data.IterableSource):
+            raise ValueError(f"{who}: class_weight is not supported for generator inputs (as in Keras); yield "
+                             f"(x, y, sample_weight) batches instead")
         return data.Epochs(src, data.steps_arg(steps, who, "steps_per_epoch" if who == "fit()" else "steps"),
                            class_weight, who)
 
@@ -550,6 +553,7 @@ class Sequential:
         return self.history
 
     def _evaluate(self, epochs: data.Epochs, cbs, verbose) -> Dict[str, float]:
+        epochs.restart()  # Keras: each evaluation from the data's start (a generator: where it is)
         ctx = self._ctx()
         if ctx is not None and not ctx.is_root:
             verbose = 0
@@ -655,6 +659,45 @@ class Sequential:
                 raise RuntimeError(f"save(): rank 0 could not write {filepath!r}: {failed}")
             return
         self._save(filepath)
+
+    def save_weights(self, filepath) -> None:
+        """The weights (and optimizer state): to filepath ending in
+        '.weights.h5', Keras's layout (keras's model.load_weights reads it;
+        needs h5py), or '.weights.npz', rnn_fast's own."""
+        path = os.fspath(filepath)
+        self._require_built("save_weights")
+        if path.endswith(".weights.h5"):
+            keras_file.save_weights(self, path)
+        elif path.endswith(".weights.npz"):
+            arrays = {f"{i}/{name}": w for i, layer in enumerate(self.layers)
+                      for name, w in zip(layer.weight_names, layer.weights)}
+            with open(path, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            raise ValueError(f"save_weights(): the filepath must end in '.weights.h5' (Keras's weights file) or "
+                             f"'.weights.npz' (rnn_fast's), got {path!r}")
+
+    def load_weights(self, filepath) -> None:
+        """Weights written by save_weights (either kind), or by Keras's
+        save_weights / inside a .keras file, into this built model."""
+        path = os.fspath(filepath)
+        self._require_built("load_weights")
+        if path.endswith(".weights.h5"):
+            keras_file.load_weights(self, path)
+            return
+        if not path.endswith(".weights.npz"):
+            raise ValueError(f"load_weights(): the filepath must end in '.weights.h5' or '.weights.npz', "
+                             f"got {path!r}")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (zipfile.BadZipFile, ValueError, EOFError, KeyError) as e:
+            raise ValueError(f"load_weights(): {path} is not a readable weights file ({type(e).__name__}: {e})") \
+                from None
+        expected = [f"{i}/{name}" for i, layer in enumerate(self.layers) for name in layer.weight_names]
+        if sorted(arrays) != sorted(expected):
+            raise ValueError(f"load_weights(): {path} holds the arrays {sorted(arrays)}, the model has {expected}")
+        self.set_weights([arrays[k] for k in expected])
 
     def _save(self, filepath) -> None:
         path = os.fspath(filepath)
