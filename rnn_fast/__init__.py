@@ -5,6 +5,7 @@ same names, arguments, shapes and return values, computed by compiled
 kernels in float32 or float64. ``rnn_fast.reference`` holds the NumPy twins.
 """
 from . import reference
+from .reference import sigmoid  # cs231n's rnn_layers.py has it beside the layers
 from ._core import (
     GRUInference,
     LSTMInference,
@@ -48,6 +49,7 @@ def get_include() -> str:
 __all__ = [
     "reference",
     "get_include",
+    "sigmoid",
     "GRUInference",
     "LSTMInference",
     "RNNInference",

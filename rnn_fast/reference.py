@@ -215,9 +215,9 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b, *, cache=True, gate_order="i
     """One LSTM step. x (N, D), prev_h and prev_c (N, H), Wx (D, 4H),
     Wh (H, 4H), b (4H,), gate blocks in gate_order. Returns (next_h, next_c,
     cache); cache=False (inference) returns None in the cache's place."""
-    H = prev_h.shape[1]
+    H = Wh.shape[0]  # x, prev_h, prev_c: (N, .) or 1-D rows, broadcast as NumPy broadcasts them
     a = x.dot(Wx) + prev_h.dot(Wh) + b
-    bi, bf, bo, bg = (a[:, k * H : (k + 1) * H] for k in _gate_blocks(gate_order))
+    bi, bf, bo, bg = (a[..., k * H : (k + 1) * H] for k in _gate_blocks(gate_order))
     i, f, o, g = sigmoid(bi), sigmoid(bf), sigmoid(bo), np.tanh(bg)
     next_c = f * prev_c + i * g
     next_h = o * np.tanh(next_c)
@@ -353,14 +353,14 @@ def gru_step_forward(x, prev_h, Wx, Wh, b, bh, *, cache=True, gate_order="rzn"):
     bh (3H,) (the input's and the recurrent product's biases), gate blocks r,
     z, n (or z, r, n with gate_order='zrn', Keras's order). Returns (next_h,
     cache); cache=False (inference) returns None in the cache's place."""
-    H = prev_h.shape[1]
+    H = Wh.shape[0]  # x, prev_h: (N, .) or 1-D rows, broadcast as NumPy broadcasts them
     ax = x.dot(Wx) + b
     ah = prev_h.dot(Wh) + bh
     kr, kz, kn = (slice(k * H, (k + 1) * H) for k in _gru_blocks(gate_order))
-    r = sigmoid(ax[:, kr] + ah[:, kr])
-    z = sigmoid(ax[:, kz] + ah[:, kz])
-    hn = ah[:, kn]
-    n = np.tanh(ax[:, kn] + r * hn)
+    r = sigmoid(ax[..., kr] + ah[..., kr])
+    z = sigmoid(ax[..., kz] + ah[..., kz])
+    hn = ah[..., kn]
+    n = np.tanh(ax[..., kn] + r * hn)
     next_h = (1 - z) * n + z * prev_h
     return next_h, GRUStepCache(x, prev_h, Wx, Wh, r, z, n, hn, gate_order) if cache else None
 

@@ -40,8 +40,8 @@ PYTHON_OBJECTS = [None, "text", 1.5, [[1, 2]], {"a": 1}]
 
 
 def valid_dtype(a, kind):
-    if kind == FLOAT:
-        return a.dtype.kind == "f" and a.itemsize in (4, 8)
+    if kind == FLOAT:  # floats, and what the kernels promote as NumPy would: booleans, integers, float16
+        return a.dtype.kind in "biu" or (a.dtype.kind == "f" and a.itemsize in (2, 4, 8))
     if kind == INDEX:
         return a.dtype.kind in "iu"
     return a.dtype.kind in "biuf"
@@ -85,6 +85,7 @@ class Call:
     # A float32 argument: NumPy rounds its products to float32 before any
     # promotion, while the kernels promote first, so float32's tolerance holds.
     float32: bool = False
+    floats: set = field(default_factory=set)  # the float arguments (the others: indices, masks)
 
 
 class Draw:
@@ -159,9 +160,15 @@ class Draw:
             except ValueError:  # a ragged list
                 self.call.type_bad.add(name)
                 return
-        self.call.float32 |= kind == FLOAT and a.dtype == np.float32
+        if kind == FLOAT:
+            self.call.floats.add(name)
+            self.call.float32 |= valid_dtype(a, kind) and promoted(a.dtype) == np.float32
+        # A step's rows may come 1-D (one row for all, as NumPy broadcasts it).
+        row = self.call.fn.endswith("_step_forward") and name in ("x", "prev_h", "prev_c")
         if not valid_dtype(a, kind):
             self.call.type_bad.add(name)
+        elif row and a.ndim == 1 and a.shape[0] == shape[-1]:
+            pass
         elif a.ndim != len(shape) or any(a.shape[i] != shape[i] for i in shared):
             self.call.value_bad.add(name)
         elif kind == INDEX and a.size and (a.min() < 0 or a.max() >= high):
@@ -234,8 +241,18 @@ def run_case(call, ours_fn, ref_fn):
     return ours, expected
 
 
+def promoted(dtype):
+    """The dtype the kernels compute a float argument of this dtype in (NumPy's promotion against float32)."""
+    return dtype if dtype.kind == "f" and dtype.itemsize >= 4 else np.promote_types(dtype, np.float32)
+
+
 def as_arrays(call):
-    return {n: np.asarray(v) for n, v in call.args.items()}
+    """The arguments as the reference takes them: arrays, the float ones
+    promoted as the kernels promote them (which is NumPy's result against
+    float32 weights; NumPy on integer weights alone would compute in
+    integers)."""
+    out = {n: np.asarray(v) for n, v in call.args.items()}
+    return {n: a.astype(promoted(a.dtype)) if n in call.floats else a for n, a in out.items()}
 
 
 # ------------------------------------------------------------ forwards
@@ -273,7 +290,8 @@ def recurrent_forward(data, cell, step):
     d.call.kwargs = kwargs
     ours = lambda: getattr(rf, fn)(*d.call.args.values(), **kwargs)  # noqa: E731
     reference = lambda: getattr(ref, fn)(*as_arrays(d.call).values(), **{  # noqa: E731
-        k: np.asarray(v) if k == "c0" and v is not None else v for k, v in kwargs.items()})
+        k: np.asarray(v).astype(promoted(np.asarray(v).dtype)) if k == "c0" and v is not None else v
+        for k, v in kwargs.items()})
     run_case(d.call, ours, reference)
 
 

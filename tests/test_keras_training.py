@@ -741,3 +741,29 @@ def test_the_legacy_h5_format_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"legacy HDF5 model format \(.h5\) is not written by rnn_fast"):
         model.save(tmp_path / "model.h5")
     assert not (tmp_path / "model.h5").exists()
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda m: m.optimizers.Adam(0.01), lambda m: m.optimizers.Adam(0.01, amsgrad=True),
+    lambda m: m.optimizers.SGD(0.05, momentum=0.9), lambda m: m.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    lambda m: m.optimizers.RMSprop(m.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5)),
+], ids=["adam", "amsgrad", "sgd-momentum", "rmsprop-centered", "rmsprop-schedule"])
+def test_optimizer_state_crosses_a_keras_file_both_ways(tmp_path, optimizer):
+    """Trained some steps on one side, saved, loaded on the other: the next
+    steps are the same as where training continued without the file."""
+    x, y = binary_data(16)
+    theirs, mine = pair(lambda m: [m.LSTM(3), m.Dense(1)], x.shape[1:],
+                        lambda m: dict(optimizer=optimizer(m), loss="mse"))
+    for step in range(3):
+        mine.train_on_batch(x[:8], y[:8])
+        theirs.train_on_batch(x[:8], y[:8])
+    mine.save(tmp_path / "m.keras")
+    theirs.save(tmp_path / "k.keras")
+    from_mine, from_theirs = keras.models.load_model(tmp_path / "m.keras"), nn.load_model(tmp_path / "k.keras")
+    assert from_theirs.optimizer.iterations == 3
+    for model in (mine, theirs, from_mine, from_theirs):
+        for step in range(2):
+            model.train_on_batch(x[8:], y[8:])
+    assert_weights(from_mine, theirs)
+    assert_weights(from_theirs, mine)
+    assert_weights(mine, theirs)

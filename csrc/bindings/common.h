@@ -128,16 +128,26 @@ private:
     std::map<char, std::pair<index_t, std::string>> dims_;
 };
 
-// np.asarray(obj), which must hold float32 or float64 values.
+// A C-contiguous, aligned (NPY_ARRAY_ALIGNED) array of T.
+template <typename T>
+using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast | 0x0100>;
+
+// np.asarray(obj) as float32 or float64 values. Booleans, integers and
+// float16 are promoted as NumPy promotes them against float32 weights
+// (np.promote_types(dtype, float32): float32 up to 16-bit integers, float64
+// beyond), so that an int64 x gives what NumPy's x.dot(Wx) would: float64.
+// Complex, object and longer floats are refused.
 inline py::array float_array(py::handle obj, const char* fn, const char* name) {
     py::array a = py::array::ensure(obj);
     if (!a) throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got " +
                                  type_name(obj));
     const char kind = a.dtype().kind();
-    if (kind != 'f' || (a.itemsize() != 4 && a.itemsize() != 8))
-        throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got dtype " +
-                             dtype_of(a));
-    return a;
+    if (kind == 'f' && (a.itemsize() == 4 || a.itemsize() == 8)) return a;
+    if (kind == 'b' || ((kind == 'i' || kind == 'u') && a.itemsize() <= 2) || (kind == 'f' && a.itemsize() == 2))
+        return Contiguous<float>(static_cast<const py::object&>(a));
+    if (kind == 'i' || kind == 'u') return Contiguous<double>(static_cast<const py::object&>(a));
+    throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array (or of integers, "
+                         "promoted as NumPy promotes them), got dtype " + dtype_of(a));
 }
 
 // np.asarray(obj), which must hold integers (converted to int64 after the
@@ -181,10 +191,6 @@ inline bool any_double(std::initializer_list<const py::array*> arrays) {
 }
 
 // A C-contiguous, aligned array of T with a's values; a itself when it already is one.
-inline constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
-template <typename T>
-using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast | kAligned>;
-
 // The converting constructor raises NumPy's error (MemoryError when a copy
 // cannot be allocated); array_t::ensure() would clear it.
 template <typename T>

@@ -33,6 +33,11 @@ struct RecurrentCache {
     // With lengths: how the sequences were packed. x, h, c and saved are
     // then packed, h0 and c0 sorted (see packing.h).
     std::shared_ptr<const rnn_fast::Packing> packing;
+    // A step whose x, prev_h or prev_c came 1-D (bits 1, 2, 4), broadcast
+    // over the rows as NumPy's would be (StepRows); out_1d: all of them did,
+    // and the outputs (and the gradients the backward takes) are 1-D too.
+    unsigned rows_1d = 0;
+    bool out_1d = false;
 
     py::str repr(const char* cls) const {
         std::ostringstream s;
@@ -516,6 +521,78 @@ py::class_<Inference<Cell>, InferenceWeights> register_classes(py::module_& m, c
     return py::class_<Inference<Cell>, InferenceWeights>(m, inference.c_str(), doc);
 }
 
+// --------------------------------------------- steps, broadcast as NumPy's
+
+// cs231n's NumPy step (x.dot(Wx) + prev_h.dot(Wh) + b) broadcasts its row
+// arguments: a 1-D x (D,) or state (H,) is one row, the same for every row
+// of the 2-D ones (of the N of theirs), and when all are 1-D the outputs are
+// 1-D: a sampling loop's np.squeeze'd x gives what NumPy gives. StepRows
+// makes the 2-D arguments the kernels take and remembers which were 1-D, so
+// that the backward returns their gradients 1-D (summed over the rows that
+// shared them).
+struct StepRows {
+    py::object args[3];  // x, prev_h, prev_c (None when the cell has none)
+    unsigned rows_1d = 0;
+    bool out_1d = false;
+
+    StepRows(const char* fn, py::handle x, py::handle h, py::handle c) : args{py::reinterpret_borrow<py::object>(x),
+                                                                             py::reinterpret_borrow<py::object>(h),
+                                                                             py::reinterpret_borrow<py::object>(c)} {
+        static const char* names[3] = {"x", "prev_h", "prev_c"};
+        py::ssize_t rows = -1;
+        int present = 0, one_d = 0;
+        for (int k = 0; k < 3; ++k) {
+            if (args[k].is_none()) continue;
+            ++present;
+            const py::array a = py::array::ensure(args[k]);
+            if (!a) continue;  // float_array names it
+            if (a.ndim() == 1) {
+                rows_1d |= 1u << k;
+                ++one_d;
+            } else if (a.ndim() == 2 && rows < 0) {
+                rows = a.shape(0);
+            }
+        }
+        if (one_d == 0) return;
+        out_1d = one_d == present;
+        if (rows < 0) rows = 1;
+        const py::object broadcast_to = py::module_::import("numpy").attr("broadcast_to");
+        for (int k = 0; k < 3; ++k) {
+            if (!(rows_1d & (1u << k))) continue;
+            const py::array a = py::array::ensure(args[k]);
+            try {
+                args[k] = broadcast_to(a, py::make_tuple(rows, a.shape(0)));
+            } catch (py::error_already_set&) {
+                throw py::value_error(std::string(fn) + "(): " + names[k] + " could not be broadcast over " +
+                                      std::to_string(rows) + " rows");
+            }
+        }
+    }
+
+    // The outputs of a forward, 1-D when every row argument was.
+    py::array out(py::array a) const { return out_1d ? a.reshape({a.shape(1)}) : a; }
+};
+
+// A 1-D gradient (of a 1-D output) as the (1, H) rows the backward takes.
+py::object step_grad_rows(const RecurrentCache& c, py::handle g) {
+    if (!c.out_1d || g.is_none()) return py::reinterpret_borrow<py::object>(g);
+    py::array a = py::array::ensure(g);
+    if (a && a.ndim() == 1) return a.reshape({py::ssize_t(1), a.shape(0)});
+    return py::reinterpret_borrow<py::object>(g);
+}
+
+// The gradient of an argument the forward took 1-D: summed over the rows it was broadcast to.
+py::array step_grad_out(const RecurrentCache& c, unsigned bit, py::array g) {
+    if (!(c.rows_1d & bit)) return g;
+    return g.attr("sum")(0).cast<py::array>();
+}
+
+template <typename Cache>
+void remember_rows(Cache& c, const StepRows& r) {
+    c.rows_1d = r.rows_1d;
+    c.out_1d = r.out_1d;
+}
+
 // ------------------------------------------------------------------ RNN
 
 using rnn_fast::Rnn;
@@ -533,17 +610,20 @@ Rnn rnn_cell(const char* fn, const std::string& activation) {
 py::tuple rnn_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b,
                            const std::string& activation, bool keep) {
     const char* fn = "rnn_step_forward";
+    const StepRows r(fn, x, prev_h, py::none());
     StepCache<Rnn> c = forward<Rnn, StepCache<Rnn>>(fn, rnn_cell(fn, activation), true,
-                                                    {x, prev_h, py::none(), Wx, Wh, b, py::none()}, false, keep);
-    py::array next_h = output(c.h, {c.N, c.H}, keep);
+                                                    {r.args[0], r.args[1], py::none(), Wx, Wh, b, py::none()}, false,
+                                                    keep);
+    remember_rows(c, r);
+    py::array next_h = r.out(output(c.h, {c.N, c.H}, keep));
     return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
 }
 
 py::tuple rnn_step_backward(py::handle dnext_h, py::handle cache) {
     const char* fn = "rnn_step_backward";
-    const RecurrentGrads g =
-        backward<Rnn>(fn, cache_arg<StepCache<Rnn>>(cache, fn, "rnn_step_forward"), dnext_h, py::none(), true);
-    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db);
+    const auto& c = cache_arg<StepCache<Rnn>>(cache, fn, "rnn_step_forward");
+    const RecurrentGrads g = backward<Rnn>(fn, c, step_grad_rows(c, dnext_h), py::none(), true);
+    return py::make_tuple(step_grad_out(c, 1, g.dx), step_grad_out(c, 2, g.dh0), g.dWx, g.dWh, g.db);
 }
 
 py::tuple rnn_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b,
@@ -583,6 +663,8 @@ rnn_forward call does.)doc");
 
 x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,): float32 or float64;
 mixed dtypes compute in float64. Returns (next_h (N, H), cache).
+As in NumPy, x and the states may be 1-D rows, shared by every row of the
+2-D ones (1-D outputs when all are), and integer arrays are promoted.
 Keyword-only: activation='tanh' or 'relu'; cache=False for inference (no
 cache is kept: None in its place, and no copies of the inputs).)doc");
     m.def("rnn_step_backward", &rnn_step_backward, "dnext_h"_a, "cache"_a,
@@ -648,19 +730,23 @@ py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, 
     const char* fn = "lstm_step_forward";
     not_none(prev_c, fn, "prev_c");
     const Lstm cell = lstm_cell(fn, gate_order);
-    StepCache<Lstm> c = forward<Lstm, StepCache<Lstm>>(fn, cell, true, {x, prev_h, prev_c, Wx, Wh, b, py::none()},
+    const StepRows r(fn, x, prev_h, prev_c);
+    StepCache<Lstm> c = forward<Lstm, StepCache<Lstm>>(fn, cell, true,
+                                                       {r.args[0], r.args[1], r.args[2], Wx, Wh, b, py::none()},
                                                        false, keep, nullptr, false, lstm_tag(cell));
-    py::array next_h = output(c.h, {c.N, c.H}, keep);
-    py::array next_c = output(c.c, {c.N, c.H}, keep);
+    remember_rows(c, r);
+    py::array next_h = r.out(output(c.h, {c.N, c.H}, keep));
+    py::array next_c = r.out(output(c.c, {c.N, c.H}, keep));
     return py::make_tuple(next_h, next_c, cache_or_none(std::move(c), keep));
 }
 
 py::tuple lstm_step_backward(py::handle dnext_h, py::handle dnext_c, py::handle cache) {
     const char* fn = "lstm_step_backward";
     not_none(dnext_c, fn, "dnext_c");
-    const RecurrentGrads g =
-        backward<Lstm>(fn, cache_arg<StepCache<Lstm>>(cache, fn, "lstm_step_forward"), dnext_h, dnext_c, true);
-    return py::make_tuple(g.dx, g.dh0, g.dc0, g.dWx, g.dWh, g.db);
+    const auto& c = cache_arg<StepCache<Lstm>>(cache, fn, "lstm_step_forward");
+    const RecurrentGrads g = backward<Lstm>(fn, c, step_grad_rows(c, dnext_h), step_grad_rows(c, dnext_c), true);
+    return py::make_tuple(step_grad_out(c, 1, g.dx), step_grad_out(c, 2, g.dh0), step_grad_out(c, 4, g.dc0), g.dWx,
+                          g.dWh, g.db);
 }
 
 py::tuple lstm_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle c0,
@@ -704,6 +790,8 @@ per session). Inputs of another dtype follow lstm_forward's promotion.)doc");
 
 x (N, D), prev_h and prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
 Returns (next_h (N, H), next_c (N, H), cache).
+As in NumPy, x and the states may be 1-D rows, shared by every row of the
+2-D ones (1-D outputs when all are), and integer arrays are promoted.
 Keyword-only: cache=False for inference (None in the cache's place);
 gate_order='ifgo' for weights whose gate blocks come i, f, g, o (Keras's
 and PyTorch's order; their gradients come in the same order).)doc");
@@ -768,17 +856,19 @@ py::tuple gru_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::h
                            bool keep, const std::string& gate_order) {
     const char* fn = "gru_step_forward";
     const Gru cell = gru_cell(fn, gate_order);
-    StepCache<Gru> c = forward<Gru, StepCache<Gru>>(fn, cell, true, {x, prev_h, py::none(), Wx, Wh, b, bh}, false,
-                                                    keep, nullptr, false, gru_tag(cell));
-    py::array next_h = output(c.h, {c.N, c.H}, keep);
+    const StepRows r(fn, x, prev_h, py::none());
+    StepCache<Gru> c = forward<Gru, StepCache<Gru>>(fn, cell, true, {r.args[0], r.args[1], py::none(), Wx, Wh, b, bh},
+                                                    false, keep, nullptr, false, gru_tag(cell));
+    remember_rows(c, r);
+    py::array next_h = r.out(output(c.h, {c.N, c.H}, keep));
     return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
 }
 
 py::tuple gru_step_backward(py::handle dnext_h, py::handle cache) {
     const char* fn = "gru_step_backward";
-    const RecurrentGrads g =
-        backward<Gru>(fn, cache_arg<StepCache<Gru>>(cache, fn, "gru_step_forward"), dnext_h, py::none(), true);
-    return py::make_tuple(g.dx, g.dh0, g.dWx, g.dWh, g.db, g.dbh);
+    const auto& c = cache_arg<StepCache<Gru>>(cache, fn, "gru_step_forward");
+    const RecurrentGrads g = backward<Gru>(fn, c, step_grad_rows(c, dnext_h), py::none(), true);
+    return py::make_tuple(step_grad_out(c, 1, g.dx), step_grad_out(c, 2, g.dh0), g.dWx, g.dWh, g.db, g.dbh);
 }
 
 py::tuple gru_forward(py::handle x, py::handle h0, py::handle Wx, py::handle Wh, py::handle b, py::handle bh,
@@ -823,6 +913,8 @@ n = tanh(x Wx_n + b_n + r * (prev_h Wh_n + bh_n)),
 next_h = (1 - z) * n + z * prev_h.
 x (N, D), prev_h (N, H), Wx (D, 3H), Wh (H, 3H), b and bh (3H,): float32 or
 float64; mixed dtypes compute in float64. Returns (next_h (N, H), cache).
+As in NumPy, x and the states may be 1-D rows, shared by every row of the
+2-D ones (1-D outputs when all are), and integer arrays are promoted.
 Keyword-only: cache=False for inference (None in the cache's place);
 gate_order='zrn' for weights whose gate blocks come z, r, n (Keras's order;
 their gradients come in the same order).)doc");

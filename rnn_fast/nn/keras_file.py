@@ -147,6 +147,10 @@ def load_keras(data: bytes, filepath, compile: bool = True):
                 raise ValueError(f"load_model(): {filepath}: layer {layer.name} has {len(arrays)} weight arrays in "
                                  f"the file, rnn_fast's has {len(layer.weights)}")
             layer.set_weights([a.astype(w.dtype) for a, w in zip(arrays, layer.weights)])
+        opt_vars = None
+        if "optimizer" in f and "vars" in f["optimizer"]:
+            node = f["optimizer"]["vars"]
+            opt_vars = [np.asarray(node[k]) for k in sorted(node, key=int)]
     comp = config.get("compile_config")
     if compile and comp:
         opt = comp.get("optimizer")
@@ -164,7 +168,46 @@ def load_keras(data: bytes, filepath, compile: bool = True):
         model.compile(optimizer=optimizer, loss=_read_loss(comp.get("loss"), filepath),
                       metrics=[_read_metric(m, filepath) for m in comp.get("metrics") or []],
                       weighted_metrics=[_read_metric(m, filepath) for m in comp.get("weighted_metrics") or []])
+        if opt_vars:
+            _set_optimizer_vars(model, opt_vars, filepath)
     return model
+
+
+def _set_optimizer_vars(model, values: List[np.ndarray], filepath) -> None:
+    """The optimizer's state from Keras's list of its variables (the order
+    _optimizer_vars writes); a list that does not fit this optimizer is
+    skipped with a warning, as Keras skips it."""
+    import warnings
+
+    from . import schedules
+
+    opt = model.optimizer
+    weights = model.trainable_weights
+    fresh = [[np.zeros_like(w) for _ in opt.slots] for w in weights]
+    probe = type(opt)(**{k: v for k, v in opt.get_config().items()})
+    probe.state, probe.iterations = fresh, 0
+    layout = _optimizer_vars(_Holder(probe, weights))
+    skip = 1 if isinstance(opt._learning_rate, schedules.LearningRateSchedule) else 2
+    if len(values) == skip and all(v.ndim == 0 for v in values):  # compiled, never built: no slots yet
+        opt.iterations = int(values[0])
+        return
+    if len(layout) != len(values) or any(a.shape != b.shape for a, b in zip(layout, values)):
+        warnings.warn(f"load_model(): {filepath}: skipping the optimizer's state: the file holds {len(values)} "
+                      f"variables, rnn_fast's {type(opt).__name__} has {len(layout)}", stacklevel=3)
+        return
+    # Past iterations (and the learning rate, which the config holds), _optimizer_vars's arrays are
+    # fresh's own: fill them through it.
+    for target, value in zip(layout[skip:], values[skip:]):
+        target[...] = value
+    opt.state = fresh
+    opt.iterations = int(values[0])
+
+
+class _Holder:
+    """What _optimizer_vars reads of a model: its optimizer and trainable weights."""
+
+    def __init__(self, optimizer, weights):
+        self.optimizer, self.trainable_weights = optimizer, weights
 
 
 def _read_loss(spec, filepath):
