@@ -26,16 +26,26 @@ elif kind == "masked":  # the loss and metrics over unmasked steps: parts weight
     x = np.where(np.arange(12)[None, :] < lengths[:, None], rng.integers(1, 9, (50, 12)), 0)
     y = rng.standard_normal((50, 12, 1))
     layers = [nn.Embedding(9, 4, mask_zero=True), nn.LSTM(6, return_sequences=True), nn.Dense(1)]
+elif kind == "weighted":  # sample weights, and metrics whose states (confusion counts) are summed over ranks
+    y = (x[:, :, 0].sum(1) > 0).astype(float)[:, None]
+    layers = [nn.LSTM(6), nn.Dense(1, activation="sigmoid")]
 elif kind == "gru":
     layers = [nn.GRU(8, return_sequences=True), nn.GRU(4, kernel_regularizer="l2"), nn.Dense(1)]
 else:
     layers = [nn.Bidirectional(nn.LSTM(5)), nn.Dense(1)]
 model = nn.Sequential(layers)
-model.compile(nn.optimizers.Adam(0.01, global_clipnorm=1.0), "mse", metrics=["mae"])
+weights = None
+if kind == "weighted":
+    weights = rng.uniform(0, 2, len(x))
+    model.compile(nn.optimizers.Adam(0.01), "binary_crossentropy",
+                  metrics=["accuracy", nn.metrics.AUC(name="auc"), nn.metrics.Precision(name="precision")],
+                  weighted_metrics=["accuracy", "mae"])
+else:
+    model.compile(nn.optimizers.Adam(0.01, global_clipnorm=1.0), "mse", metrics=["mae"])
 # Batches of 16 over 40 samples: parts of 8/8, and 6/5/5 and 3/3/2 on 3 ranks.
-history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_split=0.2)
+history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_split=0.2, sample_weight=weights)
 pred = model.predict(x[:7], verbose=0)
-evaluation = model.evaluate(x, y, verbose=0)
+evaluation = model.evaluate(x, y, verbose=0, sample_weight=weights)
 model.save(f"{out}.rank{distributed.rank()}.model.npz")
 if distributed.rank() == 0:
     np.savez(out, *model.get_weights(), pred=pred)
