@@ -13,7 +13,8 @@ From then on, in every process:
   parts (sizes differing by at most one), each rank computes the gradient
   of its part, and one ``Allreduce`` per step sums them, weighted by each
   part's share of the loss (samples, or unmasked steps), fused into one
-  buffer with the losses, the metrics and an error flag. Penalties,
+  buffer with the loss and an error flag; the compiled metrics' states
+  (sums, in float64) follow in a second small Allreduce. Penalties,
   clipping and the optimizer then run on the sum, identically everywhere:
   K processes reach the weights one process reaches with the same
   ``batch_size``, to float rounding. Dropout masks are drawn for the whole
