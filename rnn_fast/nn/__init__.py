@@ -8,10 +8,15 @@ Keras code runs after changing its imports::
 Layers: SimpleRNN, LSTM, GRU, Bidirectional, Dense, Dropout, Embedding,
 RepeatVector, Activation, Masking (Keras's masks: Masking and
 Embedding(mask_zero=True) make them, the recurrent layers run the masked
-steps as the kernels' lengths=, the loss and metrics skip them). Sequential: compile / fit / evaluate / predict /
-summary / save, and load_model. Stateful recurrent layers carry their state
-across batches for truncated backpropagation through time. from_torch /
-to_torch move torch.nn.RNN/LSTM/GRU stacks in and out (exchange.py).
+steps as the kernels' lengths=, the loss and metrics skip them).
+Sequential: compile / fit / evaluate / predict / summary / save, and
+load_model, with Keras 3's training semantics: metrics (metrics.py), sample
+and class weights, losses (losses.py, custom ones with their gradient),
+callbacks (callbacks.py), learning-rate schedules (schedules.py), data from
+arrays, datasets or generators (data.py), and Keras's .keras files both
+ways (keras_file.py). Stateful recurrent layers carry their state across
+batches for truncated backpropagation through time. from_torch / to_torch
+move torch.nn.RNN/LSTM/GRU stacks in and out (exchange.py).
 """
 from . import (activations, backend, callbacks, data, initializers, layers, losses, metrics, models, optimizers,
                regularizers, schedules)
@@ -37,10 +42,11 @@ from .optimizers import SGD, Adam, RMSprop
 from .regularizers import l1, l1_l2, l2
 
 __all__ = [
-    "activations", "backend", "callbacks", "initializers", "layers", "losses", "models", "optimizers",
-    "regularizers", "metrics", "schedules", "data", "CSVLogger", "LambdaCallback", "LearningRateScheduler",
-    "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN", "floatx", "set_floatx", "set_random_seed", "Callback", "EarlyStopping", "GRU", "LSTM", "Activation",
-    "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "Masking", "RepeatVector", "SimpleRNN", "History",
-    "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch",
+    "activations", "backend", "callbacks", "data", "initializers", "layers", "losses", "metrics", "models",
+    "optimizers", "regularizers", "schedules", "floatx", "set_floatx", "set_random_seed",
+    "Callback", "CSVLogger", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
+    "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN",
+    "GRU", "LSTM", "Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "Masking", "RepeatVector",
+    "SimpleRNN", "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch",
     "torch_weights",
 ]

@@ -245,7 +245,8 @@ def _read_metric(spec, filepath):
         return cls(**{k: v for k, v in cfg.items() if k in accepted and v is not None})
     if isinstance(spec, dict) and isinstance(spec.get("config"), dict) and "name" in spec["config"]:
         try:
-            return metrics.deserialize({"class_name": spec.get("class_name"), "config": {"name": spec["config"]["name"]}})
+            return metrics.deserialize({"class_name": spec.get("class_name"),
+                                        "config": {"name": spec["config"]["name"]}})
         except ValueError:
             pass
     raise ValueError(f"load_model(): {filepath}: metric {spec!r} is not one rnn_fast knows; load with compile=False")
