@@ -34,7 +34,9 @@ FLOAT, INDEX, MASK = "float", "index", "mask"
 # Argument dtypes; one argument in eight takes an odd one, so that most calls
 # have every argument valid and the rest mostly one bad argument.
 DTYPES = ["float32", "float64"]
-ODD_DTYPES = ["float16", "int32", "int64", "uint8", "bool", "complex128", "object", "list", "python"]
+# Odd dtypes: those the kernels promote (float16, integers, bool) and those they refuse (complex, strings,
+# objects, Python objects), drawn alike often enough for every outcome to be common.
+ODD_DTYPES = ["float16", "int64", "uint8", "bool", "complex128", "complex64", "str", "object", "list", "python"]
 LAYOUTS = ["C", "C", "F", "sliced", "negative", "readonly", "unaligned", "broadcast"]
 PYTHON_OBJECTS = [None, "text", 1.5, [[1, 2]], {"a": 1}]
 

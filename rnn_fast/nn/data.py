@@ -179,6 +179,11 @@ def source(x, y, sample_weight, batch_size: Optional[int], shuffle: bool, who: s
     sample_weight) -> the arrays) and batched here."""
     if x is None:
         raise ValueError(f"{who}: x is required")
+    if isinstance(x, (dict, str, bytes)):
+        what = "a dict (named inputs need the functional API, which rnn_fast.nn does not have yet)" \
+            if isinstance(x, dict) else f"a {type(x).__name__}"
+        raise TypeError(f"{who}: x must be an array, a PyDataset-like object (__len__ and __getitem__), or a "
+                        f"generator or iterable of (x, y[, sample_weight]) batches, got {what}")
     if is_arrays(x):
         x, y, sample_weight = check_arrays(x, y, sample_weight)
         size = 32 if batch_size is None else positive_int(batch_size, f"{who}: batch_size")
