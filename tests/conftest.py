@@ -125,3 +125,19 @@ def _restore_threads():
 def cell_variants():
     """(cell name, forward keywords) for every cell and each of its variants: a parametrize list."""
     return [(name, kw) for name, cell in CELLS.items() for kw in cell.variants]
+
+
+def floatx(value):
+    """An autouse fixture for a test module: each test runs with
+    rnn_fast.nn's floatx set to value (float32 to meet Keras, float64 for
+    finite differences), the old one restored after. Use as
+    `float32 = floatx("float32")` at the module's top level."""
+    @pytest.fixture(autouse=True)
+    def fixture():
+        from rnn_fast import nn
+
+        old = nn.floatx()
+        nn.set_floatx(value)
+        yield
+        nn.set_floatx(old)
+    return fixture

@@ -19,6 +19,7 @@ if os.environ.get("RNN_FAST_REQUIRE_KERAS") == "1":
 else:
     keras = pytest.importorskip("keras")
 
+from conftest import floatx  # noqa: E402
 from rnn_fast import nn  # noqa: E402
 from rnn_fast.nn import layers as L  # noqa: E402
 
@@ -31,17 +32,12 @@ RNG = np.random.default_rng(7)
 X = RNG.standard_normal((4, 6, 3)).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def float32():
-    assert keras.config.floatx() == "float32"
-    old = nn.floatx()
-    nn.set_floatx("float32")
-    yield
-    nn.set_floatx(old)
+float32 = floatx("float32")  # every test here runs in float32, Keras's default
 
 
 def test_keras_runs_on_torch():
     assert keras.backend.backend() == "torch"
+    assert keras.config.floatx() == "float32"
     assert keras.__version__ == "3.15.1"
 
 

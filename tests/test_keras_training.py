@@ -19,6 +19,7 @@ if os.environ.get("RNN_FAST_REQUIRE_KERAS") == "1":
 else:
     keras = pytest.importorskip("keras")
 
+from conftest import floatx  # noqa: E402
 from rnn_fast import nn  # noqa: E402
 from rnn_fast.nn import callbacks as C  # noqa: E402
 from rnn_fast.nn import layers as L  # noqa: E402
@@ -33,12 +34,7 @@ TRAIN_TOL = dict(rtol=1e-4, atol=1e-5)  # after a few epochs of updates
 RNG = np.random.default_rng(11)
 
 
-@pytest.fixture(autouse=True)
-def float32():
-    old = nn.floatx()
-    nn.set_floatx("float32")
-    yield
-    nn.set_floatx(old)
+float32 = floatx("float32")  # every test here runs in float32
 
 
 def pair(make, shape, compile_args=None, seed=0):

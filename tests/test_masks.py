@@ -7,6 +7,7 @@ mask's path through a model."""
 import numpy as np
 import pytest
 
+from conftest import floatx
 from rnn_fast import nn
 from rnn_fast.nn import layers as L
 
@@ -16,12 +17,7 @@ LENGTHS = np.array([5, 2, 0, 1])
 MASK = np.arange(T)[None, :] < LENGTHS[:, None]
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = nn.floatx()
-    nn.set_floatx("float64")
-    yield
-    nn.set_floatx(old)
+float64 = floatx("float64")  # every test here runs in float64
 
 
 def masked_layer(cls, **kw):
