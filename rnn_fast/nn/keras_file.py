@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import io
 import json
-import re
 import zipfile
 from typing import Any, Dict, List, Optional
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from . import layers as L
 from . import optimizers, regularizers
+from .naming import snake_case
 
 # Keys of a Keras layer's config that change nothing here: naming, dtype
 # policy, how the weights were first drawn (they are read from the file),
@@ -55,13 +55,6 @@ def is_keras_file(data: bytes) -> bool:
     except zipfile.BadZipFile:
         return False
     return {"config.json", "model.weights.h5"} <= names
-
-
-def _snake(name: str) -> str:
-    """Keras's to_snake_case: the stem of its weight-file paths."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _regularizer(spec, where: str):
@@ -139,7 +132,7 @@ def load_keras(data: bytes, filepath, compile: bool = True):
     counts: Dict[str, int] = {}
     with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
         for spec, layer in zip(specs, model.layers):
-            stem = _snake(spec["class_name"])
+            stem = snake_case(spec["class_name"])
             key = stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}"
             counts[stem] = counts.get(stem, 0) + 1
             arrays = _variables(f["layers"][key], spec["class_name"]) if key in f["layers"] else []
@@ -340,7 +333,7 @@ def _layer_keys(model) -> List[str]:
     counts: Dict[str, int] = {}
     keys = []
     for layer in model.layers:
-        stem = _snake(type(layer).__name__)
+        stem = snake_case(type(layer).__name__)
         keys.append(stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}")
         counts[stem] = counts.get(stem, 0) + 1
     return keys
@@ -394,7 +387,7 @@ def _write_weights(model, f) -> None:
             if isinstance(sub, layers_mod._Recurrent):
                 g = g.create_group("cell")
                 node = g.create_group("vars")
-                node.attrs["name"] = f"{_snake(type(sub).__name__)}_cell"
+                node.attrs["name"] = f"{snake_case(type(sub).__name__)}_cell"
             else:
                 node = g["vars"]
             for i, w in enumerate(sub.weights):

@@ -14,23 +14,15 @@ by the layers that support masking (``compute_mask``), consumed by the
 recurrent layers (which run the masked steps as rnn_fast's ``lengths=``) and
 by the model's loss and metrics.
 """
-import itertools
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .. import _core
 from . import activations, backend, initializers, regularizers
+from .naming import auto_name
 
 Shape = Tuple[Optional[int], ...]
-
-_counters: Dict[str, "itertools.count[int]"] = {}
-
-
-def _auto_name(base: str) -> str:
-    """Keras's default names: lstm, lstm_1, lstm_2, ..."""
-    n = next(_counters.setdefault(base, itertools.count()))
-    return base if n == 0 else f"{base}_{n}"
 
 
 class Layer:
@@ -40,7 +32,7 @@ class Layer:
 
     def __init__(self, name: Optional[str] = None, input_shape: Optional[Sequence[Optional[int]]] = None,
                  dtype: Optional[str] = None, trainable: bool = True):
-        self.name = name if name is not None else _auto_name(self.base_name)
+        self.name = name if name is not None else auto_name(self.base_name)
         self.input_shape: Optional[Shape] = None if input_shape is None else tuple(input_shape)
         self.dtype = np.dtype(dtype if dtype is not None else backend.floatx())
         if self.dtype not in (np.float32, np.float64):

@@ -22,10 +22,11 @@ A plain function ``fn(y_true, y_pred)`` is taken when it carries its
 gradient as ``fn.gradient``; rnn_fast has no automatic differentiation, so
 a function without one is refused.
 """
-import re
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
+
+from .naming import snake_case
 
 EPSILON = 1e-7
 
@@ -96,11 +97,6 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _snake(name: str) -> str:
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 class Loss:
     """A loss: ``call(y_true, y_pred)`` gives each output row's value and
     ``gradient(y_true, y_pred)`` that value's gradient; calling the object
@@ -113,7 +109,7 @@ class Loss:
             if type(self).gradient is Loss.gradient:
                 raise TypeError(f"{type(self).__name__}: a custom loss must define gradient(y_true, y_pred) beside "
                                 f"call(); rnn_fast computes no gradients by itself")
-            self.name = name if name is not None else _snake(type(self).__name__)
+            self.name = name if name is not None else snake_case(type(self).__name__)
             self.from_logits = bool(from_logits)
             self._impl: Optional[_Builtin] = None
             return

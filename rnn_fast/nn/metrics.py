@@ -17,20 +17,14 @@ A custom metric is any callable ``fn(y_true, y_pred)`` returning one value
 per sample (or per time step): it is wrapped as Keras wraps it, under its
 function name.
 """
-import itertools
-import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import losses
+from .naming import auto_name, snake_case
 
 EPSILON = 1e-7
-
-
-def _snake(name: str) -> str:
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _sample_values(values: np.ndarray, weights: Optional[np.ndarray]):
@@ -51,15 +45,6 @@ def _sample_values(values: np.ndarray, weights: Optional[np.ndarray]):
     return values, weights
 
 
-_counters: Dict[str, "itertools.count[int]"] = {}
-
-
-def _auto_name(base: str) -> str:
-    """Keras's default names of metric objects: auc, auc_1, auc_2, ..."""
-    n = next(_counters.setdefault(base, itertools.count()))
-    return base if n == 0 else f"{base}_{n}"
-
-
 class Metric:
     """Base class: a float64 state vector of sums, updated per batch.
     direction: 'up' or 'down', which way it improves (None: unknown), as
@@ -68,7 +53,7 @@ class Metric:
     direction: Optional[str] = None
 
     def __init__(self, name: Optional[str] = None, size: int = 2):
-        self.name = name if name is not None else _auto_name(_snake(type(self).__name__))
+        self.name = name if name is not None else auto_name(snake_case(type(self).__name__))
         self.state = np.zeros(size, np.float64)
 
     def reset_state(self) -> None:
