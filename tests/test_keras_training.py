@@ -765,3 +765,14 @@ def test_optimizer_state_crosses_a_keras_file_both_ways(tmp_path, optimizer):
     assert_weights(from_mine, theirs)
     assert_weights(from_theirs, mine)
     assert_weights(mine, theirs)
+
+
+def test_binary_accuracy_on_soft_labels_counts_as_keras_does():
+    """A soft label (0.7) equals neither thresholded prediction: never right, in Keras."""
+    y_true = np.array([[0.0], [1.0], [0.7], [0.7]], np.float32)
+    y_pred = np.array([[0.2], [0.9], [0.9], [0.1]], np.float32)
+    theirs = keras.metrics.BinaryAccuracy()
+    theirs.update_state(y_true, y_pred)
+    mine = nn.metrics.BinaryAccuracy()
+    mine.update_state(y_true, y_pred)
+    assert mine.result() == pytest.approx(float(theirs.result())) == 0.5

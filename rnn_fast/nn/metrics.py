@@ -112,8 +112,11 @@ def _pair(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold: float = 0.5):
+    """Keras's: whether y_true equals the thresholded prediction (so a soft
+    label such as 0.7 never counts as right), averaged over the last axis."""
     y_true, y_pred = _pair(y_true, y_pred)
-    return np.mean((y_pred > threshold) == (y_true == 1), axis=-1) if y_pred.ndim else (y_pred > threshold) == y_true
+    right = (y_pred > threshold).astype(np.float64) == y_true
+    return np.mean(right, axis=-1) if right.ndim > 1 else right.astype(np.float64)
 
 
 def categorical_accuracy(y_true, y_pred):
