@@ -154,9 +154,10 @@ class Loss:
         if self._impl is not None:
             y_true = self._targets(y_true, y_pred)
             rows, grad = self._impl.rows(self, y_true, y_pred), self._impl.grad(self, y_true, y_pred)
-        else:
-            rows = np.asarray(self.call(np.asarray(y_true), y_pred))
-            grad = np.asarray(self.gradient(np.asarray(y_true), y_pred))
+        else:  # as Keras hands a custom loss its targets: in the prediction's dtype, ranks matched
+            y_true, _ = same_rank(np.asarray(y_true, dtype=y_pred.dtype), y_pred)
+            rows = np.asarray(self.call(y_true, y_pred))
+            grad = np.asarray(self.gradient(y_true, y_pred))
         if rows.shape != rows_shape:
             raise ValueError(f"loss {self.name!r}: call() must return one value per output row, shape "
                              f"{rows_shape}, got {rows.shape}")
