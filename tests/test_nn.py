@@ -134,9 +134,10 @@ def test_other_layer_gradients():
 
 @pytest.mark.parametrize("name, from_logits", [("mse", False), ("mae", False), ("binary_crossentropy", False),
                                                ("binary_crossentropy", True), ("categorical_crossentropy", False),
-                                               ("categorical_crossentropy", True)])
+                                               ("categorical_crossentropy", True), ("msle", False),
+                                               ("huber", False)])
 def test_loss_gradients(name, from_logits):
-    loss = losses.Loss(name, from_logits=from_logits)
+    loss = losses.Huber(delta=0.2) if name == "huber" else losses.Loss(name, from_logits=from_logits)  # both sides
     rng = np.random.default_rng(3)
     p = rng.standard_normal((4, 3, 5)) if from_logits else rng.uniform(0.05, 0.95, (4, 3, 5))
     y = rng.uniform(0, 1, p.shape)
@@ -144,6 +145,23 @@ def test_loss_gradients(name, from_logits):
         y = np.eye(5)[rng.integers(0, 5, (4, 3))]
     _, g = loss(y, p)
     for i, v in numeric_grad(lambda: loss(y, p)[0], p, eps=1e-7).items():
+        assert g.reshape(-1)[i] == pytest.approx(v, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("weights_shape", [(4,), (4, 3), (4, 3, 1)])
+def test_weighted_masked_loss_gradients(weights_shape):
+    """Sample weights (per sample or per step) and a mask: Keras's
+    sum(loss * weight) / rows, and its exact gradient."""
+    loss = losses.Loss("mse")
+    rng = np.random.default_rng(5)
+    p, y = rng.standard_normal((4, 3, 2)), rng.standard_normal((4, 3, 2))
+    w = rng.uniform(0, 2, weights_shape)
+    mask = rng.random((4, 3)) > 0.3
+    value, g = loss(y, p, mask=mask, sample_weight=w)
+    rows = np.mean((p - y) ** 2, axis=-1)
+    ww = np.broadcast_to(w[..., 0] if w.ndim == 3 else w[:, None] if w.ndim == 1 else w, rows.shape)
+    assert value == pytest.approx(np.sum(rows * ww * mask * mask.size / mask.sum()) / rows.size)
+    for i, v in numeric_grad(lambda: loss(y, p, mask=mask, sample_weight=w)[0], p, eps=1e-7).items():
         assert g.reshape(-1)[i] == pytest.approx(v, rel=1e-5, abs=1e-8)
 
 
