@@ -1,17 +1,51 @@
-"""Keras's default initializers, drawing from rnn_fast.nn.backend.rng()."""
+"""Keras's initializers, drawing from rnn_fast.nn.backend.rng(): its
+defaults (glorot_uniform kernels, orthogonal recurrent kernels, zero biases,
+RandomUniform(-0.05, 0.05) embeddings) and its variance-scaling family
+(glorot, he and lecun; normal or uniform), with Keras's fans and its normal
+truncated at two standard deviations."""
 from typing import Tuple
 
 import numpy as np
 
 from . import backend
 
-NAMES = ("glorot_uniform", "orthogonal", "zeros", "ones", "uniform")
+# name -> (scale, mode, distribution) of Keras's VarianceScaling
+VARIANCE_SCALING = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+}
+NAMES = tuple(VARIANCE_SCALING) + ("orthogonal", "zeros", "ones", "uniform")
+
+# The standard deviation of a standard normal truncated to [-2, 2]: Keras
+# divides by it so that the truncated draw has the variance asked for.
+_TRUNCATED_STD = 0.87962566103423978
 
 
 def get(name: str) -> str:
     if name not in NAMES:
         raise ValueError(f"initializer must be one of {list(NAMES)}, got {name!r}")
     return name
+
+
+def fans(shape: Tuple[int, ...]) -> Tuple[int, int]:
+    """Keras's compute_fans for the shapes rnn_fast's layers have (1-D, 2-D)."""
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    return (shape[0], shape[0]) if shape else (1, 1)
+
+
+def truncated_normal(rng: np.random.Generator, shape, stddev: float) -> np.ndarray:
+    """N(0, stddev^2) draws, each outside two standard deviations drawn again."""
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * stddev
 
 
 def initialize(name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
@@ -22,10 +56,14 @@ def initialize(name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
         return np.ones(shape, dtype)
     if name == "uniform":  # Keras's RandomUniform(-0.05, 0.05), the Embedding default
         return rng.uniform(-0.05, 0.05, shape).astype(dtype)
-    if name == "glorot_uniform":
-        fan_in, fan_out = (shape[0], shape[1]) if len(shape) == 2 else (shape[0], shape[0])
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, shape).astype(dtype)
+    if name in VARIANCE_SCALING:
+        scale, mode, distribution = VARIANCE_SCALING[name]
+        fan_in, fan_out = fans(shape)
+        n = max(1.0, fan_in if mode == "fan_in" else (fan_in + fan_out) / 2.0)
+        if distribution == "uniform":
+            limit = np.sqrt(3.0 * scale / n)
+            return rng.uniform(-limit, limit, shape).astype(dtype)
+        return truncated_normal(rng, shape, np.sqrt(scale / n) / _TRUNCATED_STD).astype(dtype)
     # orthogonal: Q of a Gaussian matrix's QR, signs fixed by R's diagonal, as Keras does.
     rows, cols = shape
     a = rng.standard_normal((max(rows, cols), min(rows, cols)))

@@ -1,0 +1,62 @@
+"""Issue 17's parity suite (the model-building API Keras 3 users write),
+against the real Keras 3.15.1 on its torch backend: initializers so far.
+
+Skipped when keras is missing, unless RNN_FAST_REQUIRE_KERAS=1 (CI)."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported: TensorFlow stays out of the environment
+if os.environ.get("RNN_FAST_REQUIRE_KERAS") == "1":
+    import keras
+else:
+    keras = pytest.importorskip("keras")
+
+from conftest import floatx  # noqa: E402
+from rnn_fast import nn  # noqa: E402
+from rnn_fast.nn import initializers  # noqa: E402
+
+float32 = floatx("float32")  # every test here runs in float32, Keras's default
+# Keras 3.15's variables hand NumPy 2 an __array__ without the copy keyword: its warning, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                                  "lecun_normal"])
+@pytest.mark.parametrize("shape", [(400, 300), (300, 1200), (1000,)])
+def test_variance_scaling_initializers_draw_as_keras_draws(name, shape):
+    """The same distribution as Keras's: its standard deviation, its tail
+    (the 99.9th percentile of |w|), its bound (the uniform limit, or two
+    standard deviations of the truncated normal's parent; Keras on torch
+    lets through the rare draw whose four candidates all fell outside), and
+    a two-sample Kolmogorov-Smirnov distance as small as that of two Keras
+    draws."""
+    keras.utils.set_random_seed(1)
+    theirs = keras.ops.convert_to_numpy(keras.initializers.get(name)(shape)).ravel()
+    again = keras.ops.convert_to_numpy(keras.initializers.get(name)(shape)).ravel()
+    nn.set_random_seed(1)
+    mine = initializers.initialize(name, shape, np.float32).ravel()
+    assert mine.dtype == np.float32
+    assert np.std(mine) == pytest.approx(np.std(theirs), rel=0.03)
+    scale, mode, distribution = initializers.VARIANCE_SCALING[name]
+    fan_in, fan_out = initializers.fans(shape)
+    n = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2
+    bound = np.sqrt(3 * scale / n) if distribution == "uniform" else 2 * np.sqrt(scale / n) / 0.87962566103423978
+    assert np.abs(mine).max() <= bound * (1 + 1e-6)
+    assert np.quantile(np.abs(mine), 0.999) == pytest.approx(np.quantile(np.abs(theirs), 0.999), rel=0.03)
+
+    def ks(a, b):
+        grid = np.sort(np.concatenate([a, b]))
+        return np.max(np.abs(np.searchsorted(np.sort(a), grid, "right") / a.size -
+                             np.searchsorted(np.sort(b), grid, "right") / b.size))
+    assert ks(mine, theirs) < max(3 * ks(again, theirs), 0.03)
+
+
+def test_layers_take_the_new_initializers_by_name():
+    layer = nn.LSTM(8, kernel_initializer="he_normal", recurrent_initializer="lecun_normal",
+                    bias_initializer="zeros")
+    layer.build((5, 3))
+    assert layer.get_config()["kernel_initializer"] == "he_normal"
+    with pytest.raises(ValueError, match="initializer must be one of"):
+        nn.Dense(3, kernel_initializer="he_normall")
