@@ -60,3 +60,46 @@ def test_layers_take_the_new_initializers_by_name():
     assert layer.get_config()["kernel_initializer"] == "he_normal"
     with pytest.raises(ValueError, match="initializer must be one of"):
         nn.Dense(3, kernel_initializer="he_normall")
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: m.optimizers.AdamW(0.01),
+    lambda m: m.optimizers.AdamW(0.01, weight_decay=0.05, amsgrad=True),
+    lambda m: m.optimizers.Adam(0.01, weight_decay=0.02),
+    lambda m: m.optimizers.SGD(0.05, momentum=0.9, weight_decay=0.1, global_clipnorm=0.5),
+    lambda m: m.optimizers.RMSprop(m.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5), weight_decay=0.1),
+], ids=["adamw", "adamw-amsgrad", "adam-weight-decay", "sgd-weight-decay-clipped", "rmsprop-weight-decay-schedule"])
+def test_weight_decay_trains_as_in_keras(make, tmp_path):
+    """Keras's decoupled decay (w -= w * weight_decay * lr before each step,
+    after clipping), on every optimizer; and through a .keras file both ways."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((16, 5, 3)).astype(np.float32), rng.standard_normal((16, 1)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    mine = nn.Sequential([nn.LSTM(4), nn.Dense(1)])
+    mine.build((None, 5, 3))
+    mine.set_weights(theirs.get_weights())
+    theirs.compile(optimizer=make(keras), loss="mse")
+    mine.compile(optimizer=make(nn), loss="mse")
+    for step in range(6):
+        theirs.train_on_batch(x[step % 2::2], y[step % 2::2])
+        mine.train_on_batch(x[step % 2::2], y[step % 2::2])
+    for a, b in zip(mine.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    theirs.save(tmp_path / "k.keras")
+    mine.save(tmp_path / "m.keras")
+    back = nn.load_model(tmp_path / "k.keras")
+    assert type(back.optimizer) is type(mine.optimizer) and back.optimizer.iterations == 6
+    assert back.optimizer.weight_decay == pytest.approx(mine.optimizer.weight_decay)
+    assert type(keras.models.load_model(tmp_path / "m.keras").optimizer).__name__ == type(mine.optimizer).__name__
+
+
+def test_optimizer_options_rnn_fast_lacks_are_refused_when_reading_a_keras_file(tmp_path):
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
+    model.save(tmp_path / "ema.keras")
+    with pytest.raises(ValueError, match="optimizer Adam with use_ema=True is not supported"):
+        nn.load_model(tmp_path / "ema.keras")
+    assert nn.load_model(tmp_path / "ema.keras", compile=False).built
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+        nn.Adam(weight_decay=-1.0)

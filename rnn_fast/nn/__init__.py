@@ -38,7 +38,7 @@ from .layers import (
     SimpleRNN,
 )
 from .models import Sequential, load_model
-from .optimizers import SGD, Adam, RMSprop
+from .optimizers import SGD, Adam, AdamW, RMSprop
 from .regularizers import l1, l1_l2, l2
 
 __all__ = [
@@ -47,6 +47,6 @@ __all__ = [
     "Callback", "CSVLogger", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN",
     "GRU", "LSTM", "Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "Masking", "RepeatVector",
-    "SimpleRNN", "Sequential", "load_model", "SGD", "Adam", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch",
-    "torch_weights",
+    "SimpleRNN", "Sequential", "load_model", "SGD", "Adam", "AdamW", "RMSprop", "l1", "l1_l2", "l2", "from_torch",
+    "to_torch", "torch_weights",
 ]

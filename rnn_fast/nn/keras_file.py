@@ -153,8 +153,21 @@ def load_keras(data: bytes, filepath, compile: bool = True):
             classes = {c.__name__: c for c in optimizers.OPTIMIZERS.values()}
             if cls not in classes:
                 raise ValueError(f"load_model(): {filepath}: optimizer {cls!r} has no rnn_fast counterpart")
-            accepted = inspect.signature(classes[cls]).parameters
-            settings = {k: v for k, v in opt.get("config", {}).items() if k in accepted and v is not None}
+            # Its own arguments and every optimizer's (clipping, weight decay); Keras's options rnn_fast
+            # does not have must hold their defaults, or training would silently differ.
+            accepted = (set(inspect.signature(classes[cls]).parameters) |
+                        set(inspect.signature(optimizers.Optimizer.__init__).parameters)) - {"self", "kwargs"}
+            config = dict(opt.get("config", {}))
+            for key, default in (("use_ema", False), ("loss_scale_factor", None),
+                                 ("gradient_accumulation_steps", None)):
+                if config.pop(key, default) not in (default, None):
+                    raise ValueError(f"load_model(): {filepath}: optimizer {cls} with {key}={opt['config'][key]!r} "
+                                     f"is not supported (rnn_fast runs {key}={default!r})")
+            unknown = set(config) - accepted - {"name", "ema_momentum", "ema_overwrite_frequency"}
+            if unknown:
+                raise ValueError(f"load_model(): {filepath}: optimizer {cls}'s options {sorted(unknown)} are not "
+                                 f"supported")
+            settings = {k: v for k, v in config.items() if k in accepted and v is not None}
             optimizer = optimizers.from_config(cls, settings)
         elif isinstance(opt, str):
             optimizer = opt
@@ -351,7 +364,7 @@ def _optimizer_vars(model) -> List[np.ndarray]:
     out = [np.array(opt.iterations, np.int64)]
     if not isinstance(opt._learning_rate, schedules.LearningRateSchedule):
         out.append(np.array(opt._learning_rate, np.float32))
-    kind = type(opt).__name__
+    kind = "Adam" if isinstance(opt, optimizers.Adam) else type(opt).__name__  # AdamW's variables are Adam's
     # Before the first step, the zeros Keras's compile builds.
     state = opt.state or [[np.zeros_like(w) for _ in opt.slots] for w in model.trainable_weights]
     if kind == "Adam":

@@ -19,8 +19,13 @@ class Optimizer:
     slots: tuple = ()
 
     def __init__(self, learning_rate: float = 0.001, clipnorm: Optional[float] = None,
-                 clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None):
+                 clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None,
+                 weight_decay: Optional[float] = None):
         name = type(self).__name__
+        if weight_decay is not None and (isinstance(weight_decay, bool) or not np.isfinite(weight_decay) or
+                                         weight_decay < 0):
+            raise ValueError(f"{name}: weight_decay must be a finite number >= 0 or None, got {weight_decay!r}")
+        self.weight_decay = None if weight_decay is None else float(weight_decay)
         if isinstance(learning_rate, dict):  # a saved schedule
             learning_rate = schedules.deserialize(learning_rate)
         given = [k for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
@@ -86,8 +91,12 @@ class Optimizer:
         if len(self.state) != len(weights):
             self.build(weights)
         self._lr = self.current_learning_rate()
+        grads = self.clip(grads)
+        if self.weight_decay:  # Keras's decoupled decay, before the step: w -= w * weight_decay * lr
+            for w in weights:
+                w *= w.dtype.type(1 - self.weight_decay * self._lr)
         self.iterations += 1
-        self._apply(weights, [g.astype(w.dtype, copy=False) for w, g in zip(weights, self.clip(grads))])
+        self._apply(weights, [g.astype(w.dtype, copy=False) for w, g in zip(weights, grads)])
 
     def _apply(self, weights: List[np.ndarray], grads: List[np.ndarray]) -> None:
         """The step, the gradients clipped and in the weights' dtypes."""
@@ -101,7 +110,7 @@ class Optimizer:
         lr = self._learning_rate
         lr = schedules.serialize(lr) if isinstance(lr, LearningRateSchedule) else lr
         return {"learning_rate": lr, "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
-                "global_clipnorm": self.global_clipnorm}
+                "global_clipnorm": self.global_clipnorm, "weight_decay": self.weight_decay}
 
 
 class SGD(Optimizer):
@@ -191,7 +200,17 @@ class Adam(Optimizer):
                     amsgrad=self.amsgrad)
 
 
-OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras's AdamW: weight_decay=0.004 by default)."""
+
+    def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False, **kwargs):
+        if weight_decay is None:
+            raise ValueError("AdamW: weight_decay must be a float, got None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay=weight_decay, **kwargs)
+
+
+OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
 
 def get(value: Union[str, Optimizer]) -> Optimizer:
