@@ -103,3 +103,36 @@ def test_optimizer_options_rnn_fast_lacks_are_refused_when_reading_a_keras_file(
     assert nn.load_model(tmp_path / "ema.keras", compile=False).built
     with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
         nn.Adam(weight_decay=-1.0)
+
+
+@pytest.mark.parametrize("case", ["time-distributed-softmax", "time-distributed-masked", "flatten"])
+def test_time_distributed_and_flatten_predict_lose_and_train_as_in_keras(case, tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 6, 3)).astype(np.float32)
+    if case == "time-distributed-softmax":
+        make = lambda m: [m.LSTM(5, return_sequences=True), m.TimeDistributed(m.Dense(4, activation="softmax"))]  # noqa
+        y, loss = rng.integers(0, 4, (8, 6)), "sparse_categorical_crossentropy"
+    elif case == "time-distributed-masked":
+        x[:3, 4:] = 0.0
+        make = lambda m: [m.Masking(), m.GRU(5, return_sequences=True), m.TimeDistributed(m.Dense(2))]  # noqa
+        y, loss = rng.standard_normal((8, 6, 2)).astype(np.float32), "mse"
+    else:
+        make = lambda m: [m.SimpleRNN(4, return_sequences=True), m.Flatten(), m.Dense(1)]  # noqa
+        y, loss = rng.standard_normal((8, 1)).astype(np.float32), "mse"
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((6, 3))] + make(keras.layers))
+    theirs.set_weights([w + 0.1 * rng.standard_normal(w.shape).astype(np.float32) for w in theirs.get_weights()])
+    mine = nn.Sequential(make(nn.layers))
+    mine.build((None, 6, 3))
+    assert [w.shape for w in mine.weights] == [w.shape for w in theirs.get_weights()]
+    mine.set_weights(theirs.get_weights())
+    for model, m in ((theirs, keras), (mine, nn)):
+        model.compile(optimizer=m.optimizers.SGD(0.1), loss=loss)
+    np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=2e-5, atol=2e-6)
+    assert mine.evaluate(x, y, verbose=0) == pytest.approx(theirs.evaluate(x, y, verbose=0), rel=1e-5)
+    mine.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    for a, b in zip(mine.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    mine.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(nn.load_model(tmp_path / "m.npz").predict(x, verbose=0), mine.predict(x, verbose=0))

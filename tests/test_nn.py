@@ -128,6 +128,9 @@ def test_other_layer_gradients():
     check_layer(L.Activation("softmax"), RNG.standard_normal((4, 6)))
     check_layer(L.Dropout(0.4), RNG.standard_normal((4, 6)), training=True, seed_each_forward=True)
     check_layer(L.RepeatVector(3), RNG.standard_normal((4, 6)))
+    check_layer(L.Flatten(), RNG.standard_normal((4, 3, 2)))
+    check_layer(L.TimeDistributed(L.Dense(3, activation="tanh", kernel_regularizer=nn.l2(0.1))),
+                RNG.standard_normal((4, 5, 6)))
     emb = L.Embedding(10, 4)
     check_layer(emb, RNG.integers(0, 10, (3, 5)), check_input=False)
 

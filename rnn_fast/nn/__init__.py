@@ -32,10 +32,12 @@ from .layers import (
     Dense,
     Dropout,
     Embedding,
+    Flatten,
     Layer,
     Masking,
     RepeatVector,
     SimpleRNN,
+    TimeDistributed,
 )
 from .models import Sequential, load_model
 from .optimizers import SGD, Adam, AdamW, RMSprop
@@ -46,7 +48,7 @@ __all__ = [
     "optimizers", "regularizers", "schedules", "floatx", "set_floatx", "set_random_seed",
     "Callback", "CSVLogger", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN",
-    "GRU", "LSTM", "Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Layer", "Masking", "RepeatVector",
-    "SimpleRNN", "Sequential", "load_model", "SGD", "Adam", "AdamW", "RMSprop", "l1", "l1_l2", "l2", "from_torch",
-    "to_torch", "torch_weights",
+    "GRU", "LSTM", "Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "Layer", "Masking",
+    "RepeatVector", "SimpleRNN", "TimeDistributed", "Sequential", "load_model", "SGD", "Adam", "AdamW", "RMSprop",
+    "l1", "l1_l2", "l2", "from_torch", "to_torch", "torch_weights",
 ]

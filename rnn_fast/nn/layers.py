@@ -945,8 +945,90 @@ class RepeatVector(Layer):
         return dy.sum(axis=1)
 
 
+class Flatten(Layer):
+    """keras.layers.Flatten: (batch, ...) -> (batch, product of the rest)."""
+
+    base_name = "flatten"
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        dims = tuple(input_shape)
+        return (None,) if any(d is None for d in dims) else (int(np.prod(dims, dtype=np.int64)),)
+
+    def forward(self, x, training: bool = False):
+        x = _as_float(x, self.dtype, self.name)
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+
+    def backward(self, dy):
+        return np.asarray(dy).reshape(self._shape)
+
+
+class TimeDistributed(Layer):
+    """keras.layers.TimeDistributed(layer): the layer applied to every time
+    step of a (batch, time, ...) input, as one call on (batch * time, ...)
+    rows; its weights are the inner layer's (Keras's layout). Masks pass
+    through."""
+
+    base_name = "time_distributed"
+    supports_masking = True
+
+    def __init__(self, layer: Layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"TimeDistributed: layer must be an rnn_fast.nn layer, got {type(layer).__name__}")
+        if isinstance(layer, (_Recurrent, Bidirectional)):
+            raise ValueError(f"TimeDistributed: a recurrent layer ({type(layer).__name__}) over time steps is not "
+                             f"supported; give it the sequence directly")
+        super().__init__(**kwargs)
+        self.layer = layer
+        # The inner layer's lists themselves: its backward fills the gradients the model reads here.
+        self.weight_names, self.weights, self.grads = layer.weight_names, layer.weights, layer.grads
+        self._regularizers = layer._regularizers
+
+    def build(self, input_shape: Shape) -> None:
+        if len(input_shape) < 2:
+            raise ValueError(f"{self.name}: input must be (batch, time, ...), got input shape "
+                             f"{(None,) + tuple(input_shape)}")
+        if not self.layer.built:
+            self.layer.build(tuple(input_shape[1:]))
+        self.weight_names, self.weights, self.grads = self.layer.weight_names, self.layer.weights, self.layer.grads
+        self._regularizers = self.layer._regularizers
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return (input_shape[0],) + tuple(self.layer.output_shape_for(tuple(input_shape[1:])))
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["layer"] = {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}
+        return cfg
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        self.layer.set_weights(weights)
+
+    def forward(self, x, training: bool = False):
+        x = np.asarray(x)
+        self._check_rank(x, tuple(range(3, 8)))
+        N, T = x.shape[:2]
+        y = self.layer.forward(x.reshape((N * T,) + x.shape[2:]), training=training)
+        self._nt = (N, T)
+        return y.reshape((N, T) + y.shape[1:])
+
+    def backward(self, dy):
+        N, T = self._nt
+        dy = np.asarray(dy)
+        dx = self.layer.backward(dy.reshape((N * T,) + dy.shape[2:]))
+        return None if dx is None else dx.reshape((N, T) + dx.shape[1:])
+
+    def _set_keep_cache(self, keep: bool, borrow: bool = False) -> None:
+        super()._set_keep_cache(keep, borrow)
+        self.layer._set_keep_cache(keep, borrow)
+
+    def _freeze(self, frozen: bool) -> None:
+        self.layer._freeze(frozen)
+
+
 LAYERS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Bidirectional, Dense, Activation, Dropout, Embedding,
-                                        RepeatVector, Masking)}
+                                        RepeatVector, Masking, Flatten, TimeDistributed)}
 
 
 def _from_config(cls, config: Dict[str, Any]):
@@ -957,6 +1039,8 @@ def _from_config(cls, config: Dict[str, Any]):
         layer = layer_from_config(config.pop("layer"))
         back = layer_from_config(config.pop("backward_layer"))
         return cls(layer, backward_layer=back, **config)
+    if cls is TimeDistributed:
+        return cls(layer_from_config(config.pop("layer")), **config)
     return cls(**config)
 
 
