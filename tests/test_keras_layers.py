@@ -136,3 +136,36 @@ def test_time_distributed_and_flatten_predict_lose_and_train_as_in_keras(case, t
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     mine.save(tmp_path / "m.npz")
     np.testing.assert_array_equal(nn.load_model(tmp_path / "m.npz").predict(x, verbose=0), mine.predict(x, verbose=0))
+
+
+def nameless(config):
+    """A config without layer names (fresh layers get new ones)."""
+    if isinstance(config, dict):
+        return {k: nameless(v) for k, v in config.items() if k != "name"}
+    return [nameless(v) for v in config] if isinstance(config, list) else config
+
+
+def test_sequential_from_config_to_json_and_pop_as_keras():
+    """Keras's: from_config/model_from_json give the same architecture with
+    fresh weights (same shapes and options, same predictions once the
+    weights are copied); pop removes the last layer."""
+    layers = lambda m: [m.Embedding(10, 4), m.LSTM(5, return_sequences=True),  # noqa: E731
+                        m.TimeDistributed(m.Dense(3, activation="softmax")), m.Flatten(), m.Dense(2)]
+    model = nn.Sequential(layers(nn.layers))
+    model.build((None, 6))
+    x = np.random.default_rng(4).integers(1, 10, (3, 6))
+    for again in (nn.Sequential.from_config(model.get_config()), nn.model_from_json(model.to_json(indent=1))):
+        assert nameless(again.get_config()["layers"]) == nameless(model.get_config()["layers"])
+        assert [w.shape for w in again.weights] == [w.shape for w in model.weights]
+        assert [type(l) for l in again.layers] == [type(l) for l in model.layers]
+        again.set_weights(model.get_weights())
+        np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    theirs = keras.Sequential([keras.Input((6,))] + layers(keras.layers))
+    assert [w.shape for w in theirs.get_weights()] == [w.shape for w in model.weights]
+    for m in (model, theirs):
+        last = m.pop()
+        assert type(last).__name__ == "Dense" and len(m.layers) == 4
+    with pytest.raises(ValueError, match="expected the JSON of a Sequential model"):
+        nn.model_from_json('{"class_name": "Model"}')
+    with pytest.raises(IndexError, match="no layers"):
+        nn.Sequential().pop()

@@ -39,7 +39,7 @@ from .layers import (
     SimpleRNN,
     TimeDistributed,
 )
-from .models import Sequential, load_model
+from .models import Sequential, load_model, model_from_json
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .regularizers import l1, l1_l2, l2
 
@@ -49,6 +49,6 @@ __all__ = [
     "Callback", "CSVLogger", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN",
     "GRU", "LSTM", "Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "Layer", "Masking",
-    "RepeatVector", "SimpleRNN", "TimeDistributed", "Sequential", "load_model", "SGD", "Adam", "AdamW", "RMSprop",
-    "l1", "l1_l2", "l2", "from_torch", "to_torch", "torch_weights",
+    "RepeatVector", "SimpleRNN", "TimeDistributed", "Sequential", "load_model", "model_from_json", "SGD", "Adam",
+    "AdamW", "RMSprop", "l1", "l1_l2", "l2", "from_torch", "to_torch", "torch_weights",
 ]

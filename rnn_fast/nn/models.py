@@ -640,6 +640,27 @@ class Sequential:
         return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
 
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Sequential":
+        """A new model of get_config()'s architecture (weights drawn afresh, as Keras's from_config)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("Sequential.from_config(): config must be a dict with a 'layers' list, as get_config() "
+                             "returns")
+        model = cls([layers_mod.layer_from_config(spec) for spec in config["layers"]], name=config.get("name"))
+        if config.get("input_shape") is not None and not model.built:
+            model.build(tuple(config["input_shape"]))
+        return model
+
+    def to_json(self, **kwargs) -> str:
+        """get_config() as JSON (json.dumps's keywords, e.g. indent=2); model_from_json reads it back."""
+        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
+
+    def pop(self) -> layers_mod.Layer:
+        """Removes and returns the last layer (Keras's Sequential.pop)."""
+        if not self.layers:
+            raise IndexError("pop(): there are no layers in the model")
+        return self.layers.pop()
+
     def save(self, filepath) -> None:
         """Writes architecture, weights, compile settings and optimizer state to
         one .npz file (a zip of .npy arrays and a JSON manifest; no pickle).
@@ -781,10 +802,7 @@ def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compil
         if a.dtype.str != meta["dtype"] or list(a.shape) != meta["shape"] or _digest(a) != meta["sha256"]:
             raise ValueError(f"load_model(): {filepath} is damaged: array {k!r} does not match its checksum")
 
-    config = manifest["model"]
-    model = Sequential([layers_mod.layer_from_config(spec) for spec in config["layers"]], name=config["name"])
-    if config["input_shape"] is not None and not model.built:
-        model.build(tuple(config["input_shape"]))
+    model = Sequential.from_config(manifest["model"])
     for i, layer in enumerate(model.layers):
         layer.set_weights([arrays[f"weights/{i}/{name}"] for name in layer.weight_names])
     comp = manifest.get("compile")
@@ -799,3 +817,14 @@ def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compil
         optimizer.state = [[arrays[f"optimizer/{i}/{slot}"].copy() for slot in optimizer.slots]
                            for i in range(opt_spec["weights"])]
     return model
+
+
+def model_from_json(text: str) -> Sequential:
+    """The model of Sequential.to_json()'s text, its weights drawn afresh."""
+    try:
+        spec = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"model_from_json(): not a model's JSON ({e})") from None
+    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
+        raise ValueError("model_from_json(): expected the JSON of a Sequential model (its to_json())")
+    return Sequential.from_config(spec.get("config"))
