@@ -535,17 +535,17 @@ struct StepRows {
     unsigned rows_1d = 0;
     bool out_1d = false;
 
-    StepRows(const char* fn, py::handle x, py::handle h, py::handle c) : args{py::reinterpret_borrow<py::object>(x),
-                                                                             py::reinterpret_borrow<py::object>(h),
-                                                                             py::reinterpret_borrow<py::object>(c)} {
-        static const char* names[3] = {"x", "prev_h", "prev_c"};
+    StepRows(py::handle x, py::handle h, py::handle c) : args{py::reinterpret_borrow<py::object>(x),
+                                                              py::reinterpret_borrow<py::object>(h),
+                                                              py::reinterpret_borrow<py::object>(c)} {
         py::ssize_t rows = -1;
         int present = 0, one_d = 0;
         for (int k = 0; k < 3; ++k) {
             if (args[k].is_none()) continue;
             ++present;
-            const py::array a = py::array::ensure(args[k]);
+            py::array a = py::array::ensure(args[k]);
             if (!a) continue;  // float_array names it
+            args[k] = a;       // converted once (a list), not again by float_array
             if (a.ndim() == 1) {
                 rows_1d |= 1u << k;
                 ++one_d;
@@ -557,16 +557,14 @@ struct StepRows {
         out_1d = one_d == present;
         if (rows < 0) rows = 1;
         const py::object broadcast_to = py::module_::import("numpy").attr("broadcast_to");
-        for (int k = 0; k < 3; ++k) {
-            if (!(rows_1d & (1u << k))) continue;
-            const py::array a = py::array::ensure(args[k]);
-            try {
-                args[k] = broadcast_to(a, py::make_tuple(rows, a.shape(0)));
-            } catch (py::error_already_set&) {
-                throw py::value_error(std::string(fn) + "(): " + names[k] + " could not be broadcast over " +
-                                      std::to_string(rows) + " rows");
-            }
-        }
+        for (int k = 0; k < 3; ++k)  // (L,) to (rows, L) always broadcasts: a zero-stride view
+            if (rows_1d & (1u << k)) args[k] = broadcast_to(args[k], py::make_tuple(rows, py::len(args[k])));
+    }
+
+    // Puts the rows' shapes into the forward's cache, for its backward.
+    void remember(RecurrentCache& c) const {
+        c.rows_1d = rows_1d;
+        c.out_1d = out_1d;
     }
 
     // The outputs of a forward, 1-D when every row argument was.
@@ -587,12 +585,6 @@ py::array step_grad_out(const RecurrentCache& c, unsigned bit, py::array g) {
     return g.attr("sum")(0).cast<py::array>();
 }
 
-template <typename Cache>
-void remember_rows(Cache& c, const StepRows& r) {
-    c.rows_1d = r.rows_1d;
-    c.out_1d = r.out_1d;
-}
-
 // ------------------------------------------------------------------ RNN
 
 using rnn_fast::Rnn;
@@ -610,11 +602,11 @@ Rnn rnn_cell(const char* fn, const std::string& activation) {
 py::tuple rnn_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b,
                            const std::string& activation, bool keep) {
     const char* fn = "rnn_step_forward";
-    const StepRows r(fn, x, prev_h, py::none());
+    const StepRows r(x, prev_h, py::none());
     StepCache<Rnn> c = forward<Rnn, StepCache<Rnn>>(fn, rnn_cell(fn, activation), true,
                                                     {r.args[0], r.args[1], py::none(), Wx, Wh, b, py::none()}, false,
                                                     keep);
-    remember_rows(c, r);
+    r.remember(c);
     py::array next_h = r.out(output(c.h, {c.N, c.H}, keep));
     return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
 }
@@ -730,11 +722,11 @@ py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, 
     const char* fn = "lstm_step_forward";
     not_none(prev_c, fn, "prev_c");
     const Lstm cell = lstm_cell(fn, gate_order);
-    const StepRows r(fn, x, prev_h, prev_c);
+    const StepRows r(x, prev_h, prev_c);
     StepCache<Lstm> c = forward<Lstm, StepCache<Lstm>>(fn, cell, true,
                                                        {r.args[0], r.args[1], r.args[2], Wx, Wh, b, py::none()},
                                                        false, keep, nullptr, false, lstm_tag(cell));
-    remember_rows(c, r);
+    r.remember(c);
     py::array next_h = r.out(output(c.h, {c.N, c.H}, keep));
     py::array next_c = r.out(output(c.c, {c.N, c.H}, keep));
     return py::make_tuple(next_h, next_c, cache_or_none(std::move(c), keep));
@@ -856,10 +848,10 @@ py::tuple gru_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::h
                            bool keep, const std::string& gate_order) {
     const char* fn = "gru_step_forward";
     const Gru cell = gru_cell(fn, gate_order);
-    const StepRows r(fn, x, prev_h, py::none());
+    const StepRows r(x, prev_h, py::none());
     StepCache<Gru> c = forward<Gru, StepCache<Gru>>(fn, cell, true, {r.args[0], r.args[1], py::none(), Wx, Wh, b, bh},
                                                     false, keep, nullptr, false, gru_tag(cell));
-    remember_rows(c, r);
+    r.remember(c);
     py::array next_h = r.out(output(c.h, {c.N, c.H}, keep));
     return py::make_tuple(next_h, cache_or_none(std::move(c), keep));
 }

@@ -120,8 +120,12 @@ class Epochs:
     """One fit/evaluate/predict's batches, epoch after epoch (Keras's
     EpochIterator). epoch() yields (step, (x, y, sample_weight))."""
 
-    def __init__(self, source: _Source, steps: Optional[int], class_weight=None, who: str = "fit()"):
+    def __init__(self, source: _Source, steps: Optional[int], class_weight=None, who: str = "fit()",
+                 check=None, needs_y: bool = False):
+        """check(x, y, sample_weight) -> the batch's arrays, checked;
+        needs_y: a batch without targets is refused (fit, evaluate)."""
         self.source, self.steps, self.class_weight, self.who = source, steps, class_weight, who
+        self.check, self.needs_y = check, needs_y
         self._iterator: Optional[Iterator[Batch]] = None
         self._seen = 0
         self.exhausted = False  # an epoch found no data at all
@@ -135,7 +139,9 @@ class Epochs:
         self._iterator, self._seen = None, 0
 
     def _batch(self, batch: Batch) -> Batch:
-        x, y, sw = batch
+        x, y, sw = batch if self.check is None else self.check(*batch)
+        if self.needs_y and y is None:
+            raise ValueError(f"{self.who}: the data's batches must hold targets: (x, y) or (x, y, sample_weight)")
         if self.class_weight is not None and sw is None and y is not None:
             sw = class_weights(y, self.class_weight, self.who)
         return x, y, sw

@@ -187,33 +187,23 @@ def _set_optimizer_vars(model, values: List[np.ndarray], filepath) -> None:
 
     from . import schedules
 
-    opt = model.optimizer
-    weights = model.trainable_weights
-    fresh = [[np.zeros_like(w) for _ in opt.slots] for w in weights]
-    probe = type(opt)(**{k: v for k, v in opt.get_config().items()})
-    probe.state, probe.iterations = fresh, 0
-    layout = _optimizer_vars(_Holder(probe, weights))
+    opt = model.optimizer  # just compiled: no state yet
     skip = 1 if isinstance(opt._learning_rate, schedules.LearningRateSchedule) else 2
     if len(values) == skip and all(v.ndim == 0 for v in values):  # compiled, never built: no slots yet
         opt.iterations = int(values[0])
         return
+    # Past iterations (and the learning rate, which the config holds), _optimizer_vars's arrays are
+    # the state's own: fill a fresh state through them.
+    opt.state = [[np.zeros_like(w) for _ in opt.slots] for w in model.trainable_weights]
+    layout = _optimizer_vars(model)
     if len(layout) != len(values) or any(a.shape != b.shape for a, b in zip(layout, values)):
+        opt.state = []
         warnings.warn(f"load_model(): {filepath}: skipping the optimizer's state: the file holds {len(values)} "
                       f"variables, rnn_fast's {type(opt).__name__} has {len(layout)}", stacklevel=3)
         return
-    # Past iterations (and the learning rate, which the config holds), _optimizer_vars's arrays are
-    # fresh's own: fill them through it.
     for target, value in zip(layout[skip:], values[skip:]):
         target[...] = value
-    opt.state = fresh
     opt.iterations = int(values[0])
-
-
-class _Holder:
-    """What _optimizer_vars reads of a model: its optimizer and trainable weights."""
-
-    def __init__(self, optimizer, weights):
-        self.optimizer, self.trainable_weights = optimizer, weights
 
 
 def _read_loss(spec, filepath):

@@ -452,8 +452,10 @@ class Sequential:
         if class_weight is not None and isinstance(src, data.IterableSource):
             raise ValueError(f"{who}: class_weight is not supported for generator inputs (as in Keras); yield "
                              f"(x, y, sample_weight) batches instead")
+        def check_batch(x, y, sw):
+            return self._check_arrays(x, y, sw, f"{who}: a batch")
         return data.Epochs(src, data.steps_arg(steps, who, "steps_per_epoch" if who == "fit()" else "steps"),
-                           class_weight, who)
+                           class_weight, who, check_batch, needs_y=who != "predict()")
 
     def fit(self, x=None, y=None, batch_size: Optional[int] = None, epochs: int = 1, verbose: Union[int, str] = "auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
@@ -525,9 +527,6 @@ class Sequential:
             logs: Dict[str, float] = {}
             step = -1
             for step, (xb, yb, swb) in train.epoch():
-                xb, yb, swb = self._check_arrays(xb, yb, swb, "fit(): a batch")
-                if yb is None:
-                    raise ValueError("fit(): the data's batches must hold targets: (x, y) or (x, y, sample_weight)")
                 cbs.on_train_batch_begin(step)
                 logs = self._train_step(xb, yb, swb, ctx, sync=first)
                 first = False
@@ -564,10 +563,6 @@ class Sequential:
         step = -1
         with self._weights_fixed():
             for step, (xb, yb, swb) in epochs.epoch():
-                xb, yb, swb = self._check_arrays(xb, yb, swb, "evaluate(): a batch")
-                if yb is None:
-                    raise ValueError("evaluate(): the data's batches must hold targets: (x, y) or "
-                                     "(x, y, sample_weight)")
                 cbs.on_test_batch_begin(step)
                 logs = self._test_step(xb, yb, swb, ctx)
                 cbs.on_test_batch_end(step, logs)
@@ -623,7 +618,6 @@ class Sequential:
         step = -1
         with self._weights_fixed():
             for step, (xb, _, _) in epochs.epoch():
-                xb, _, _ = self._check_arrays(xb, None, None, "predict(): a batch")
                 cbs.on_predict_batch_begin(step)
                 outs.append(self._forward(xb, training=False, keep_cache=False))
                 cbs.on_predict_batch_end(step, logs={"outputs": outs[-1]})
