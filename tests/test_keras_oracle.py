@@ -201,7 +201,7 @@ def test_a_keras_file_of_every_layer_rnn_fast_reads(tmp_path):
 
 @pytest.mark.parametrize("make,shape,match", [
     (lambda: keras.layers.Conv1D(2, 3), (4, 2), r"rnn_fast.nn has no Conv1D layer"),
-    (lambda: keras.layers.LSTM(3, recurrent_dropout=0.1), (4, 2), r"recurrent_dropout=0.1 is not supported"),
+    (lambda: keras.layers.GRU(3, recurrent_dropout=0.1), (4, 2), r"recurrent_dropout=0.1 is not supported"),
     (lambda: keras.layers.GRU(3, reset_after=False), (4, 2), r"only reset_after=True"),
     (lambda: keras.layers.Embedding(5, 3, embeddings_constraint="non_neg"), (4,),
      r"embeddings_constraint=.* is not supported"),

@@ -681,7 +681,7 @@ def test_data_rnn_fast_cannot_take_is_refused_clearly():
     model.compile("sgd", "mse")
     with pytest.raises(TypeError, match="x must be an array, a PyDataset-like object"):
         model.fit(object(), verbose=0)
-    with pytest.raises(TypeError, match="got a dict .named inputs need the functional API"):
+    with pytest.raises(TypeError, match="x is a dict; named inputs need a functional Model"):
         model.fit({"x": np.ones((2, 3))}, np.ones((2, 1)), verbose=0)
     with pytest.raises(ValueError, match="batch_size must not be given when x is a generator"):
         model.fit(iter([(np.ones((2, 3)), np.ones((2, 1)))]), batch_size=2, verbose=0)

@@ -596,8 +596,10 @@ def test_load_model_refuses_damaged_and_foreign_files(tmp_path):
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="units must be a positive integer"):
         L.LSTM(0)
-    with pytest.raises(ValueError, match="recurrent_dropout is not supported"):
-        L.LSTM(3, recurrent_dropout=0.1)
+    with pytest.raises(ValueError, match="recurrent_dropout must be in"):
+        L.LSTM(3, recurrent_dropout=1.0)
+    with pytest.raises(ValueError, match="GRU: recurrent_dropout is not supported"):
+        L.GRU(3, recurrent_dropout=0.1)
     with pytest.raises(ValueError, match=r"only reset_after=True .* runs on the fused kernels"):
         L.GRU(3, reset_after=False)
     with pytest.raises(ValueError, match="only activation='tanh' with recurrent_activation='sigmoid'"):

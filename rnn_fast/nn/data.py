@@ -37,7 +37,18 @@ def unpack(data, who: str) -> Batch:
 
 
 def is_arrays(x) -> bool:
-    return isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)) or hasattr(x, "__array__")
+    """Arrays (or a list or dict of them, a model's several inputs), as opposed to a dataset or generator."""
+    return isinstance(x, (np.ndarray, list, tuple, dict, float, int, np.generic)) or hasattr(x, "__array__")
+
+
+def nsamples(x) -> int:
+    """The samples in a model's checked inputs: an array, or a tuple of arrays (several inputs)."""
+    return (x[0] if isinstance(x, tuple) else x).shape[0]
+
+
+def take(x, index):
+    """The rows index of a model's checked inputs (an array or a tuple of arrays)."""
+    return tuple(a[index] for a in x) if isinstance(x, tuple) else x[index]
 
 
 def is_pydataset(x) -> bool:
@@ -78,7 +89,7 @@ class _Source:
 class ArraySource(_Source):
     def __init__(self, x, y, sample_weight, batch_size: int, shuffle: bool):
         self.x, self.y, self.sw, self.batch_size, self.shuffle = x, y, sample_weight, batch_size, shuffle
-        self.n = x.shape[0]
+        self.n = nsamples(x)
         self.num_batches = -(-self.n // batch_size)
 
     def batches(self):
@@ -88,7 +99,7 @@ class ArraySource(_Source):
                 sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
             else:
                 sl = order[step * self.batch_size:(step + 1) * self.batch_size]
-            yield (self.x[sl], None if self.y is None else self.y[sl], None if self.sw is None else self.sw[sl])
+            yield (take(self.x, sl), None if self.y is None else self.y[sl], None if self.sw is None else self.sw[sl])
 
 
 class PyDatasetSource(_Source):
@@ -185,11 +196,9 @@ def source(x, y, sample_weight, batch_size: Optional[int], shuffle: bool, who: s
     sample_weight) -> the arrays) and batched here."""
     if x is None:
         raise ValueError(f"{who}: x is required")
-    if isinstance(x, (dict, str, bytes)):
-        what = "a dict (named inputs need the functional API, which rnn_fast.nn does not have yet)" \
-            if isinstance(x, dict) else f"a {type(x).__name__}"
+    if isinstance(x, (str, bytes)):
         raise TypeError(f"{who}: x must be an array, a PyDataset-like object (__len__ and __getitem__), or a "
-                        f"generator or iterable of (x, y[, sample_weight]) batches, got {what}")
+                        f"generator or iterable of (x, y[, sample_weight]) batches, got a {type(x).__name__}")
     if is_arrays(x):
         x, y, sample_weight = check_arrays(x, y, sample_weight)
         size = 32 if batch_size is None else positive_int(batch_size, f"{who}: batch_size")

@@ -42,7 +42,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from . import backend
+from . import backend, data
 
 __all__ = ["Context", "init", "active", "rank", "size", "finalize"]
 
@@ -212,7 +212,7 @@ def _make_metrics(model, y: np.ndarray) -> int:
     """Every rank makes the compiled metrics from the global batch's shapes
     (a rank with no rows has no output to take them from); returns the size
     of their states."""
-    out = model._output_shapes()[-1]
+    out = model.output_shape[1:]
     model._make_metrics(y.shape, (y.shape[0],) + tuple(1 if d is None else d for d in out))
     return sum(m.state.size for m in model._compiled_metrics)
 
@@ -228,7 +228,7 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=
     global batch's values. sync: first build the model if need be (drawing
     its weights where one process would: at its first batch) and take rank
     0's weights and optimizer state."""
-    n = x.shape[0]
+    n = data.nsamples(x)
     if sync or not model.built:
         if not model.built:
             model.build((None,) + tuple(np.shape(x)[1:]))
@@ -245,7 +245,7 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=
         with backend.batch_part(start, stop, n):
             if local_n > 0:
                 sw = _part_weights(sample_weight, start, stop)
-                pred = model._forward(x[start:stop], training=True)
+                pred = model._forward(data.take(x, slice(start, stop)), training=True)
                 loss, dpred = model.loss(y[start:stop], pred, mask=model._output_mask, sample_weight=sw)
                 model._backward(dpred.astype(pred.dtype, copy=False))
                 weight = _weights(model, pred)
@@ -299,7 +299,7 @@ def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=N
     """The loss and metrics of the global batch (x, y, sample_weight) in
     inference mode, each rank computing its part: one Allreduce of the
     weighted sums and the metric states (and an error flag)."""
-    n = x.shape[0]
+    n = data.nsamples(x)
     start, stop = ctx.part(n)
     error: Optional[BaseException] = None
     n_metrics = 0
@@ -309,7 +309,7 @@ def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=N
         n_metrics = _make_metrics(model, y)
         if stop > start:
             sw = _part_weights(sample_weight, start, stop)
-            pred = model._forward(x[start:stop], training=False, keep_cache=False)
+            pred = model._forward(data.take(x, slice(start, stop)), training=False, keep_cache=False)
             loss = model.loss(y[start:stop], pred, mask=model._output_mask, sample_weight=sw)[0]
             weight = _weights(model, pred)
             deltas = _metric_deltas(model, y[start:stop], pred, sw)

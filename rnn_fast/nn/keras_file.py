@@ -33,10 +33,11 @@ _DEFAULTS = {"activity_regularizer": None, "kernel_constraint": None, "recurrent
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "embeddings_regularizer")
 # rnn_fast's layers by Keras class name, and the config keys each takes.
 _LAYERS = {
-    "SimpleRNN": (L.SimpleRNN, ("units", "activation", "use_bias", "dropout", "return_sequences", "return_state",
-                                "go_backwards", "stateful", "zero_output_for_mask")),
+    "SimpleRNN": (L.SimpleRNN, ("units", "activation", "use_bias", "dropout", "recurrent_dropout", "return_sequences",
+                                "return_state", "go_backwards", "stateful", "zero_output_for_mask")),
     "LSTM": (L.LSTM, ("units", "activation", "recurrent_activation", "use_bias", "unit_forget_bias", "dropout",
-                      "return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask")),
+                      "recurrent_dropout", "return_sequences", "return_state", "go_backwards", "stateful",
+                      "zero_output_for_mask")),
     "GRU": (L.GRU, ("units", "activation", "recurrent_activation", "use_bias", "reset_after", "dropout",
                     "return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask")),
     "Dense": (L.Dense, ("units", "activation", "use_bias")),
@@ -86,7 +87,7 @@ def _layer(spec: Dict[str, Any], where: str, input_shape=None) -> L.Layer:
             if reg is not None:
                 kwargs[key] = reg
     for key, default in _DEFAULTS.items():
-        if key in cfg and cfg[key] != default:
+        if key in cfg and key not in keys and cfg[key] != default:
             raise ValueError(f"{where}: {key}={cfg[key]!r} is not supported (rnn_fast runs {key}={default!r})")
     unknown = set(cfg) - _IGNORED - set(_DEFAULTS) - set(_REGULARIZERS) - set(keys)
     if unknown:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import _core
-from . import activations, backend, initializers, regularizers
+from . import activations, backend, general, initializers, regularizers
 from .naming import auto_name
 
 Shape = Tuple[Optional[int], ...]
@@ -120,11 +120,59 @@ class Layer:
             raise ValueError(f"{self.name} ({type(self).__name__}): input's last axis must be {want} "
                              f"(built for input shape {(None,) + self.input_shape}), got shape {x.shape}")
 
-    def __call__(self, x, training: bool = False):
-        x = np.asarray(x)
+    def __call__(self, x, *args, **kwargs):
+        """On arrays: builds the layer at its first call and runs forward
+        (keywords: training, and initial_state for the recurrent layers). On
+        symbolic tensors (Input() and layers' outputs): adds a node to a
+        functional graph (functional.py) and returns its output tensor(s)."""
+        from . import functional
+        if functional.is_symbolic(x) or functional.is_symbolic(kwargs.get("initial_state")):
+            return functional.call(self, x, *args, **kwargs)
+        x = [np.asarray(a) for a in x] if self._takes_list else np.asarray(x)
         if not self.built:
-            self.build(tuple(x.shape[1:]))
-        return self.forward(x, training=training)
+            self.build([tuple(a.shape[1:]) for a in x] if self._takes_list else tuple(x.shape[1:]))
+        return self.forward(x, *args, **kwargs)
+
+    # A merge layer takes a list of tensors (Concatenate, Add, ...).
+    _takes_list = False
+
+    def _check_call_shape(self, input_shape) -> None:
+        """A built layer called on a new tensor (a shared layer): the
+        features must be those it was built for."""
+        want = self.input_shape
+        if want is not None and len(want) and len(input_shape) and want[-1] is not None \
+                and input_shape[-1] is not None and (len(want) != len(input_shape) or want[-1] != input_shape[-1]):
+            raise ValueError(f"{self.name} ({type(self).__name__}) was built for input shape {(None,) + tuple(want)} "
+                             f"and cannot be called on shape {(None,) + tuple(input_shape)}")
+
+    # What backward needs from a forward, kept so that a layer called at
+    # several nodes of a graph (shared) backpropagates each call: every
+    # layer keeps it in _ctx; layers holding layers add theirs.
+    _ctx: Any = None
+
+    def _call_state(self):
+        return self._ctx
+
+    def _restore_call_state(self, state) -> None:
+        self._ctx = state
+
+    @property
+    def output(self):
+        """The output tensor(s) of the layer's first functional call (Keras's layer.output)."""
+        return self._node(0, "output").outputs[0] if len(self._node(0, "output").outputs) == 1 \
+            else self._node(0, "output").outputs
+
+    @property
+    def input(self):
+        """The input tensor(s) of the layer's first functional call (Keras's layer.input)."""
+        node = self._node(0, "input")
+        return node.outputs[0] if node.is_input else node.args
+
+    def _node(self, index: int, what: str):
+        nodes = self.__dict__.get("_inbound_nodes") or []
+        if len(nodes) <= index:
+            raise AttributeError(f"{self.name} has no {what}: it was not called on a symbolic tensor (Input())")
+        return nodes[index]
 
     def forward(self, x: np.ndarray, training: bool = False):
         raise NotImplementedError
@@ -188,11 +236,10 @@ class _Recurrent(Layer):
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
                  stateful: bool = False, unroll: bool = False, zero_output_for_mask: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout!r}")
-        if recurrent_dropout != 0.0:
-            raise ValueError(f"{self.name}: recurrent_dropout is not supported by the fused kernels "
-                             f"(got {recurrent_dropout!r}); use dropout= on the inputs or a Dropout layer")
+        for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not isinstance(rate, (int, float, np.floating, np.integer)) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"{self.name}: {what} must be in [0, 1), got {rate!r}")
+        self.recurrent_dropout = float(recurrent_dropout)
         self.units = positive_int(units, f"{self.name}: units")
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -242,6 +289,7 @@ class _Recurrent(Layer):
                    kernel_regularizer=_reg_config(self.kernel_regularizer),
                    recurrent_regularizer=_reg_config(self.recurrent_regularizer),
                    bias_regularizer=_reg_config(self.bias_regularizer), dropout=self.dropout,
+                   recurrent_dropout=self.recurrent_dropout,
                    return_sequences=self.return_sequences, return_state=self.return_state,
                    go_backwards=self.go_backwards, stateful=self.stateful,
                    zero_output_for_mask=self.zero_output_for_mask)
@@ -301,17 +349,29 @@ class _Recurrent(Layer):
         self._check_features(x)
         N, T = x.shape[0], x.shape[1]
         lengths = self._lengths(mask, N, T)
-        drop = None
+        drop = in_masks = rec_masks = None
+        rec_drop = training and self.recurrent_dropout > 0
         if training and self.dropout > 0:
-            # Keras: one mask per sequence (a sample's features dropped at every step alike).
-            keep = 1.0 - self.dropout
-            drop = (backend.batch_random(backend.rng(), (N, 1, x.shape[2])) < keep).astype(self.dtype)
-            drop /= self.dtype.type(keep)
-            x = x * drop
+            if rec_drop and self._gates > 1:
+                # Keras's cell with recurrent dropout: a mask for each gate block's input
+                in_masks = self._dropout_masks(self.dropout, N, x.shape[2])
+            else:
+                # Keras: one mask per sequence (a sample's features dropped at every step alike).
+                drop = self._dropout_masks(self.dropout, N, x.shape[2], gates=1)[0][:, None, :]
+                x = x * drop
+        if rec_drop:
+            rec_masks = self._dropout_masks(self.recurrent_dropout, N, self.units)
         states = self._initial_states(N, initial_state)
         if self._probe is not None:  # rnn_fast.diagnostics follows this layer's steps
             self._probe.update(x=x, states=[np.array(s) for s in states], lengths=lengths)
-        h, final, cache = self._run(x, states, self._keep_cache, lengths)
+        if rec_drop or not self._fused():
+            bias = self._bias()
+            h, final, cache = general.forward(
+                "lstm" if self._gates == 4 else "simple", x, states, self.weights[0], self.weights[1], bias,
+                self.activation, getattr(self, "recurrent_activation", "sigmoid"), self.go_backwards, lengths,
+                in_masks, rec_masks, self._keep_cache)
+        else:
+            h, final, cache = self._run(x, states, self._keep_cache, lengths)
         if self.stateful:
             self.states = [s.copy() for s in final]
         self._ctx = {"cache": cache, "mask": drop, "N": N, "T": T, "lengths": lengths}
@@ -323,6 +383,19 @@ class _Recurrent(Layer):
             last = final[0]
         out = seq if self.return_sequences else last
         return [out] + list(final) if self.return_state else out
+
+    def _dropout_masks(self, rate: float, N: int, width: int, gates: Optional[int] = None) -> np.ndarray:
+        """(gates, N, width) Keras dropout masks: 0 or 1 / (1 - rate), one per sequence and gate block."""
+        keep = 1.0 - rate
+        rng = backend.rng()
+        masks = np.stack([backend.batch_random(rng, (N, width)) < keep
+                          for _ in range(gates or self._gates)]).astype(self.dtype)
+        masks /= self.dtype.type(keep)
+        return masks
+
+    def _fused(self) -> bool:
+        """Whether the activations are those the fused kernels run."""
+        return True
 
     # Keras's outputs at masked steps (its backends' rnn with a mask): a
     # masked step outputs the step before's output (zeros before the first
@@ -397,7 +470,10 @@ class _Recurrent(Layer):
         if self._probe is not None:  # the gradient of every step's h (kernel time order) and of c_T
             self._probe.update(dh=np.array(dh), dc=None if len(dstates) < 2 or dstates[1] is None
                                else np.array(dstates[1]))
-        dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
+        if isinstance(ctx["cache"], dict):  # the general path's
+            dx, dinit, dWx, dWh, db = general.backward(np.asarray(dh, self.dtype), ctx["cache"], dstates[1:])
+        else:
+            dx, dinit, dWx, dWh, db = self._grad(dh, ctx["cache"], dstates[1:])
         for g, kernel_g in zip(self.grads, (dWx, dWh, db)):  # no db without a bias
             g[...] = kernel_g
         self.state_grads = dinit
@@ -439,8 +515,9 @@ class SimpleRNN(_Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        if self.activation not in ("tanh", "relu"):
-            raise ValueError(f"{self.name}: SimpleRNN's activation must be 'tanh' or 'relu', got {activation!r}")
+
+    def _fused(self) -> bool:
+        return self.activation in ("tanh", "relu")
 
     def get_config(self) -> Dict[str, Any]:
         cfg = super().get_config()
@@ -465,13 +542,6 @@ class SimpleRNN(_Recurrent):
         return dx, [dh0], dWx, dWh, db
 
 
-def _gated_activations(cls: str, activation: str, recurrent_activation: str) -> None:
-    """Refuses the activations a gated cell's fused kernels do not run."""
-    if activation != "tanh" or recurrent_activation != "sigmoid":
-        raise ValueError(f"{cls}: only activation='tanh' with recurrent_activation='sigmoid' runs on the "
-                         f"fused kernels, got {activation!r} and {recurrent_activation!r}")
-
-
 class LSTM(_Recurrent):
     """keras.layers.LSTM with its defaults (tanh, sigmoid gates, unit forget
     bias). Weights in Keras's layout: kernel (D, 4H), recurrent_kernel (H, 4H),
@@ -484,9 +554,12 @@ class LSTM(_Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                  unit_forget_bias: bool = True, **kwargs):
-        _gated_activations("LSTM", activation, recurrent_activation)
-        super().__init__(units, **kwargs)
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _fused(self) -> bool:
+        return self.activation == "tanh" and self.recurrent_activation == "sigmoid"
 
     def _init_bias(self, b: np.ndarray) -> None:
         if self.unit_forget_bias:
@@ -494,7 +567,8 @@ class LSTM(_Recurrent):
 
     def get_config(self) -> Dict[str, Any]:
         cfg = super().get_config()
-        cfg["unit_forget_bias"] = self.unit_forget_bias
+        cfg.update(activation=self.activation, recurrent_activation=self.recurrent_activation,
+                   unit_forget_bias=self.unit_forget_bias)
         return cfg
 
     def _pack(self):
@@ -531,7 +605,13 @@ class GRU(_Recurrent):
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                  reset_after: bool = True, **kwargs):
-        _gated_activations("GRU", activation, recurrent_activation)
+        if activation != "tanh" or recurrent_activation != "sigmoid":
+            raise ValueError(f"GRU: only activation='tanh' with recurrent_activation='sigmoid' is supported (the "
+                             f"fused kernels'; SimpleRNN and LSTM also run others), got {activation!r} and "
+                             f"{recurrent_activation!r}")
+        if kwargs.get("recurrent_dropout", 0.0):
+            raise ValueError(f"GRU: recurrent_dropout is not supported (SimpleRNN and LSTM run it), got "
+                             f"{kwargs['recurrent_dropout']!r}; use dropout= on the inputs or a Dropout layer")
         if not reset_after:
             raise ValueError("GRU: only reset_after=True (Keras 3's default; the reset gate applied to the "
                              "recurrent product, as in PyTorch and cuDNN) runs on the fused kernels; "
@@ -667,6 +747,14 @@ class Bidirectional(Layer):
             return (yf + yb) / 2
         return [yf, yb]
 
+    def _call_state(self):
+        return self._ctx, self.forward_layer._call_state(), self.backward_layer._call_state()
+
+    def _restore_call_state(self, state) -> None:
+        self._ctx, f, b = state
+        self.forward_layer._restore_call_state(f)
+        self.backward_layer._restore_call_state(b)
+
     def backward(self, dy):
         yf, yb = self._ctx
         if self.merge_mode == "concat":
@@ -800,7 +888,7 @@ class Dropout(Layer):
     def forward(self, x, training: bool = False):
         x = _as_float(x, self.dtype, self.name)
         if not training or self.rate == 0:
-            self._mask = None
+            self._ctx = None
             return x
         rng = self._rng if self._rng is not None else backend.rng()
         # One draw from the layer's generator seeds the kernel's counter-based
@@ -811,21 +899,21 @@ class Dropout(Layer):
         if part is not None and x.dtype in (np.float32, np.float64):
             # Data-parallel: this process's rows of the global batch's mask.
             start, stop, n = part
-            self._mask = _core.dropout_forward(np.ones((n,) + x.shape[1:], x.dtype), self.rate, seed)[0][start:stop]
-            return x * self._mask
+            self._ctx = _core.dropout_forward(np.ones((n,) + x.shape[1:], x.dtype), self.rate, seed)[0][start:stop]
+            return x * self._ctx
         if x.dtype in (np.float32, np.float64):
-            y, self._mask = _core.dropout_forward(x, self.rate, seed)
+            y, self._ctx = _core.dropout_forward(x, self.rate, seed)
             return y
         keep = 1.0 - self.rate
-        self._mask = (backend.batch_random(rng, x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
-        return x * self._mask
+        self._ctx = (backend.batch_random(rng, x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * self._ctx
 
     def backward(self, dy):
-        if self._mask is None:
+        if self._ctx is None:
             return dy
-        if self._mask.dtype in (np.float32, np.float64) and np.asarray(dy).dtype in (np.float32, np.float64):
-            return _core.dropout_backward(dy, self._mask)
-        return dy * self._mask
+        if self._ctx.dtype in (np.float32, np.float64) and np.asarray(dy).dtype in (np.float32, np.float64):
+            return _core.dropout_backward(dy, self._ctx)
+        return dy * self._ctx
 
 
 class Embedding(Layer):
@@ -956,11 +1044,11 @@ class Flatten(Layer):
 
     def forward(self, x, training: bool = False):
         x = _as_float(x, self.dtype, self.name)
-        self._shape = x.shape
+        self._ctx = x.shape
         return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
 
     def backward(self, dy):
-        return np.asarray(dy).reshape(self._shape)
+        return np.asarray(dy).reshape(self._ctx)
 
 
 class TimeDistributed(Layer):
@@ -1010,11 +1098,18 @@ class TimeDistributed(Layer):
         self._check_rank(x, tuple(range(3, 8)))
         N, T = x.shape[:2]
         y = self.layer.forward(x.reshape((N * T,) + x.shape[2:]), training=training)
-        self._nt = (N, T)
+        self._ctx = (N, T)
         return y.reshape((N, T) + y.shape[1:])
 
+    def _call_state(self):
+        return self._ctx, self.layer._call_state()
+
+    def _restore_call_state(self, state) -> None:
+        self._ctx, inner = state
+        self.layer._restore_call_state(inner)
+
     def backward(self, dy):
-        N, T = self._nt
+        N, T = self._ctx
         dy = np.asarray(dy)
         dx = self.layer.backward(dy.reshape((N * T,) + dy.shape[2:]))
         return None if dx is None else dx.reshape((N, T) + dx.shape[1:])
@@ -1027,8 +1122,230 @@ class TimeDistributed(Layer):
         self.layer._freeze(frozen)
 
 
+# ---------------------------------------------------------------------------
+# Merge layers: a list of tensors in, one out (the functional API's
+# concatenate / add / ...)
+# ---------------------------------------------------------------------------
+class _Merge(Layer):
+    """What the merge layers share: a list of at least two inputs of one
+    shape (Concatenate: equal but for its axis), one output, and Keras's
+    mask: a step is kept where every input's mask keeps it."""
+
+    _takes_list = True
+    supports_masking = True
+
+    def build(self, input_shape) -> None:
+        shapes = [tuple(s) for s in input_shape]
+        if len(shapes) < 2:
+            raise ValueError(f"{self.name} ({type(self).__name__}): expects a list of at least 2 inputs, "
+                             f"got {len(shapes)}")
+        self._check_shapes(shapes)
+        self.input_shape = shapes
+        self.built = True
+
+    def _check_call_shape(self, input_shape) -> None:
+        self._check_shapes([tuple(s) for s in input_shape])
+
+    def _check_shapes(self, shapes) -> None:
+        first = shapes[0]
+        for s in shapes[1:]:
+            if len(s) != len(first) or any(a is not None and b is not None and a != b for a, b in zip(s, first)):
+                raise ValueError(f"{self.name} ({type(self).__name__}): inputs must have the same shape, got "
+                                 f"{[(None,) + s for s in shapes]}")
+
+    def output_shape_for(self, input_shape) -> Shape:
+        shapes = [tuple(s) for s in input_shape]
+        return tuple(next((d for d in dims if d is not None), None) for dims in zip(*shapes))
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg.pop("input_shape", None)
+        return cfg
+
+    def compute_mask(self, x, mask):
+        """Keras's Merge.compute_mask: None unless every input has a mask,
+        else their union (a step is kept if any input keeps it)."""
+        if mask is None or any(m is None for m in mask):
+            return None
+        return np.logical_or.reduce([np.asarray(m, bool) for m in mask])
+
+    def _inputs(self, xs) -> List[np.ndarray]:
+        if not isinstance(xs, (list, tuple)) or len(xs) < 2:
+            raise ValueError(f"{self.name} ({type(self).__name__}): expects a list of at least 2 arrays")
+        xs = [_as_float(x, self.dtype, self.name) for x in xs]
+        shapes = [x.shape for x in xs]
+        if any(sh != shapes[0] for sh in shapes) and not isinstance(self, Concatenate):
+            raise ValueError(f"{self.name} ({type(self).__name__}): inputs must have the same shape, got {shapes}")
+        return xs
+
+
+class Add(_Merge):
+    """keras.layers.Add: the sum of the inputs."""
+
+    base_name = "add"
+
+    def forward(self, xs, training: bool = False):
+        xs = self._inputs(xs)
+        self._ctx = len(xs)
+        return np.sum(xs, axis=0, dtype=self.dtype) if len(xs) > 2 else xs[0] + xs[1]
+
+    def backward(self, dy):
+        return [dy] * self._ctx
+
+
+class Subtract(_Merge):
+    """keras.layers.Subtract: inputs[0] - inputs[1]."""
+
+    base_name = "subtract"
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.name} (Subtract): expects exactly 2 inputs, got {len(input_shape)}")
+        super().build(input_shape)
+
+    def forward(self, xs, training: bool = False):
+        a, b = self._inputs(xs)
+        return a - b
+
+    def backward(self, dy):
+        return [dy, -dy]
+
+
+class Multiply(_Merge):
+    """keras.layers.Multiply: the element-wise product of the inputs."""
+
+    base_name = "multiply"
+
+    def forward(self, xs, training: bool = False):
+        xs = self._inputs(xs)
+        self._ctx = xs
+        y = xs[0]
+        for x in xs[1:]:
+            y = y * x
+        return y
+
+    def backward(self, dy):
+        xs = self._ctx
+        out = []
+        for i in range(len(xs)):
+            g = dy
+            for j, x in enumerate(xs):
+                if j != i:
+                    g = g * x
+            out.append(g)
+        return out
+
+
+class Average(_Merge):
+    """keras.layers.Average: the mean of the inputs."""
+
+    base_name = "average"
+
+    def forward(self, xs, training: bool = False):
+        xs = self._inputs(xs)
+        self._ctx = len(xs)
+        return (np.sum(xs, axis=0, dtype=self.dtype) / self.dtype.type(len(xs))).astype(self.dtype, copy=False)
+
+    def backward(self, dy):
+        return [dy / self.dtype.type(self._ctx)] * self._ctx
+
+
+class Concatenate(_Merge):
+    """keras.layers.Concatenate(axis=-1): the inputs joined along axis (the
+    batch axis counts, as in Keras: -1 is the features)."""
+
+    base_name = "concatenate"
+
+    def __init__(self, axis: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+            raise ValueError(f"{self.name}: axis must be an integer, got {axis!r}")
+        self.axis = int(axis)
+
+    def _axis(self, ndim: int) -> int:
+        """The axis within a sample's shape (without the batch axis)."""
+        axis = self.axis + 1 + ndim if self.axis < 0 else self.axis
+        if not 1 <= axis <= ndim:
+            raise ValueError(f"{self.name} (Concatenate): axis={self.axis} is out of range for inputs of "
+                             f"{ndim + 1} dimensions (the batch axis, 0, cannot be joined)")
+        return axis - 1
+
+    def _check_shapes(self, shapes) -> None:
+        ndim = len(shapes[0])
+        axis = self._axis(ndim)
+        for s in shapes[1:]:
+            if len(s) != ndim or any(a is not None and b is not None and a != b
+                                     for k, (a, b) in enumerate(zip(s, shapes[0])) if k != axis):
+                raise ValueError(f"{self.name} (Concatenate): inputs must have the same shape except on axis "
+                                 f"{self.axis}, got {[(None,) + tuple(s) for s in shapes]}")
+
+    def output_shape_for(self, input_shape) -> Shape:
+        shapes = [tuple(s) for s in input_shape]
+        axis = self._axis(len(shapes[0]))
+        out = list(super().output_shape_for([s[:axis] + (0,) + s[axis + 1:] for s in shapes]))
+        sizes = [s[axis] for s in shapes]
+        out[axis] = None if any(d is None for d in sizes) else sum(sizes)
+        return tuple(out)
+
+    def get_config(self) -> Dict[str, Any]:
+        cfg = super().get_config()
+        cfg["axis"] = self.axis
+        return cfg
+
+    def compute_mask(self, x, mask):
+        """Keras's Concatenate.compute_mask: each input's mask broadcast to
+        its shape (all True for an input without one), joined along axis,
+        then any() over the last axis."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        full = []
+        for a, m in zip(x, mask):
+            shape = np.shape(a)
+            if m is None:
+                full.append(np.ones(shape, bool))
+            else:
+                m = np.asarray(m, bool)
+                full.append(np.broadcast_to(m[..., None], shape) if m.ndim < len(shape) else m)
+        return np.concatenate(full, axis=self._axis(len(np.shape(x[0])) - 1) + 1).any(axis=-1)
+
+    def forward(self, xs, training: bool = False):
+        xs = self._inputs(xs)
+        ndim = xs[0].ndim - 1
+        self._check_shapes([x.shape[1:] for x in xs])
+        axis = self._axis(ndim) + 1
+        self._ctx = (axis, np.cumsum([x.shape[axis] for x in xs])[:-1])
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, dy):
+        axis, cuts = self._ctx
+        return np.split(np.asarray(dy), cuts, axis=axis)
+
+
+def concatenate(inputs, axis: int = -1, **kwargs):
+    """keras.layers.concatenate: Concatenate(axis)(inputs)."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def add(inputs, **kwargs):
+    """keras.layers.add: Add()(inputs)."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
 LAYERS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU, Bidirectional, Dense, Activation, Dropout, Embedding,
-                                        RepeatVector, Masking, Flatten, TimeDistributed)}
+                                        RepeatVector, Masking, Flatten, TimeDistributed, Concatenate, Add,
+                                        Subtract, Multiply, Average)}
 
 
 def _from_config(cls, config: Dict[str, Any]):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import callbacks as callbacks_mod, data, distributed, keras_file, layers as layers_mod, losses
+from . import callbacks as callbacks_mod, data, distributed, functional, keras_file, layers as layers_mod, losses
 from . import metrics as metrics_mod, optimizers
 from .callbacks import History  # noqa: F401  (rnn_fast.nn.models.History, as before)
 
@@ -64,21 +64,71 @@ class _Progress:
         self.stream.flush()
 
 
-# ---------------------------------------------------------------------------
-# Sequential
-# ---------------------------------------------------------------------------
-class Sequential:
-    """A stack of layers, each feeding the next: keras.Sequential."""
+def _print_table(model, rows, print_fn) -> None:
+    """Keras's summary: the rows under a header, then the parameter counts."""
+    n = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) + 3 for i in range(n)]
+    line = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    total = sum(widths)
+    trainable = sum(l.count_params() for l in model.layers if l.trainable)
+    out = [f'Model: "{model.name}"', "_" * total, line(rows[0]), "=" * total]
+    for r in rows[1:]:
+        out += [line(r), "_" * total]
+    out[-1] = "=" * total
+    out += [f"Total params: {model.count_params():,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {model.count_params() - trainable:,}", "_" * total]
+    print_fn("\n".join(out))
 
-    _count = 0
 
-    def __init__(self, layers: Optional[Sequence[layers_mod.Layer]] = None, name: Optional[str] = None):
-        if name is None:
-            name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
-            Sequential._count += 1
+def _check_sample_array(x, who: str, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{who}: {name} must be a non-empty array with the samples on the first axis, got shape "
+                         f"{x.shape}")
+    if x.dtype == object:
+        raise TypeError(f"{who}: {name} must be a numeric array, got an array of Python objects (ragged sequences "
+                        f"are padded first, e.g. keras.utils.pad_sequences)")
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Model (functional) and Sequential
+# ---------------------------------------------------------------------------
+class Model:
+    """keras.Model: Model(inputs, outputs) runs the graph of layers between
+    symbolic tensors (the functional API, functional.py); Sequential is the
+    case of a stack. Both compile, fit, evaluate, predict and save alike."""
+
+    def __init__(self, inputs=None, outputs=None, name: Optional[str] = None, trainable: bool = True):
+        if inputs is None or outputs is None:
+            raise TypeError("Model(): give inputs and outputs, the symbolic tensors of a graph: "
+                            "Model(inputs=Input(...), outputs=...); subclassing Model with a call() is not "
+                            "supported (use Sequential or the functional API)")
+        self._init_model(functional.default_name() if name is None else name)
+        self._input_keys: Optional[List[str]] = None
+        if isinstance(inputs, dict):
+            self._input_keys = list(inputs)
+            inputs = list(inputs.values())
+        self._single_input = isinstance(inputs, functional.KerasTensor)
+        self._single_output = isinstance(outputs, functional.KerasTensor)
+        ins = [inputs] if self._single_input else list(inputs)
+        outs = [outputs] if self._single_output else list(outputs)
+        for what, ts in (("inputs", ins), ("outputs", outs)):
+            bad = [type(t).__name__ for t in ts if not isinstance(t, functional.KerasTensor)]
+            if bad or not ts:
+                raise TypeError(f"Model(): {what} must be symbolic tensors (from Input() and layers' outputs), "
+                                f"or a list of them, got {bad or 'an empty list'}")
+        self._graph = functional.Graph(ins, outs)
+        self.inputs, self.outputs = ins, outs
+        if self._input_keys is None:
+            self._input_keys = [t._keras_history[0].name for t in ins]
+        self.layers: List[layers_mod.Layer] = self._graph.layers
+        self.input_shape = ins[0].shape if self._single_input else [t.shape for t in ins]
+        if not trainable:
+            self.trainable = False
+
+    def _init_model(self, name: str) -> None:
         self.name = name
-        self.layers: List[layers_mod.Layer] = []
-        self.input_shape: Optional[Tuple[Optional[int], ...]] = None
         self.optimizer: Optional[optimizers.Optimizer] = None
         self.loss: Optional[losses.Loss] = None
         self._loss_tracker: Optional[metrics_mod.Mean] = None
@@ -88,50 +138,148 @@ class Sequential:
         self.history: Optional[History] = None
         self._trainable = True
         self._output_mask: Optional[np.ndarray] = None  # the last pass's output mask
+        self._tape = None  # what the graph's backward reads, from the last training forward
         self.stop_training = False
-        for layer in layers or []:
-            self.add(layer)
 
     # ---- structure ---------------------------------------------------------
-    def add(self, layer: layers_mod.Layer) -> None:
-        if not isinstance(layer, layers_mod.Layer):
-            raise TypeError(f"Sequential.add(): expected a layer, got {type(layer).__name__}")
-        if any(existing.name == layer.name for existing in self.layers):
-            raise ValueError(f"Sequential.add(): the model already has a layer named {layer.name!r}")
-        if self.built:
-            shape = self._output_shapes()[-1] if self.layers else self.input_shape[1:]
-            if not layer.built:
-                layer.build(shape)
-            if isinstance(layer.output_shape_for(shape), list):
-                raise ValueError(f"Sequential.add(): {layer.name} outputs a list (return_state=True or "
-                                 f"merge_mode=None); a layer inside Sequential must output one array")
-        self.layers.append(layer)
-        if len(self.layers) == 1 and layer.input_shape is not None:
-            self.build((None,) + tuple(layer.input_shape))
-
     @property
     def built(self) -> bool:
-        return self.input_shape is not None
+        return True
 
-    def build(self, input_shape: Sequence[Optional[int]]) -> None:
-        """input_shape includes the batch axis, as in Keras: (None, T, D)."""
-        self.input_shape = tuple(input_shape)
-        shape = self.input_shape[1:]
-        for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            shape = layer.output_shape_for(shape)
-            if isinstance(shape, list):
-                raise ValueError(f"{layer.name}: a layer inside Sequential must output one array "
-                                 f"(return_state=True or merge_mode=None output a list)")
+    def build(self, input_shape) -> None:
+        """A functional model is built by its inputs' shapes."""
 
-    def _output_shapes(self) -> List[Tuple[Optional[int], ...]]:
-        shape = self.input_shape[1:]
-        out = []
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if self._single_output else shapes
+
+    def _connections(self, layer: layers_mod.Layer) -> str:
+        nodes = [n for n in self._graph.nodes if n.layer is layer]
+        refs = []
+        for node in nodes:
+            for t in node.input_tensors:
+                source, index, _ = t._keras_history
+                refs.append(f"{source.name}[{index}][{t._keras_history[2]}]")
+        return ", ".join(refs) if refs else "-"
+
+    def summary(self, print_fn=print) -> None:
+        """Keras's table for a functional model: each layer's output shape,
+        parameters, and the tensors it is connected to."""
+        graph_nodes = set(self._graph.nodes)
+        rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
         for layer in self.layers:
-            shape = layer.output_shape_for(shape)
-            out.append(shape)
-        return out
+            nodes = [n for n in functional._nodes_of(layer) if n in graph_nodes or n.is_input]
+            outs = nodes[0].outputs
+            shape = str(outs[0].shape) if len(outs) == 1 else str([t.shape for t in outs])
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{layer.count_params():,}",
+                         self._connections(layer)))
+        _print_table(self, rows, print_fn)
+
+    # ---- the passes ----------------------------------------------------------
+    def _forward(self, x, training: bool, keep_cache: bool = True):
+        """x: the input's array, or the tuple of the inputs' arrays. With
+        keep_cache the backward follows and reads the tape kept here."""
+        xs = list(x) if isinstance(x, tuple) else [x]
+        for layer in self.layers:
+            layer._set_keep_cache(keep_cache, borrow=keep_cache)
+        try:
+            outs, masks, tape = self._graph.forward(xs, training)
+        finally:
+            for layer in self.layers:
+                layer._set_keep_cache(True)
+        self._tape = tape if keep_cache else None
+        self._output_mask = masks[0] if self._single_output else masks
+        return outs[0] if self._single_output else outs
+
+    def _backward(self, dy) -> None:
+        if self._tape is None:
+            raise RuntimeError("backward without a training forward before it")
+        self._graph.backward([dy] if self._single_output else list(dy), self._tape)
+        self._tape = None
+
+    def _check_x(self, x, who: str):
+        """The model's inputs from x: an array (one input), a list of arrays
+        in the inputs' order, or a dict by input name; each checked."""
+        keys = self._input_keys
+        if isinstance(x, dict):
+            missing = [k for k in keys if k not in x]
+            extra = [k for k in x if k not in keys]
+            if missing or extra:
+                raise ValueError(f"{who}: x is a dict whose keys must be the model's input names {keys}; "
+                                 f"missing {missing}, unknown {extra}")
+            xs = [x[k] for k in keys]
+        elif len(keys) == 1:
+            xs = [x[0]] if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray) else [x]
+        else:
+            if not isinstance(x, (list, tuple)) or len(x) != len(keys):
+                got = f"a list of {len(x)}" if isinstance(x, (list, tuple)) else type(x).__name__
+                raise ValueError(f"{who}: the model has {len(keys)} inputs {keys}; x must be a list of {len(keys)} "
+                                 f"arrays in that order, or a dict by input name, got {got}")
+            xs = list(x)
+        arrays = [_check_sample_array(a, who, "x" if len(keys) == 1 else f"x[{k!r}]") for a, k in zip(xs, keys)]
+        n = {a.shape[0] for a in arrays}
+        if len(n) > 1:
+            raise ValueError(f"{who}: the inputs must hold the same number of samples, got "
+                             f"{dict(zip(keys, (a.shape[0] for a in arrays)))}")
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    def __call__(self, x, training: bool = False):
+        if functional.is_symbolic(x):
+            raise TypeError(f"{self.name}: calling a model on symbolic tensors (a model nested in another) is not "
+                            f"supported; build one Model from the layers")
+        x, _, _ = self._check_arrays(x, None, None, f"{self.name}()")
+        return self._forward(x, training=training, keep_cache=False)
+
+    # ---- configs ---------------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        """Keras's functional config: the layers with their inbound nodes
+        (numbered within this model), and the input and output layers."""
+        graph_nodes = set(self._graph.nodes)
+        index: Dict[Any, int] = {}
+        for layer in self.layers:
+            kept = [n for n in functional._nodes_of(layer) if n in graph_nodes or n.is_input]
+            for i, node in enumerate(kept):
+                index[node] = i
+
+        def ref(t):
+            layer, node_index, tensor_index = t._keras_history
+            return [layer.name, index[functional._nodes_of(layer)[node_index]], tensor_index]
+
+        specs = []
+        for layer in self.layers:
+            if isinstance(layer, functional.InputLayer):
+                specs.append({"class_name": "InputLayer", "config": layer.get_config(), "name": layer.name,
+                              "inbound_nodes": []})
+                continue
+            nodes = [n for n in functional._nodes_of(layer) if n in graph_nodes]
+            specs.append({"class_name": type(layer).__name__, "config": layer.get_config(), "name": layer.name,
+                          "inbound_nodes": [functional.node_config(n, ref) for n in nodes]})
+        ins = [ref(t) for t in self.inputs]
+        outs = [ref(t) for t in self.outputs]
+        return {"name": self.name, "trainable": self.trainable, "layers": specs,
+                "input_layers": ins[0] if self._single_input else ins,
+                "output_layers": outs[0] if self._single_output else outs}
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Model":
+        """A new model of get_config()'s graph, its weights drawn afresh."""
+        def make(spec):
+            if spec.get("class_name") == "InputLayer":
+                return functional.InputLayer(**spec.get("config", {}))
+            return layers_mod.layer_from_config(spec)
+        inputs, outputs, single_in, single_out = functional.rebuild(config, make)
+        model = Model(inputs[0] if single_in else inputs, outputs[0] if single_out else outputs,
+                      name=config.get("name"))
+        if config.get("trainable") is False:
+            model.trainable = False
+        return model
+
+    def to_json(self, **kwargs) -> str:
+        """get_config() as JSON (json.dumps's keywords, e.g. indent=2); model_from_json reads it back."""
+        return json.dumps({"class_name": self._class_name, "config": self.get_config()}, **kwargs)
+
+    _class_name = "Functional"
 
     @property
     def weights(self) -> List[np.ndarray]:
@@ -191,23 +339,6 @@ class Sequential:
             raise ValueError(f"{what}(): this model has not yet been built; give the first layer an input_shape, "
                              f"call build((None, ...)), or call fit/predict on data first")
 
-    def summary(self, print_fn=print) -> None:
-        self._require_built("summary")
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        for layer, shape in zip(self.layers, self._output_shapes()):
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(shape)), f"{layer.count_params():,}"))
-        widths = [max(len(r[i]) for r in rows) + 3 for i in range(3)]
-        line = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-        total = sum(widths)
-        trainable = sum(l.count_params() for l in self.layers if l.trainable)
-        out = [f'Model: "{self.name}"', "_" * total, line(rows[0]), "=" * total]
-        for r in rows[1:]:
-            out += [line(r), "_" * total]
-        out[-1] = "=" * total
-        out += [f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {self.count_params() - trainable:,}", "_" * total]
-        print_fn("\n".join(out))
-
     # ---- compile -------------------------------------------------------------
     def compile(self, optimizer: Union[str, optimizers.Optimizer] = "rmsprop",
                 loss: Union[str, losses.Loss, Callable, None] = None, metrics: Optional[Sequence] = None,
@@ -218,6 +349,10 @@ class Sequential:
         rnn_fast.nn.metrics.Metric or a function fn(y_true, y_pred)."""
         if loss is None:
             raise ValueError("compile(): a loss is required, e.g. loss='mse'")
+        if not getattr(self, "_single_output", True) and len(self.outputs) > 1:
+            raise ValueError(f"compile(): the model has {len(self.outputs)} outputs; training a model of several "
+                             f"outputs (a loss per output) is not supported yet: predict and evaluate-by-hand work, "
+                             f"or build one Model per output")
         self.optimizer = optimizers.get(optimizer)
         if clipnorm is not None or clipvalue is not None or global_clipnorm is not None:
             cfg = dict(self.optimizer.get_config(), clipnorm=clipnorm, clipvalue=clipvalue,
@@ -287,30 +422,6 @@ class Sequential:
     def _logs(self) -> Dict[str, float]:
         return {m.name: m.result() for m in self.metrics}
 
-    # ---- the passes ----------------------------------------------------------
-    def _forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
-        """keep_cache=False: an inference pass, no backward follows, so the
-        layers keep nothing for one (the recurrent kernels write no cache).
-        With keep_cache, the backward follows (compute_gradients) and nothing
-        writes the layers' inputs and outputs before it: the layers borrow
-        them for their caches (Layer._borrow)."""
-        if not self.built:
-            self.build((None,) + tuple(np.shape(x)[1:]))
-        for layer in self.layers:
-            layer._set_keep_cache(keep_cache, borrow=keep_cache)
-        mask = None  # Keras's mask of x: made, passed on and read by the layers (compute_mask)
-        try:
-            for layer in self.layers:
-                y = layer.forward(x, training=training, **({"mask": mask} if mask is not None and layer._takes_mask
-                                                           else {}))
-                mask = layer.compute_mask(x, mask)
-                x = y
-        finally:
-            for layer in self.layers:
-                layer._set_keep_cache(True)
-        self._output_mask = mask  # for the loss and metrics, which skip the masked steps
-        return x
-
     @contextlib.contextmanager
     def _weights_fixed(self):
         """A pass over many batches with fixed weights (predict, evaluate):
@@ -322,10 +433,6 @@ class Sequential:
         finally:
             for layer in self.layers:
                 layer._freeze(False)
-
-    def _backward(self, dy: np.ndarray) -> None:
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
 
     def _regularization(self) -> float:
         return float(sum(layer.regularization_loss() for layer in self.layers if layer.trainable))
@@ -341,6 +448,8 @@ class Sequential:
         the predictions. Backpropagation runs through time over the whole
         batch; stateful layers cut it at the batch's first step."""
         self._require_compiled("compute_gradients")
+        if not isinstance(x, (np.ndarray, tuple)):
+            x = self._check_x(x, "compute_gradients()")
         pred = self._forward(x, training=training)
         loss, dpred = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)
         loss += self._regularization()
@@ -363,7 +472,7 @@ class Sequential:
             self.optimizer.apply(self.trainable_weights, grads)
         else:
             warnings.warn("The model does not have any trainable weights.", stacklevel=3)
-        self._loss_tracker.update_state(loss, np.float64(np.shape(x)[0]))
+        self._loss_tracker.update_state(loss, np.float64(data.nsamples(x)))
         self._update_metrics(y, pred, sample_weight)
         return self._logs()
 
@@ -373,7 +482,7 @@ class Sequential:
             return self._logs()
         pred = self._forward(x, training=False, keep_cache=False)
         loss = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)[0] + self._regularization()
-        self._loss_tracker.update_state(loss, np.float64(np.shape(x)[0]))
+        self._loss_tracker.update_state(loss, np.float64(data.nsamples(x)))
         self._update_metrics(y, pred, sample_weight)
         return self._logs()
 
@@ -422,20 +531,17 @@ class Sequential:
         return self._forward(x, training=False, keep_cache=False)
 
     # ---- loops ---------------------------------------------------------------
-    @staticmethod
-    def _check_arrays(x, y, sample_weight, who: str):
-        x = np.asarray(x)
-        if x.ndim < 1 or x.shape[0] == 0:
-            raise ValueError(f"{who}: x must be a non-empty array with the samples on the first axis, got shape {x.shape}")
-        if x.dtype == object:
-            raise TypeError(f"{who}: x must be a numeric array, got an array of Python objects (ragged sequences "
-                            f"are padded first, e.g. keras.utils.pad_sequences)")
+    def _check_arrays(self, x, y, sample_weight, who: str):
+        """x (the model's inputs: one array, or a tuple of them), y and
+        sample_weight, checked: the same number of samples in each."""
+        x = self._check_x(x, who)
+        n = data.nsamples(x)
         for name, a in (("y", y), ("sample_weight", sample_weight)):
             if a is None:
                 continue
             a = np.asarray(a)
-            if a.ndim < 1 or a.shape[0] != x.shape[0]:
-                raise ValueError(f"{who}: x and {name} must hold the same number of samples, got {x.shape[0]} and "
+            if a.ndim < 1 or a.shape[0] != n:
+                raise ValueError(f"{who}: x and {name} must hold the same number of samples, got {n} and "
                                  f"{a.shape[0] if a.ndim else 'a scalar'}")
             if name == "y":
                 y = a
@@ -480,13 +586,14 @@ class Sequential:
                                  "and datasets")
             x, y, sample_weight = self._check_arrays(x, y, sample_weight, "fit()")
             # Keras: the last fraction of the data, taken before any shuffling.
-            split = int(x.shape[0] * (1.0 - validation_split))
-            if split == 0 or split == x.shape[0]:
+            n = data.nsamples(x)
+            split = int(n * (1.0 - validation_split))
+            if split == 0 or split == n:
                 raise ValueError(f"fit(): validation_split={validation_split} leaves no training or no validation "
-                                 f"samples out of {x.shape[0]}")
-            validation_data = (x[split:], y[split:] if y is not None else None,
+                                 f"samples out of {n}")
+            validation_data = (data.take(x, slice(split, None)), y[split:] if y is not None else None,
                                sample_weight[split:] if sample_weight is not None else None)
-            x, y = x[:split], y[:split] if y is not None else None
+            x, y = data.take(x, slice(None, split)), y[:split] if y is not None else None
             sample_weight = sample_weight[:split] if sample_weight is not None else None
         if data.is_arrays(x) and y is None:
             raise ValueError("fit(): y is required")
@@ -594,14 +701,17 @@ class Sequential:
         if ctx is not None and data.is_arrays(x) and not (callbacks or steps):
             # each rank its share, gathered on every rank
             x, _, _ = self._check_arrays(x, None, None, "predict()")
-            n = x.shape[0]
+            n = data.nsamples(x)
             start, stop = ctx.part(n)
             size = 32 if batch_size is None else layers_mod.positive_int(batch_size, "predict(): batch_size")
-            local = self._predict_local(data.Epochs(data.ArraySource(x[start:stop], None, None, size, False), None)
+            local = self._predict_local(data.Epochs(data.ArraySource(data.take(x, slice(start, stop)), None, None, size, False), None)
                                         if stop > start else None, verbose if ctx.is_root else 0, cbs)
             if local is None:  # an empty share: the output's shape from a sample
                 with self._weights_fixed():
-                    local = self._forward(x[:1], training=False, keep_cache=False)[:0]
+                    local = self._forward(data.take(x, slice(0, 1)), training=False, keep_cache=False)
+                local = [a[:0] for a in local] if isinstance(local, list) else local[:0]
+            if isinstance(local, list):
+                return [ctx.gather_rows(a, n) for a in local]
             return ctx.gather_rows(local, n)
         epochs = self._epochs(x, None, None, batch_size, False, steps, None, "predict()")
         out = self._predict_local(epochs, verbose, cbs)
@@ -624,36 +734,11 @@ class Sequential:
                 bar.update(step + 1, {})
         bar.update(step + 1, {}, final=True)
         cbs.on_predict_end()
-        return np.concatenate(outs, axis=0) if outs else None
-
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        return self._forward(np.asarray(x), training=training, keep_cache=False)
-
-    # ---- saving --------------------------------------------------------------
-    def get_config(self) -> Dict[str, Any]:
-        return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "Sequential":
-        """A new model of get_config()'s architecture (weights drawn afresh, as Keras's from_config)."""
-        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-            raise ValueError("Sequential.from_config(): config must be a dict with a 'layers' list, as get_config() "
-                             "returns")
-        model = cls([layers_mod.layer_from_config(spec) for spec in config["layers"]], name=config.get("name"))
-        if config.get("input_shape") is not None and not model.built:
-            model.build(tuple(config["input_shape"]))
-        return model
-
-    def to_json(self, **kwargs) -> str:
-        """get_config() as JSON (json.dumps's keywords, e.g. indent=2); model_from_json reads it back."""
-        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
-
-    def pop(self) -> layers_mod.Layer:
-        """Removes and returns the last layer (Keras's Sequential.pop)."""
-        if not self.layers:
-            raise IndexError("pop(): there are no layers in the model")
-        return self.layers.pop()
+        if not outs:
+            return None
+        if isinstance(outs[0], list):  # several outputs: each one's batches joined
+            return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+        return np.concatenate(outs, axis=0)
 
     def save(self, filepath) -> None:
         """Writes architecture, weights, compile settings and optimizer state to
@@ -727,7 +812,8 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             for name, w in zip(layer.weight_names, layer.weights):
                 arrays[f"weights/{i}/{name}"] = w
-        manifest: Dict[str, Any] = {"format": FORMAT, "model": self.get_config(), "compile": None}
+        manifest: Dict[str, Any] = {"format": FORMAT, "class_name": self._class_name, "model": self.get_config(),
+                                    "compile": None}
         if self.optimizer is not None:
             opt = self.optimizer
             for i, slots in enumerate(opt.state):
@@ -748,11 +834,147 @@ class Sequential:
             f.write(buf.getvalue())
 
 
+
+
+class Sequential(Model):
+    """A stack of layers, each feeding the next: keras.Sequential."""
+
+    _count = 0
+    _class_name = "Sequential"
+
+    def __init__(self, layers: Optional[Sequence[layers_mod.Layer]] = None, name: Optional[str] = None):
+        if name is None:
+            name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
+            Sequential._count += 1
+        self._init_model(name)
+        self.layers: List[layers_mod.Layer] = []
+        self.input_shape: Optional[Tuple[Optional[int], ...]] = None
+        for layer in layers or []:
+            self.add(layer)
+
+    @property
+    def output_shape(self):
+        self._require_built("output_shape")
+        return (None,) + tuple(self._output_shapes()[-1]) if self.layers else self.input_shape
+
+    def _check_x(self, x, who: str):
+        if isinstance(x, dict):
+            raise TypeError(f"{who}: x is a dict; named inputs need a functional Model(inputs, outputs) built "
+                            f"from Input(name=...) tensors")
+        return _check_sample_array(x, who, "x")
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        return self._forward(np.asarray(x), training=training, keep_cache=False)
+
+    # ---- structure ---------------------------------------------------------
+    def add(self, layer: layers_mod.Layer) -> None:
+        """Appends a layer; an Input(...) tensor first sets the input shape, as in Keras."""
+        if isinstance(layer, functional.KerasTensor) and isinstance(layer._keras_history[0], functional.InputLayer):
+            if self.layers or self.built:
+                raise ValueError("Sequential.add(): an Input() must come first, before any layer")
+            self.input_shape = layer.shape
+            return
+        if not isinstance(layer, layers_mod.Layer):
+            raise TypeError(f"Sequential.add(): expected a layer, got {type(layer).__name__}")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"Sequential.add(): the model already has a layer named {layer.name!r}")
+        if self.built:
+            shape = self._output_shapes()[-1] if self.layers else self.input_shape[1:]
+            if not layer.built:
+                layer.build(shape)
+            if isinstance(layer.output_shape_for(shape), list):
+                raise ValueError(f"Sequential.add(): {layer.name} outputs a list (return_state=True or "
+                                 f"merge_mode=None); a layer inside Sequential must output one array")
+        self.layers.append(layer)
+        if len(self.layers) == 1 and layer.input_shape is not None:
+            self.build((None,) + tuple(layer.input_shape))
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    def build(self, input_shape: Sequence[Optional[int]]) -> None:
+        """input_shape includes the batch axis, as in Keras: (None, T, D)."""
+        self.input_shape = tuple(input_shape)
+        shape = self.input_shape[1:]
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.output_shape_for(shape)
+            if isinstance(shape, list):
+                raise ValueError(f"{layer.name}: a layer inside Sequential must output one array "
+                                 f"(return_state=True or merge_mode=None output a list)")
+
+    def _output_shapes(self) -> List[Tuple[Optional[int], ...]]:
+        shape = self.input_shape[1:]
+        out = []
+        for layer in self.layers:
+            shape = layer.output_shape_for(shape)
+            out.append(shape)
+        return out
+
+    def summary(self, print_fn=print) -> None:
+        self._require_built("summary")
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer, shape in zip(self.layers, self._output_shapes()):
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(shape)),
+                         f"{layer.count_params():,}"))
+        _print_table(self, rows, print_fn)
+
+    # ---- the passes ----------------------------------------------------------
+    def _forward(self, x: np.ndarray, training: bool, keep_cache: bool = True) -> np.ndarray:
+        """keep_cache=False: an inference pass, no backward follows, so the
+        layers keep nothing for one (the recurrent kernels write no cache).
+        With keep_cache, the backward follows (compute_gradients) and nothing
+        writes the layers' inputs and outputs before it: the layers borrow
+        them for their caches (Layer._borrow)."""
+        if not self.built:
+            self.build((None,) + tuple(np.shape(x)[1:]))
+        for layer in self.layers:
+            layer._set_keep_cache(keep_cache, borrow=keep_cache)
+        mask = None  # Keras's mask of x: made, passed on and read by the layers (compute_mask)
+        try:
+            for layer in self.layers:
+                y = layer.forward(x, training=training, **({"mask": mask} if mask is not None and layer._takes_mask
+                                                           else {}))
+                mask = layer.compute_mask(x, mask)
+                x = y
+        finally:
+            for layer in self.layers:
+                layer._set_keep_cache(True)
+        self._output_mask = mask  # for the loss and metrics, which skip the masked steps
+        return x
+
+    def _backward(self, dy: np.ndarray) -> None:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+
+    # ---- saving --------------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        return {"name": self.name, "input_shape": None if self.input_shape is None else list(self.input_shape),
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Sequential":
+        """A new model of get_config()'s architecture (weights drawn afresh, as Keras's from_config)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("Sequential.from_config(): config must be a dict with a 'layers' list, as get_config() "
+                             "returns")
+        model = cls([layers_mod.layer_from_config(spec) for spec in config["layers"]], name=config.get("name"))
+        if config.get("input_shape") is not None and not model.built:
+            model.build(tuple(config["input_shape"]))
+        return model
+
+    def pop(self) -> layers_mod.Layer:
+        """Removes and returns the last layer (Keras's Sequential.pop)."""
+        if not self.layers:
+            raise IndexError("pop(): there are no layers in the model")
+        return self.layers.pop()
 def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compile: bool = True) -> Sequential:
+def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compile: bool = True) -> Model:
     """Reads a file written by Sequential.save: the same architecture, the
     weights and optimizer state bit for bit. A file that is not one, or whose
     contents were changed, is refused with a ValueError. A Keras 3 ``.keras``
@@ -796,7 +1018,7 @@ def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compil
         if a.dtype.str != meta["dtype"] or list(a.shape) != meta["shape"] or _digest(a) != meta["sha256"]:
             raise ValueError(f"load_model(): {filepath} is damaged: array {k!r} does not match its checksum")
 
-    model = Sequential.from_config(manifest["model"])
+    model = _from_config(manifest.get("class_name", "Sequential"), manifest["model"], "load_model()")
     for i, layer in enumerate(model.layers):
         layer.set_weights([arrays[f"weights/{i}/{name}"] for name in layer.weight_names])
     comp = manifest.get("compile")
@@ -813,12 +1035,20 @@ def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compil
     return model
 
 
-def model_from_json(text: str) -> Sequential:
-    """The model of Sequential.to_json()'s text, its weights drawn afresh."""
+def _from_config(class_name, config, who: str) -> Model:
+    if class_name == "Sequential":
+        return Sequential.from_config(config)
+    if class_name in ("Functional", "Model"):
+        return Model.from_config(config)
+    raise ValueError(f"{who}: expected a Sequential or Functional model, got class {class_name!r}")
+
+
+def model_from_json(text: str) -> Model:
+    """The model of to_json()'s text (Sequential or functional), its weights drawn afresh."""
     try:
         spec = json.loads(text)
     except (TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"model_from_json(): not a model's JSON ({e})") from None
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
-        raise ValueError("model_from_json(): expected the JSON of a Sequential model (its to_json())")
-    return Sequential.from_config(spec.get("config"))
+    if not isinstance(spec, dict):
+        raise ValueError("model_from_json(): expected the JSON of a model (its to_json())")
+    return _from_config(spec.get("class_name"), spec.get("config"), "model_from_json()")
