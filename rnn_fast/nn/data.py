@@ -47,8 +47,11 @@ def nsamples(x) -> int:
 
 
 def take(x, index):
-    """The rows index of a model's checked inputs (an array or a tuple of arrays)."""
-    return tuple(a[index] for a in x) if isinstance(x, tuple) else x[index]
+    """The rows index of a model's checked inputs, targets or weights (an
+    array, a tuple of them with None for none, or None)."""
+    if x is None:
+        return None
+    return tuple(None if a is None else a[index] for a in x) if isinstance(x, tuple) else x[index]
 
 
 def is_pydataset(x) -> bool:
@@ -99,7 +102,7 @@ class ArraySource(_Source):
                 sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
             else:
                 sl = order[step * self.batch_size:(step + 1) * self.batch_size]
-            yield (take(self.x, sl), None if self.y is None else self.y[sl], None if self.sw is None else self.sw[sl])
+            yield take(self.x, sl), take(self.y, sl), take(self.sw, sl)
 
 
 class PyDatasetSource(_Source):

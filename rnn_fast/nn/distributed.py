@@ -246,8 +246,8 @@ def train_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=
             if local_n > 0:
                 sw = _part_weights(sample_weight, start, stop)
                 pred = model._forward(data.take(x, slice(start, stop)), training=True)
-                loss, dpred = model.loss(y[start:stop], pred, mask=model._output_mask, sample_weight=sw)
-                model._backward(dpred.astype(pred.dtype, copy=False))
+                loss, dpred = model._losses(y[start:stop], pred, sw, gradient=True)
+                model._backward(dpred)
                 weight = _weights(model, pred)
                 deltas = _metric_deltas(model, y[start:stop], pred, sw)
     except BaseException as e:  # told to the others through the buffer, then raised here
@@ -310,7 +310,7 @@ def test_step(ctx: Context, model, x: np.ndarray, y: np.ndarray, sample_weight=N
         if stop > start:
             sw = _part_weights(sample_weight, start, stop)
             pred = model._forward(data.take(x, slice(start, stop)), training=False, keep_cache=False)
-            loss = model.loss(y[start:stop], pred, mask=model._output_mask, sample_weight=sw)[0]
+            loss = model._losses(y[start:stop], pred, sw, gradient=False)[0]
             weight = _weights(model, pred)
             deltas = _metric_deltas(model, y[start:stop], pred, sw)
     except BaseException as e:

@@ -64,6 +64,56 @@ class _Progress:
         self.stream.flush()
 
 
+def _per_output(value, names: List[str], who: str, default=None, broadcast: bool = True, required: bool = False,
+                nested: bool = False) -> List[Any]:
+    """A compile() argument for each of the outputs: one value for all
+    (broadcast), a list in the outputs' order, or a dict by output name."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"{who}: unknown output names {unknown}; the outputs are {names}")
+        out = [value.get(n, default) for n in names]
+    elif isinstance(value, (list, tuple)) and (not nested or all(v is None or isinstance(v, (list, tuple))
+                                                                  for v in value)):
+        if len(value) != len(names):
+            raise ValueError(f"{who}: the model has {len(names)} outputs {names}; give one entry per output (a "
+                             f"list of {len(names)}, or a dict by output name), got {len(value)}")
+        out = list(value)
+    elif value is None:
+        out = [default] * len(names)
+    elif broadcast:
+        out = [value] * len(names)
+    else:
+        raise ValueError(f"{who}: the model has {len(names)} outputs {names}; give a list with one entry per output "
+                         f"or a dict by output name, got {value!r}")
+    if required and any(v is None for v in out):
+        raise ValueError(f"{who}: every output needs a loss; missing for "
+                         f"{[n for n, v in zip(names, out) if v is None]}")
+    return out
+
+
+def _loss_weight(w) -> float:
+    if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not np.isfinite(w):
+        raise ValueError(f"compile(): loss_weights must be finite numbers, got {w!r}")
+    return float(w)
+
+
+def _structure(value, names: List[str], who: str, what: str, missing_ok: bool = False) -> List[Any]:
+    """Targets (or weights) for several outputs: a list in their order, or a dict by output name."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        missing = [n for n in names if n not in value]
+        if unknown or (missing and not missing_ok):
+            raise ValueError(f"{who}: {what} is a dict whose keys must be the output names {names}; missing "
+                             f"{missing}, unknown {unknown}")
+        return [value.get(n) for n in names]
+    if not isinstance(value, (list, tuple)) or len(value) != len(names):
+        got = f"a list of {len(value)}" if isinstance(value, (list, tuple)) else f"one {type(value).__name__}"
+        raise ValueError(f"{who}: the model has {len(names)} outputs {names}; {what} must be a list of {len(names)} "
+                         f"arrays in that order, or a dict by output name, got {got}")
+    return list(value)
+
+
 def _print_table(model, rows, print_fn) -> None:
     """Keras's summary: the rows under a header, then the parameter counts."""
     n = len(rows[0])
@@ -139,6 +189,9 @@ class Model:
         self._trainable = True
         self._output_mask: Optional[np.ndarray] = None  # the last pass's output mask
         self._tape = None  # what the graph's backward reads, from the last training forward
+        self._loss_weights: List[float] = [1.0]
+        self._head_trackers: List[metrics_mod.Mean] = []  # several outputs: each one's loss, as Keras logs it
+        self._head_losses: List[float] = []
         self.stop_training = False
 
     # ---- structure ---------------------------------------------------------
@@ -341,35 +394,72 @@ class Model:
 
     # ---- compile -------------------------------------------------------------
     def compile(self, optimizer: Union[str, optimizers.Optimizer] = "rmsprop",
-                loss: Union[str, losses.Loss, Callable, None] = None, metrics: Optional[Sequence] = None,
-                weighted_metrics: Optional[Sequence] = None, clipnorm: Optional[float] = None,
+                loss: Union[str, losses.Loss, Callable, None] = None, loss_weights=None,
+                metrics: Optional[Sequence] = None, weighted_metrics: Optional[Sequence] = None,
+                clipnorm: Optional[float] = None,
                 clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None) -> None:
         """As Keras's: metrics are unweighted, weighted_metrics weighted by
         the sample weights (both skip masked steps); a metric is a name, a
-        rnn_fast.nn.metrics.Metric or a function fn(y_true, y_pred)."""
+        rnn_fast.nn.metrics.Metric or a function fn(y_true, y_pred). A model
+        of several outputs takes a loss for all or one per output (a list,
+        or a dict by output name), loss_weights, and metrics per output."""
         if loss is None:
             raise ValueError("compile(): a loss is required, e.g. loss='mse'")
-        if not getattr(self, "_single_output", True) and len(self.outputs) > 1:
-            raise ValueError(f"compile(): the model has {len(self.outputs)} outputs; training a model of several "
-                             f"outputs (a loss per output) is not supported yet: predict and evaluate-by-hand work, "
-                             f"or build one Model per output")
         self.optimizer = optimizers.get(optimizer)
         if clipnorm is not None or clipvalue is not None or global_clipnorm is not None:
             cfg = dict(self.optimizer.get_config(), clipnorm=clipnorm, clipvalue=clipvalue,
                        global_clipnorm=global_clipnorm)
             self.optimizer = type(self.optimizer)(**cfg)
+        self._loss_tracker = metrics_mod.Mean("loss")
+        self._compiled_metrics = None  # made at the first batch, from its shapes (Keras's 'accuracy' needs them)
+        names = self.output_names
+        if len(names) > 1:
+            # Keras's several outputs: a loss each (one loss for all, a list, or a dict by output name), their
+            # weighted sum trained, each output's own loss and metrics logged as <output>_loss, <output>_<metric>.
+            self.loss = [losses.get(l) for l in _per_output(loss, names, "compile(): loss", required=True)]
+            weights = _per_output(loss_weights, names, "compile(): loss_weights", default=1.0, broadcast=False)
+            self._loss_weights = [_loss_weight(w) for w in weights]
+            self._metric_specs = [metrics_mod.check([m] if isinstance(m, str) else m,
+                                                    f"compile(): metrics for output {n!r}")
+                                  for m, n in zip(_per_output(metrics, names, "compile(): metrics", broadcast=False,
+                                                              default=None, nested=True), names)]
+            self._weighted_specs = [metrics_mod.check([m] if isinstance(m, str) else m,
+                                                      f"compile(): weighted_metrics for output {n!r}")
+                                    for m, n in zip(_per_output(weighted_metrics, names, "compile(): weighted_metrics",
+                                                                broadcast=False, default=None, nested=True), names)]
+            self._head_trackers = [metrics_mod.Mean(f"{n}_loss") for n in names]
+            return
+        if loss_weights is not None:
+            w = loss_weights[0] if isinstance(loss_weights, (list, tuple)) and len(loss_weights) == 1 else loss_weights
+            self._loss_weights = [_loss_weight(w)]
+        else:
+            self._loss_weights = [1.0]
         self.loss = losses.get(loss)
         self._metric_specs = metrics_mod.check(metrics, "compile(): metrics")
         self._weighted_specs = metrics_mod.check(weighted_metrics, "compile(): weighted_metrics")
-        self._loss_tracker = metrics_mod.Mean("loss")
-        self._compiled_metrics = None  # made at the first batch, from its shapes (Keras's 'accuracy' needs them)
+        self._head_trackers = []
+
+    @property
+    def output_names(self) -> List[str]:
+        """Keras's: the names of the layers that make the outputs."""
+        if not hasattr(self, "outputs"):
+            return [self.layers[-1].name] if self.layers else ["output"]
+        names = []
+        for t in self.outputs:
+            name = t._keras_history[0].name
+            names.append(name if name not in names else f"{name}_{names.count(name)}")
+        return names
+
+    @property
+    def _multi(self) -> bool:
+        return isinstance(self.loss, list)
 
     @property
     def metrics(self) -> List[metrics_mod.Metric]:
         """The loss tracker and the compiled metrics (those made so far), as Keras's model.metrics."""
         if self._loss_tracker is None:
             return []
-        return [self._loss_tracker] + list(self._compiled_metrics or [])
+        return [self._loss_tracker] + list(getattr(self, "_head_trackers", [])) + list(self._compiled_metrics or [])
 
     @property
     def metrics_names(self) -> List[str]:
@@ -379,16 +469,29 @@ class Model:
         for m in self.metrics:
             m.reset_state()
 
-    def _make_metrics(self, y_shape: Tuple[int, ...], pred_shape: Tuple[int, ...]) -> None:
+    def _make_metrics(self, y_shape, pred_shape) -> None:
         """The compiled metrics, named as Keras names them (a second one of a
         name gets _1; a weighted one that repeats an unweighted one's name
-        gets weighted_)."""
+        gets weighted_; with several outputs, each prefixed by its output's
+        name). y_shape, pred_shape: lists of them with several outputs."""
         if self._compiled_metrics is not None:
             return
         made: List[metrics_mod.Metric] = []
-        seen: Dict[str, int] = {"loss": 1}
-        for weighted, specs in ((False, self._metric_specs), (True, self._weighted_specs)):
-            for spec in specs:
+        if self._multi:
+            for head, (name, ys, ps, specs, wspecs) in enumerate(zip(self.output_names, y_shape, pred_shape,
+                                                                     self._metric_specs, self._weighted_specs)):
+                for m in self._named_metrics(specs, wspecs, ys, ps, {f"{name}_loss": 1}, prefix=f"{name}_"):
+                    m.head = head
+                    made.append(m)
+        else:
+            made = self._named_metrics(self._metric_specs, self._weighted_specs, y_shape, pred_shape, {"loss": 1})
+        self._compiled_metrics = made
+
+    @staticmethod
+    def _named_metrics(specs, wspecs, y_shape, pred_shape, seen: Dict[str, int], prefix: str = ""):
+        made = []
+        for weighted, group in ((False, specs), (True, wspecs)):
+            for spec in group:
                 m = metrics_mod.get(spec, y_shape, pred_shape)
                 name = m.base_name = m.name
                 if name in seen:
@@ -398,21 +501,31 @@ class Model:
                         name = f"{name}_{seen[name]}"
                         seen[m.name] = seen.get(m.name, 1) + 1
                 seen.setdefault(name, 1)
-                m.name = name
+                m.name = prefix + name
                 m.weighted = weighted
                 made.append(m)
-        self._compiled_metrics = made
+        return made
 
-    def _update_metrics(self, y, pred: np.ndarray, sample_weight) -> None:
+    def _update_metrics(self, y, pred, sample_weight) -> None:
         """Adds a batch's outputs to the compiled metrics (the loss tracker
         is updated by the caller)."""
+        if self._multi:
+            ys = [np.asarray(a) for a in y]
+            self._make_metrics([a.shape for a in ys], [p.shape for p in pred])
+            sws = sample_weight if sample_weight is not None else [None] * len(ys)
+            for head, (yi, pi, mi, swi) in enumerate(zip(ys, pred, self._output_mask, sws)):
+                self._update_head([m for m in self._compiled_metrics if m.head == head], yi, pi, mi, swi)
+            return
         y = np.asarray(y)
         self._make_metrics(y.shape, pred.shape)
-        mask = self._output_mask
+        self._update_head(self._compiled_metrics, y, pred, self._output_mask, sample_weight)
+
+    @staticmethod
+    def _update_head(metrics, y, pred, mask, sample_weight) -> None:
         sw = None
         if sample_weight is not None:
             sw = losses.row_weights(sample_weight, pred.shape[:-1])
-        for m in self._compiled_metrics:
+        for m in metrics:
             w = sw if m.weighted else None
             if mask is not None and not isinstance(m, (metrics_mod.Precision, metrics_mod.Recall, metrics_mod.AUC)):
                 # Keras's apply_mask(..., reduction='sum'); its confusion metrics ignore masks
@@ -451,9 +564,9 @@ class Model:
         if not isinstance(x, (np.ndarray, tuple)):
             x = self._check_x(x, "compute_gradients()")
         pred = self._forward(x, training=training)
-        loss, dpred = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)
+        loss, dpred = self._losses(y, pred, sample_weight, gradient=True)
         loss += self._regularization()
-        self._backward(dpred.astype(pred.dtype, copy=False))
+        self._backward(dpred)
         grads = []
         for layer in self.layers:
             if layer.trainable:
@@ -461,10 +574,35 @@ class Model:
                 grads += layer.grads
         return loss, grads, pred
 
+    def _losses(self, y, pred, sample_weight, gradient: bool):
+        """The loss of a batch's predictions (without penalties) and, with
+        gradient, its gradient with respect to them; with several outputs,
+        the weighted sum of theirs (each output's own kept for its tracker)."""
+        if not self._multi:
+            value, d = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)
+            w = self._loss_weights[0]
+            if w != 1.0:
+                value, d = value * w, d * w
+            return value, d.astype(pred.dtype, copy=False)
+        total, grads, self._head_losses = 0.0, [], []
+        sws = sample_weight if sample_weight is not None else [None] * len(pred)
+        for loss, w, yi, pi, mi, swi in zip(self.loss, self._loss_weights, y, pred, self._output_mask, sws):
+            value, d = loss(yi, pi, mask=mi, sample_weight=swi)
+            self._head_losses.append(value)
+            total += w * value
+            grads.append((d * w).astype(pi.dtype, copy=False))
+        return total, grads
+
+    def _track(self, loss: float, n: int) -> None:
+        self._loss_tracker.update_state(loss, np.float64(n))
+        for tracker, value in zip(getattr(self, "_head_trackers", []), getattr(self, "_head_losses", [])):
+            tracker.update_state(value, np.float64(n))
+
     def _train_step(self, x, y, sample_weight, ctx=None, sync: bool = False) -> Dict[str, float]:
         """One gradient step on one batch; updates the loss tracker and the
         metrics and returns their running values."""
         if ctx is not None:
+            self._single_output_only("data-parallel training")
             distributed.train_step(ctx, self, x, y, sample_weight, sync=sync)
             return self._logs()
         loss, grads, pred = self.compute_gradients(x, y, training=True, sample_weight=sample_weight)
@@ -472,19 +610,24 @@ class Model:
             self.optimizer.apply(self.trainable_weights, grads)
         else:
             warnings.warn("The model does not have any trainable weights.", stacklevel=3)
-        self._loss_tracker.update_state(loss, np.float64(data.nsamples(x)))
+        self._track(loss, data.nsamples(x))
         self._update_metrics(y, pred, sample_weight)
         return self._logs()
 
     def _test_step(self, x, y, sample_weight, ctx=None) -> Dict[str, float]:
         if ctx is not None:
+            self._single_output_only("data-parallel evaluation")
             distributed.test_step(ctx, self, x, y, sample_weight)
             return self._logs()
         pred = self._forward(x, training=False, keep_cache=False)
-        loss = self.loss(y, pred, mask=self._output_mask, sample_weight=sample_weight)[0] + self._regularization()
-        self._loss_tracker.update_state(loss, np.float64(data.nsamples(x)))
+        loss = self._losses(y, pred, sample_weight, gradient=False)[0] + self._regularization()
+        self._track(loss, data.nsamples(x))
         self._update_metrics(y, pred, sample_weight)
         return self._logs()
+
+    def _single_output_only(self, what: str) -> None:
+        if self._multi:
+            raise ValueError(f"{what} of a model of several outputs is not supported; train it in one process")
 
     def _ctx(self):
         ctx = distributed.active()
@@ -496,7 +639,8 @@ class Model:
             return callbacks_mod.pythonify_logs(logs)
         # Keras's _flatten_metrics_in_order: by the metrics' own names (a weighted metric renamed
         # weighted_x in the logs still answers to x there), then the other keys sorted.
-        names = ["loss"] + [getattr(m, "base_name", m.name) for m in self._compiled_metrics or []]
+        names = ["loss"] + [t.name for t in getattr(self, "_head_trackers", [])] + \
+            [getattr(m, "base_name", m.name) for m in self._compiled_metrics or []]
         values = [logs[k] for k in names if k in logs] + [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
 
@@ -510,6 +654,9 @@ class Model:
         if y is None:
             raise ValueError("train_on_batch(): y is required")
         if class_weight is not None:
+            if self._multi:
+                raise ValueError("train_on_batch(): class_weight is only supported for models of one output (as in "
+                                 "Keras); give sample_weight per output")
             if sample_weight is not None:
                 raise ValueError("train_on_batch(): sample_weight and class_weight cannot both be given")
             sample_weight = data.class_weights(y, class_weight, "train_on_batch()")
@@ -533,21 +680,36 @@ class Model:
     # ---- loops ---------------------------------------------------------------
     def _check_arrays(self, x, y, sample_weight, who: str):
         """x (the model's inputs: one array, or a tuple of them), y and
-        sample_weight, checked: the same number of samples in each."""
+        sample_weight (with several outputs: tuples, one per output, from a
+        list or a dict by output name; one sample_weight serves all),
+        checked: the same number of samples in each."""
         x = self._check_x(x, who)
         n = data.nsamples(x)
-        for name, a in (("y", y), ("sample_weight", sample_weight)):
-            if a is None:
-                continue
+        names = self.output_names if self._compiled_multi() else None
+
+        def rows(a, name):
             a = np.asarray(a)
             if a.ndim < 1 or a.shape[0] != n:
                 raise ValueError(f"{who}: x and {name} must hold the same number of samples, got {n} and "
                                  f"{a.shape[0] if a.ndim else 'a scalar'}")
-            if name == "y":
-                y = a
+            return a
+        if names is None:
+            y = None if y is None else rows(y, "y")
+            sample_weight = None if sample_weight is None else rows(sample_weight, "sample_weight")
+            return x, y, sample_weight
+        if y is not None:
+            y = tuple(rows(a, f"y[{k!r}]") for a, k in zip(_structure(y, names, who, "y"), names))
+        if sample_weight is not None:
+            if isinstance(sample_weight, (list, tuple, dict)):
+                parts = _structure(sample_weight, names, who, "sample_weight", missing_ok=True)
             else:
-                sample_weight = a
+                parts = [sample_weight] * len(names)
+            sample_weight = tuple(None if a is None else rows(a, f"sample_weight[{k!r}]")
+                                  for a, k in zip(parts, names))
         return x, y, sample_weight
+
+    def _compiled_multi(self) -> bool:
+        return self._multi or (self.loss is None and len(self.output_names) > 1)
 
     def _epochs(self, x, y, sample_weight, batch_size, shuffle, steps, class_weight, who: str) -> data.Epochs:
         def check(x, y, sw):
@@ -555,6 +717,9 @@ class Model:
         src = data.source(x, y, sample_weight, batch_size, shuffle, who, check)
         if class_weight is not None and sample_weight is not None:
             raise ValueError(f"{who}: sample_weight and class_weight cannot both be given")
+        if class_weight is not None and self._multi:
+            raise ValueError(f"{who}: class_weight is only supported for models of one output (as in Keras); give "
+                             f"sample_weight per output")
         if class_weight is not None and isinstance(src, data.IterableSource):
             raise ValueError(f"{who}: class_weight is not supported for generator inputs (as in Keras); yield "
                              f"(x, y, sample_weight) batches instead")
@@ -591,10 +756,10 @@ class Model:
             if split == 0 or split == n:
                 raise ValueError(f"fit(): validation_split={validation_split} leaves no training or no validation "
                                  f"samples out of {n}")
-            validation_data = (data.take(x, slice(split, None)), y[split:] if y is not None else None,
-                               sample_weight[split:] if sample_weight is not None else None)
-            x, y = data.take(x, slice(None, split)), y[:split] if y is not None else None
-            sample_weight = sample_weight[:split] if sample_weight is not None else None
+            validation_data = (data.take(x, slice(split, None)), data.take(y, slice(split, None)),
+                               data.take(sample_weight, slice(split, None)))
+            x, y = data.take(x, slice(None, split)), data.take(y, slice(None, split))
+            sample_weight = data.take(sample_weight, slice(None, split))
         if data.is_arrays(x) and y is None:
             raise ValueError("fit(): y is required")
         train = self._epochs(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, class_weight, "fit()")
@@ -821,9 +986,12 @@ class Model:
                     arrays[f"optimizer/{i}/{opt.slots[j]}"] = s
             manifest["compile"] = {"optimizer": {"class_name": type(opt).__name__, "config": opt.get_config(),
                                                  "iterations": opt.iterations, "weights": len(opt.state)},
-                                   "loss": self.loss.get_config(),
-                                   "metrics": [metrics_mod.serialize(m) for m in self._metric_specs],
-                                   "weighted_metrics": [metrics_mod.serialize(m) for m in self._weighted_specs]}
+                                   "loss": _map_heads(self._multi, lambda l: l.get_config(), self.loss),
+                                   "loss_weights": self._loss_weights,
+                                   "metrics": _map_heads(self._multi, lambda specs: [
+                                       metrics_mod.serialize(m) for m in specs], self._metric_specs),
+                                   "weighted_metrics": _map_heads(self._multi, lambda specs: [
+                                       metrics_mod.serialize(m) for m in specs], self._weighted_specs)}
         manifest["arrays"] = {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
                               for k, v in arrays.items()}
         text = json.dumps(manifest).encode()
@@ -1025,14 +1193,25 @@ def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compil
     if compile and comp is not None:
         opt_spec = comp["optimizer"]
         optimizer = optimizers.from_config(opt_spec["class_name"], opt_spec["config"])
-        model.compile(optimizer=optimizer, loss=losses.from_config(comp["loss"], custom_objects),
-                      metrics=[metrics_mod.deserialize(m, custom_objects) for m in comp["metrics"]],
-                      weighted_metrics=[metrics_mod.deserialize(m, custom_objects)
-                                        for m in comp.get("weighted_metrics", [])])
+        multi = isinstance(comp["loss"], list)
+
+        def specs(group):
+            return [metrics_mod.deserialize(m, custom_objects) for m in group]
+        weights = comp.get("loss_weights")
+        model.compile(optimizer=optimizer,
+                      loss=_map_heads(multi, lambda c: losses.from_config(c, custom_objects), comp["loss"]),
+                      loss_weights=weights if multi or weights is None else weights[0],
+                      metrics=_map_heads(multi, specs, comp["metrics"]),
+                      weighted_metrics=_map_heads(multi, specs, comp.get("weighted_metrics", [[]] * multi)))
         optimizer.iterations = int(opt_spec["iterations"])
         optimizer.state = [[arrays[f"optimizer/{i}/{slot}"].copy() for slot in optimizer.slots]
                            for i in range(opt_spec["weights"])]
     return model
+
+
+def _map_heads(multi: bool, fn, value):
+    """fn of a compile setting, or of each output's with several outputs."""
+    return [fn(v) for v in value] if multi else fn(value)
 
 
 def _from_config(class_name, config, who: str) -> Model:
