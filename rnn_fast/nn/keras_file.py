@@ -1,8 +1,8 @@
 """Reading Keras 3's ``.keras`` files (a zip of ``config.json``, the model's
 architecture, and ``model.weights.h5``, its weights) into ``rnn_fast.nn``:
-``load_model("model.keras")`` comes here. Only ``Sequential`` models of the
-layers rnn_fast has, with options it runs; anything else is named in a
-``ValueError``. The weights are read with ``h5py`` (the ``keras`` extra).
+``load_model("model.keras")`` comes here. ``Sequential`` and functional
+models of the layers rnn_fast has, with options it runs; anything else is
+named in a ``ValueError``. The weights are read with ``h5py`` (the ``keras`` extra).
 The model is compiled as Keras's was (optimizer class and settings, loss,
 metrics) with a fresh optimizer state.
 """
@@ -29,7 +29,7 @@ _IGNORED = {"name", "trainable", "dtype", "seed", "unroll", "kernel_initializer"
 _DEFAULTS = {"activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
              "bias_constraint": None, "embeddings_constraint": None, "recurrent_dropout": 0.0,
              "quantization_config": None, "noise_shape": None, "sparse": False,
-             "lora_rank": None, "lora_alpha": None, "input_length": None}
+             "lora_rank": None, "lora_alpha": None, "input_length": None, "data_format": "channels_last"}
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "embeddings_regularizer")
 # rnn_fast's layers by Keras class name, and the config keys each takes.
 _LAYERS = {
@@ -46,7 +46,15 @@ _LAYERS = {
     "Masking": (L.Masking, ("mask_value",)),
     "RepeatVector": (L.RepeatVector, ("n",)),
     "Activation": (L.Activation, ("activation",)),
+    "Flatten": (L.Flatten, ()),
+    "Concatenate": (L.Concatenate, ("axis",)),
+    "Add": (L.Add, ()),
+    "Subtract": (L.Subtract, ()),
+    "Multiply": (L.Multiply, ()),
+    "Average": (L.Average, ()),
 }
+# Layers holding a layer: Keras's config key of the inner layer(s).
+_WRAPPERS = ("Bidirectional", "TimeDistributed")
 
 
 def is_keras_file(data: bytes) -> bool:
@@ -76,9 +84,16 @@ def _layer(spec: Dict[str, Any], where: str, input_shape=None) -> L.Layer:
             raise ValueError(f"{where}: options {sorted(unknown)} are not supported")
         forward = _layer(cfg["layer"], where, input_shape)
         backward = _layer(cfg["backward_layer"], where) if cfg.get("backward_layer") else None
-        return L.Bidirectional(forward, merge_mode=cfg.get("merge_mode", "concat"), backward_layer=backward)
+        return L.Bidirectional(forward, merge_mode=cfg.get("merge_mode", "concat"), backward_layer=backward,
+                               **_name(cfg))
+    if cls == "TimeDistributed":
+        unknown = set(cfg) - _IGNORED - {"layer"}
+        if unknown:
+            raise ValueError(f"{where}: options {sorted(unknown)} are not supported")
+        return L.TimeDistributed(_layer(cfg["layer"], where), **_name(cfg))
     if cls not in _LAYERS:
-        raise ValueError(f"{where}: rnn_fast.nn has no {cls} layer (it reads {sorted(_LAYERS)} and Bidirectional)")
+        raise ValueError(f"{where}: rnn_fast.nn has no {cls} layer (it reads {sorted(_LAYERS)}, "
+                         f"{' and '.join(_WRAPPERS)})")
     make, keys = _LAYERS[cls]
     kwargs = {k: cfg[k] for k in keys if k in cfg}
     for key in _REGULARIZERS:
@@ -92,7 +107,56 @@ def _layer(spec: Dict[str, Any], where: str, input_shape=None) -> L.Layer:
     unknown = set(cfg) - _IGNORED - set(_DEFAULTS) - set(_REGULARIZERS) - set(keys)
     if unknown:
         raise ValueError(f"{where}: options {sorted(unknown)} are not supported")
-    return make(input_shape=input_shape, **kwargs)
+    return make(input_shape=input_shape, **kwargs, **_name(cfg))
+
+
+def _without_mask_ops(config: Dict[str, Any], filepath) -> Dict[str, Any]:
+    """A functional config without the operations (keras.src.ops: not_equal,
+    any, logical_or, ...) Keras records to compute masks, and without the
+    layers' mask= arguments they feed: rnn_fast passes masks along the
+    graph itself. An operation whose output feeds anything but a mask is
+    refused by name."""
+    ops = {spec["name"]: spec.get("class_name") for spec in config["layers"]
+           if isinstance(spec, dict) and str(spec.get("module", "")).startswith("keras.src.ops")}
+    if not ops:
+        return config
+
+    def refs(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "__keras_tensor__":
+                yield value["config"]["keras_history"][0]
+            else:
+                for v in value.values():
+                    yield from refs(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from refs(v)
+    layers = []
+    for spec in config["layers"]:
+        if spec.get("name") in ops:
+            continue
+        spec = dict(spec)
+        nodes = []
+        for node in spec.get("inbound_nodes") or []:
+            kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if k not in ("mask", "training")}
+            used = [r for r in refs([node.get("args"), kwargs]) if r in ops]
+            if used:
+                raise ValueError(f"load_model(): {filepath}: layer {spec.get('name')!r} reads the output of the Keras "
+                                 f"operation {used[0]!r} ({ops[used[0]]}); rnn_fast.nn runs layers only")
+            nodes.append(dict(node, kwargs=kwargs))
+        spec["inbound_nodes"] = nodes
+        layers.append(spec)
+    outs = config["output_layers"]
+    for ref in ([outs] if outs and isinstance(outs[0], str) else outs):
+        if ref[0] in ops:
+            raise ValueError(f"load_model(): {filepath}: the output comes from the Keras operation {ref[0]!r}; "
+                             f"rnn_fast.nn runs layers only")
+    return dict(config, layers=layers)
+
+
+def _name(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The layer's name, kept (a functional model's output names are its layers')."""
+    return {"name": cfg["name"]} if isinstance(cfg.get("name"), str) else {}
 
 
 def _variables(group, cls: str) -> List[np.ndarray]:
@@ -102,6 +166,8 @@ def _variables(group, cls: str) -> List[np.ndarray]:
     if cls == "Bidirectional":
         return [a for part in ("forward_layer", "backward_layer")
                 for a in _variables(group[part], "_recurrent")]
+    if cls == "TimeDistributed":
+        return _variables(group["layer"], "_inner")
     node = group["cell"] if "cell" in group else group
     if "vars" not in node:
         return []
@@ -110,29 +176,52 @@ def _variables(group, cls: str) -> List[np.ndarray]:
 
 
 def load_keras(data: bytes, filepath, compile: bool = True):
-    """The rnn_fast Sequential of a Keras 3 .keras file's bytes."""
+    """The rnn_fast Sequential or functional Model of a Keras 3 .keras file's bytes."""
     import h5py  # the keras extra
 
     from .models import Sequential
 
+    from . import functional
+    from .models import Model
+
     archive = zipfile.ZipFile(io.BytesIO(data))
     config = json.loads(archive.read("config.json"))
-    if config.get("class_name") != "Sequential":
-        raise ValueError(f"load_model(): {filepath} holds a Keras {config.get('class_name')} model; rnn_fast reads "
-                         f"Sequential models")
+    kind = config.get("class_name")
+    if kind not in ("Sequential", "Functional"):
+        raise ValueError(f"load_model(): {filepath} holds a Keras {kind} model; rnn_fast reads Sequential and "
+                         f"functional models")
     specs = config["config"]["layers"]
-    input_shape: Optional[tuple] = None
-    if specs and specs[0].get("class_name") == "InputLayer":
-        input_shape = tuple(specs[0]["config"]["batch_shape"][1:])
-        specs = specs[1:]
-    built = [_layer(spec, f"load_model(): {filepath}: layer {k}", input_shape if k == 0 else None)
-             for k, spec in enumerate(specs)]
-    model = Sequential(built, name=config["config"].get("name"))
-    if input_shape is not None and not model.built:
-        model.build(input_shape)
+    if kind == "Functional":
+        def make(spec):
+            if spec.get("class_name") == "InputLayer":
+                cfg = spec.get("config", {})
+                return functional.InputLayer(batch_shape=cfg.get("batch_shape"), dtype=cfg.get("dtype"),
+                                             name=cfg.get("name"))
+            return _layer(spec, f"load_model(): {filepath}: layer {spec.get('name')!r}")
+        try:
+            inputs, outputs, single_in, single_out = functional.rebuild(_without_mask_ops(config["config"],
+                                                                                          filepath), make)
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"load_model(): {filepath}: the model's graph cannot be read ({e!r})") from None
+        model = Model(inputs[0] if single_in else inputs, outputs[0] if single_out else outputs,
+                      name=config["config"].get("name"))
+        by_name = {layer.name: layer for layer in model.layers}
+        specs = [spec for spec in specs if spec.get("name") in by_name]  # the layers (not mask operations)
+        ordered = [by_name[spec["name"]] for spec in specs]
+    else:
+        input_shape: Optional[tuple] = None
+        if specs and specs[0].get("class_name") == "InputLayer":
+            input_shape = tuple(specs[0]["config"]["batch_shape"][1:])
+            specs = specs[1:]
+        built = [_layer(spec, f"load_model(): {filepath}: layer {k}", input_shape if k == 0 else None)
+                 for k, spec in enumerate(specs)]
+        model = Sequential(built, name=config["config"].get("name"))
+        if input_shape is not None and not model.built:
+            model.build(input_shape)
+        ordered = model.layers
     counts: Dict[str, int] = {}
     with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
-        for spec, layer in zip(specs, model.layers):
+        for spec, layer in zip(specs, ordered):
             stem = snake_case(spec["class_name"])
             key = stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}"
             counts[stem] = counts.get(stem, 0) + 1
@@ -172,9 +261,22 @@ def load_keras(data: bytes, filepath, compile: bool = True):
             optimizer = optimizers.from_config(cls, settings)
         elif isinstance(opt, str):
             optimizer = opt
-        model.compile(optimizer=optimizer, loss=_read_loss(comp.get("loss"), filepath),
-                      metrics=[_read_metric(m, filepath) for m in comp.get("metrics") or []],
-                      weighted_metrics=[_read_metric(m, filepath) for m in comp.get("weighted_metrics") or []])
+        def each(value, fn):  # a setting, or one per output (a list or a dict by output name)
+            if isinstance(value, dict) and "class_name" not in value:
+                return {k: each(v, fn) for k, v in value.items()}
+            if isinstance(value, list):
+                return [each(v, fn) for v in value]
+            return fn(value)
+
+        def metric_list(value):
+            if value is None:
+                return None
+            if len(model.output_names) > 1:
+                return each(value, lambda m: None if m is None else _read_metric(m, filepath))
+            return [_read_metric(m, filepath) for m in value]
+        model.compile(optimizer=optimizer, loss=each(comp.get("loss"), lambda l: _read_loss(l, filepath)),
+                      loss_weights=comp.get("loss_weights"), metrics=metric_list(comp.get("metrics")),
+                      weighted_metrics=metric_list(comp.get("weighted_metrics")))
         if opt_vars:
             _set_optimizer_vars(model, opt_vars, filepath)
     return model
@@ -268,7 +370,7 @@ def _keras_regularizer(cfg):
 def _keras_layer(layer: L.Layer, input_shape) -> Dict[str, Any]:
     """A layer as Keras's config.json holds it."""
     cls = type(layer).__name__
-    if cls not in _LAYERS and cls != "Bidirectional":
+    if cls not in _LAYERS and cls not in _WRAPPERS:
         raise ValueError(f"save(): Keras's .keras format: rnn_fast cannot write a {cls} layer there")
     cfg = layer.get_config()
     cfg.pop("input_shape", None)
@@ -278,9 +380,36 @@ def _keras_layer(layer: L.Layer, input_shape) -> Dict[str, Any]:
     if cls == "Bidirectional":
         cfg["layer"] = _keras_layer(layer.forward_layer, input_shape)
         cfg["backward_layer"] = _keras_layer(layer.backward_layer, input_shape)
+    if cls == "TimeDistributed":
+        cfg["layer"] = _keras_layer(layer.layer, tuple(input_shape)[1:])
     out = _serialized("keras.layers", cls, cfg)
-    out["build_config"] = {"input_shape": [None] + list(input_shape)}
+    many = isinstance(input_shape, list)  # a merge layer's inputs
+    out["build_config"] = {"input_shape": [[None] + list(s) for s in input_shape] if many
+                           else [None] + list(input_shape)}
     return out
+
+
+def _functional_config(model) -> Dict[str, Any]:
+    """A functional model's config.json: Keras's layout (model.get_config()'s
+    graph) with each layer as Keras writes it."""
+    from . import functional
+
+    graph = model.get_config()
+    specs = []
+    for layer, spec in zip(model.layers, graph["layers"]):
+        if isinstance(layer, functional.InputLayer):
+            out = _serialized("keras.layers", "InputLayer", {"batch_shape": list(layer.batch_shape),
+                                                            "dtype": layer.dtype.name, "sparse": False,
+                                                            "name": layer.name})
+        else:
+            node = next(n for n in model._graph.nodes if n.layer is layer)
+            shape = [t.shape[1:] for t in node.args] if isinstance(node.args, list) else node.args.shape[1:]
+            out = _keras_layer(layer, shape)
+        out["name"] = layer.name
+        out["inbound_nodes"] = spec["inbound_nodes"]
+        specs.append(out)
+    return {"name": model.name, "trainable": model.trainable, "layers": specs,
+            "input_layers": graph["input_layers"], "output_layers": graph["output_layers"]}
 
 
 def _keras_compile_config(model) -> Optional[Dict[str, Any]]:
@@ -290,23 +419,22 @@ def _keras_compile_config(model) -> Optional[Dict[str, Any]]:
 
     from . import losses, metrics, schedules
 
-    opt, loss = model.optimizer, model.loss
+    opt = model.optimizer
     if opt is None:
         return None
     keras_losses = {"mean_squared_error": "MeanSquaredError", "mean_absolute_error": "MeanAbsoluteError",
                     "mean_squared_logarithmic_error": "MeanSquaredLogarithmicError", "huber": "Huber",
                     "binary_crossentropy": "BinaryCrossentropy", "categorical_crossentropy": "CategoricalCrossentropy",
                     "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy"}
-    if type(loss) not in (losses.Loss, losses.Huber) and type(loss).__name__ not in keras_losses.values():
-        warnings.warn(f"save(): the custom loss {loss.name!r} has no Keras counterpart: the .keras file is written "
-                      f"without its compile settings (Keras loads it uncompiled)", stacklevel=4)
-        return None
-    if loss.name == "huber" or loss.from_logits:
-        config = {"name": loss.name, "reduction": "sum_over_batch_size"}
-        config.update({"delta": loss.delta} if loss.name == "huber" else {"from_logits": True})
-        loss_spec: Any = _serialized("keras.losses", keras_losses[loss.name], config)
-    else:
-        loss_spec = loss.name
+
+    def loss_spec(loss):
+        if type(loss) not in (losses.Loss, losses.Huber) and type(loss).__name__ not in keras_losses.values():
+            return None
+        if loss.name == "huber" or loss.from_logits:
+            config = {"name": loss.name, "reduction": "sum_over_batch_size"}
+            config.update({"delta": loss.delta} if loss.name == "huber" else {"from_logits": True})
+            return _serialized("keras.losses", keras_losses[loss.name], config)
+        return loss.name
 
     def metric(spec):
         if isinstance(spec, str):
@@ -315,19 +443,34 @@ def _keras_compile_config(model) -> Optional[Dict[str, Any]]:
         if "custom" in ser:
             return None
         return _serialized("keras.metrics", ser["class_name"], ser["config"])
-    specs = [[metric(m) for m in model._metric_specs], [metric(m) for m in model._weighted_specs]]
-    if any(m is None for group in specs for m in group):
+    multi = model._multi
+    heads = model.loss if multi else [model.loss]
+    loss_specs = [loss_spec(l) for l in heads]
+    if any(l is None for l in loss_specs):
+        name = next(l.name for l, spec in zip(heads, loss_specs) if spec is None)
+        warnings.warn(f"save(): the custom loss {name!r} has no Keras counterpart: the .keras file is written "
+                      f"without its compile settings (Keras loads it uncompiled)", stacklevel=4)
+        return None
+    groups = [model._metric_specs, model._weighted_specs]
+    specs = [[[metric(m) for m in head] for head in g] if multi else [metric(m) for m in g] for g in groups]
+    flat = [m for g in specs for m in (sum(g, []) if multi else g)]
+    if any(m is None for m in flat):
         warnings.warn("save(): a custom metric has no Keras counterpart: the .keras file is written without its "
                       "compile settings (Keras loads it uncompiled)", stacklevel=4)
         return None
+    weights: Any = list(model._loss_weights) if multi else (None if model._loss_weights == [1.0]
+                                                            else model._loss_weights[0])
+    loss_out: Any = loss_specs if multi else loss_specs[0]
     ocfg = dict(opt.get_config())
     lr = opt._learning_rate
     if isinstance(lr, schedules.LearningRateSchedule):
         ser = schedules.serialize(lr)
         ocfg["learning_rate"] = _serialized("keras.optimizers.schedules", ser["class_name"], ser["config"])
     ocfg["name"] = type(opt).__name__.lower()
-    return {"optimizer": _serialized("keras.optimizers", type(opt).__name__, ocfg), "loss": loss_spec,
-            "loss_weights": None, "metrics": specs[0] or None, "weighted_metrics": specs[1] or None,
+    return {"optimizer": _serialized("keras.optimizers", type(opt).__name__, ocfg), "loss": loss_out,
+            "loss_weights": weights,
+            "metrics": (specs[0] if any(specs[0]) else None) if multi else (specs[0] or None),
+            "weighted_metrics": (specs[1] if any(specs[1]) else None) if multi else (specs[1] or None),
             "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
@@ -387,6 +530,9 @@ def _write_weights(model, f) -> None:
                      (("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer))]
             for g, sub in parts:
                 g.create_group("vars").attrs["name"] = sub.name
+        if isinstance(layer, layers_mod.TimeDistributed):
+            parts = [(group.create_group("layer"), layer.layer)]
+            parts[0][0].create_group("vars").attrs["name"] = layer.layer.name
         for g, sub in parts:
             if isinstance(sub, layers_mod._Recurrent):
                 g = g.create_group("cell")
@@ -419,19 +565,25 @@ def save_keras(model, filepath) -> None:
     metadata.json; keras.models.load_model reads it."""
     import datetime
 
+    from .models import Sequential
+
     h5py = _h5py("save() to a .keras file")
     model._require_built("save")
-    input_shape = tuple(model.input_shape[1:])
-    specs = [_serialized("keras.layers", "InputLayer", {"batch_shape": [None] + list(input_shape),
-                                                        "dtype": model.layers[0].dtype.name if model.layers
-                                                        else "float32", "sparse": False, "name": "input_layer"})]
-    shape = input_shape
-    for layer in model.layers:
-        specs.append(_keras_layer(layer, shape))
-        shape = layer.output_shape_for(shape)
-    config = _serialized("keras", "Sequential", {"name": model.name, "trainable": model.trainable, "layers": specs,
-                                                 "build_input_shape": [None] + list(input_shape)})
-    config["build_config"] = {"input_shape": [None] + list(input_shape)}
+    if isinstance(model, Sequential):
+        input_shape = tuple(model.input_shape[1:])
+        specs = [_serialized("keras.layers", "InputLayer", {"batch_shape": [None] + list(input_shape),
+                                                            "dtype": model.layers[0].dtype.name if model.layers
+                                                            else "float32", "sparse": False, "name": "input_layer"})]
+        shape = input_shape
+        for layer in model.layers:
+            specs.append(_keras_layer(layer, shape))
+            shape = layer.output_shape_for(shape)
+        config = _serialized("keras", "Sequential", {"name": model.name, "trainable": model.trainable,
+                                                     "layers": specs, "build_input_shape": [None] + list(input_shape)})
+        config["build_config"] = {"input_shape": [None] + list(input_shape)}
+    else:
+        config = _serialized("keras.src.models.functional", "Functional", _functional_config(model))
+        config["build_config"] = {"input_shape": None}
     config["compile_config"] = _keras_compile_config(model)
     weights = io.BytesIO()
     with h5py.File(weights, "w") as f:
