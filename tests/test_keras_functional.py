@@ -537,3 +537,18 @@ def test_keras_files_of_functional_models_go_both_ways(name, tmp_path):
     same_weights(mine, theirs, name != "residual_sequence", rtol=2e-4, atol=2e-5)
     for a, b in zip(again.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_flatten_time_distributed_and_merges_gradients_match_finite_differences():
+    nn.set_floatx("float64")
+    try:
+        nn.set_random_seed(5)
+        x = nn.layers.Input((4, 3))
+        h = nn.layers.LSTM(3, return_sequences=True, activation="relu")(x)
+        t = nn.layers.TimeDistributed(nn.layers.Dense(2, activation="tanh"))(h)
+        flat = nn.layers.Flatten()(nn.layers.concatenate([t, nn.layers.multiply([h, h])], axis=-1))
+        model = nn.Model(x, nn.layers.Dense(2)(nn.layers.average([nn.layers.Dense(5)(flat), nn.layers.Dense(5)(flat)])))
+        rng = np.random.default_rng(10)
+        _fd_check(model, rng.standard_normal((3, 4, 3)), rng.standard_normal((3, 2)), "mse")
+    finally:
+        nn.set_floatx("float32")

@@ -57,7 +57,8 @@ from .optimizers import SGD, Adam, AdamW, RMSprop
 from .regularizers import l1, l1_l2, l2
 
 __all__ = [
-    "activations", "backend", "callbacks", "data", "functional", "initializers", "layers", "losses", "metrics", "models",
+    "activations", "backend", "callbacks", "data", "functional", "initializers", "layers", "losses", "metrics",
+    "models",
     "optimizers", "regularizers", "schedules", "floatx", "set_floatx", "set_random_seed",
     "Callback", "CSVLogger", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN",

@@ -1371,3 +1371,10 @@ def layer_from_config(spec: Dict[str, Any]) -> Layer:
     if name not in LAYERS:
         raise ValueError(f"unknown layer class {name!r}; known: {sorted(LAYERS)}")
     return LAYERS[name].from_config(spec["config"])
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+    """keras.layers.Input: rnn_fast.nn.Input (functional.py), here too so
+    that ``from keras.layers import Input, LSTM`` ports by its import."""
+    from .functional import Input as make
+    return make(shape, batch_size, dtype, name, batch_shape, **kwargs)

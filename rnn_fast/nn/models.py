@@ -869,8 +869,8 @@ class Model:
             n = data.nsamples(x)
             start, stop = ctx.part(n)
             size = 32 if batch_size is None else layers_mod.positive_int(batch_size, "predict(): batch_size")
-            local = self._predict_local(data.Epochs(data.ArraySource(data.take(x, slice(start, stop)), None, None, size, False), None)
-                                        if stop > start else None, verbose if ctx.is_root else 0, cbs)
+            part = data.Epochs(data.ArraySource(data.take(x, slice(start, stop)), None, None, size, False), None)
+            local = self._predict_local(part if stop > start else None, verbose if ctx.is_root else 0, cbs)
             if local is None:  # an empty share: the output's shape from a sample
                 with self._weights_fixed():
                     local = self._forward(data.take(x, slice(0, 1)), training=False, keep_cache=False)
