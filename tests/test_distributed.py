@@ -5,7 +5,8 @@ evaluation to float64 rounding, for an LSTM with both kinds of dropout, a
 stacked GRU with a penalty, a Bidirectional LSTM, a masked sequence
 output (parts weighted by their unmasked steps) and a classifier with
 sample weights, weighted metrics and AUC/precision (metric states summed
-over the ranks); only rank 0 saves; a
+over the ranks), and a functional model of two inputs (a list of arrays
+split by rows); only rank 0 saves; a
 rank that raises or dies ends the job with an error within the timeout.
 Skipped without mpi4py and mpirun (pip install "rnn_fast[mpi]"), unless
 RNN_FAST_REQUIRE_MPI=1 (CI), which makes that a failure."""
@@ -52,7 +53,7 @@ def launch(ranks, script, *args, timeout=120):
     return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "bidirectional", "masked", "weighted"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "bidirectional", "masked", "weighted", "functional"])
 def test_k_processes_train_as_one(kind, tmp_path):
     runs = {}
     for ranks in (0, 2, 3):

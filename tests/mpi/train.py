@@ -31,9 +31,18 @@ elif kind == "weighted":  # sample weights, and metrics whose states (confusion 
     layers = [nn.LSTM(6), nn.Dense(1, activation="sigmoid")]
 elif kind == "gru":
     layers = [nn.GRU(8, return_sequences=True), nn.GRU(4, kernel_regularizer="l2"), nn.Dense(1)]
+elif kind == "functional":  # two inputs (a list of arrays split by rows), a recurrent and a dense branch
+    layers = None
 else:
     layers = [nn.Bidirectional(nn.LSTM(5)), nn.Dense(1)]
-model = nn.Sequential(layers)
+inputs = x
+if layers is None:
+    seq, static = nn.Input((12, 3)), nn.Input((4,))
+    joined = nn.concatenate([nn.LSTM(6, dropout=0.2)(seq), nn.Dense(3, activation="relu")(static)])
+    model = nn.Model([seq, static], nn.Dense(1)(nn.Dropout(0.3)(joined)))
+    inputs = [x, rng.standard_normal((50, 4))]
+else:
+    model = nn.Sequential(layers)
 weights = None
 if kind == "weighted":
     weights = rng.uniform(0, 2, len(x))
@@ -43,9 +52,9 @@ if kind == "weighted":
 else:
     model.compile(nn.optimizers.Adam(0.01, global_clipnorm=1.0), "mse", metrics=["mae"])
 # Batches of 16 over 40 samples: parts of 8/8, and 6/5/5 and 3/3/2 on 3 ranks.
-history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_split=0.2, sample_weight=weights)
-pred = model.predict(x[:7], verbose=0)
-evaluation = model.evaluate(x, y, verbose=0, sample_weight=weights)
+history = model.fit(inputs, y, batch_size=16, epochs=3, verbose=0, validation_split=0.2, sample_weight=weights)
+pred = model.predict([a[:7] for a in inputs] if isinstance(inputs, list) else inputs[:7], verbose=0)
+evaluation = model.evaluate(inputs, y, verbose=0, sample_weight=weights)
 model.save(f"{out}.rank{distributed.rank()}.model.npz")
 if distributed.rank() == 0:
     np.savez(out, *model.get_weights(), pred=pred)
