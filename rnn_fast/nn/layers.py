@@ -159,8 +159,8 @@ class Layer:
     @property
     def output(self):
         """The output tensor(s) of the layer's first functional call (Keras's layer.output)."""
-        return self._node(0, "output").outputs[0] if len(self._node(0, "output").outputs) == 1 \
-            else self._node(0, "output").outputs
+        outputs = self._node(0, "output").outputs
+        return outputs[0] if len(outputs) == 1 else outputs
 
     @property
     def input(self):
@@ -508,13 +508,11 @@ class _Recurrent(Layer):
 
 
 class SimpleRNN(_Recurrent):
-    """keras.layers.SimpleRNN: h_t = activation(x_t kernel + h_{t-1} recurrent_kernel + bias),
-    activation 'tanh' (default) or 'relu'."""
+    """keras.layers.SimpleRNN: h_t = activation(x_t kernel + h_{t-1} recurrent_kernel + bias).
+    'tanh' (default) and 'relu' run on the fused kernels, other activations
+    and recurrent_dropout on the general path (general.py)."""
 
     base_name = "simple_rnn"
-
-    def __init__(self, units: int, activation: str = "tanh", **kwargs):
-        super().__init__(units, activation=activation, **kwargs)
 
     def _fused(self) -> bool:
         return self.activation in ("tanh", "relu")
@@ -543,9 +541,10 @@ class SimpleRNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """keras.layers.LSTM with its defaults (tanh, sigmoid gates, unit forget
-    bias). Weights in Keras's layout: kernel (D, 4H), recurrent_kernel (H, 4H),
-    bias (4H,), gates ordered i, f, c, o."""
+    """keras.layers.LSTM (tanh, sigmoid gates, unit forget bias by default:
+    the fused kernels; other activations and recurrent_dropout run on the
+    general path, general.py). Weights in Keras's layout: kernel (D, 4H),
+    recurrent_kernel (H, 4H), bias (4H,), gates ordered i, f, c, o."""
 
     base_name = "lstm"
 
@@ -1173,9 +1172,10 @@ class _Merge(Layer):
         if not isinstance(xs, (list, tuple)) or len(xs) < 2:
             raise ValueError(f"{self.name} ({type(self).__name__}): expects a list of at least 2 arrays")
         xs = [_as_float(x, self.dtype, self.name) for x in xs]
-        shapes = [x.shape for x in xs]
-        if any(sh != shapes[0] for sh in shapes) and not isinstance(self, Concatenate):
-            raise ValueError(f"{self.name} ({type(self).__name__}): inputs must have the same shape, got {shapes}")
+        if len({x.shape[0] for x in xs}) > 1:
+            raise ValueError(f"{self.name} ({type(self).__name__}): inputs must hold the same number of samples, "
+                             f"got shapes {[x.shape for x in xs]}")
+        self._check_shapes([x.shape[1:] for x in xs])
         return xs
 
 
@@ -1236,18 +1236,17 @@ class Multiply(_Merge):
         return out
 
 
-class Average(_Merge):
+class Average(Add):
     """keras.layers.Average: the mean of the inputs."""
 
     base_name = "average"
 
     def forward(self, xs, training: bool = False):
-        xs = self._inputs(xs)
-        self._ctx = len(xs)
-        return (np.sum(xs, axis=0, dtype=self.dtype) / self.dtype.type(len(xs))).astype(self.dtype, copy=False)
+        total = super().forward(xs)
+        return (total / self.dtype.type(self._ctx)).astype(self.dtype, copy=False)
 
     def backward(self, dy):
-        return [dy / self.dtype.type(self._ctx)] * self._ctx
+        return super().backward(dy / self.dtype.type(self._ctx))
 
 
 class Concatenate(_Merge):
@@ -1310,9 +1309,7 @@ class Concatenate(_Merge):
 
     def forward(self, xs, training: bool = False):
         xs = self._inputs(xs)
-        ndim = xs[0].ndim - 1
-        self._check_shapes([x.shape[1:] for x in xs])
-        axis = self._axis(ndim) + 1
+        axis = self._axis(xs[0].ndim - 1) + 1
         self._ctx = (axis, np.cumsum([x.shape[axis] for x in xs])[:-1])
         return np.concatenate(xs, axis=axis)
 
