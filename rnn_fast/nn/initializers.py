@@ -3,6 +3,7 @@ defaults (glorot_uniform kernels, orthogonal recurrent kernels, zero biases,
 RandomUniform(-0.05, 0.05) embeddings) and its variance-scaling family
 (glorot, he and lecun; normal or uniform), with Keras's fans and its normal
 truncated at two standard deviations."""
+import contextlib
 from typing import Tuple
 
 import numpy as np
@@ -48,7 +49,26 @@ def truncated_normal(rng: np.random.Generator, shape, stddev: float) -> np.ndarr
     return out * stddev
 
 
+_PLACEHOLDERS = False
+
+
+@contextlib.contextmanager
+def placeholders():
+    """Inside, initialize() draws nothing and returns zeros (memory the
+    system maps lazily: no page is touched until written): for building a
+    model whose weights are read next, in time and memory bounded by the
+    weights actually read (model_file.py)."""
+    global _PLACEHOLDERS
+    old, _PLACEHOLDERS = _PLACEHOLDERS, True
+    try:
+        yield
+    finally:
+        _PLACEHOLDERS = old
+
+
 def initialize(name: str, shape: Tuple[int, ...], dtype) -> np.ndarray:
+    if _PLACEHOLDERS:
+        return np.zeros(shape, dtype)
     rng = backend.rng()
     if name == "zeros":
         return np.zeros(shape, dtype)

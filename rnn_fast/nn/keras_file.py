@@ -61,7 +61,9 @@ def is_keras_file(data: bytes) -> bool:
     """Whether data is a zip holding config.json and model.weights.h5."""
     try:
         names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
-    except zipfile.BadZipFile:
+    except MemoryError:
+        raise
+    except Exception:  # not a zip, or a damaged one (zipfile raises many kinds): the caller's reader says which
         return False
     return {"config.json", "model.weights.h5"} <= names
 

@@ -50,7 +50,7 @@ class Layer:
         w = initializers.initialize(initializer, shape, self.dtype)
         self.weight_names.append(name)
         self.weights.append(w)
-        self.grads.append(np.zeros_like(w))
+        self.grads.append(np.zeros(w.shape, w.dtype))  # (not zeros_like, which writes every page)
         self._regularizers.append(regularizer)
         return w
 
@@ -58,14 +58,27 @@ class Layer:
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        self._assign(self._checked(weights))
+
+    def _assign(self, checked: List[np.ndarray]) -> None:
+        for w, new in zip(self.weights, checked):
+            w[...] = new  # in place: optimizers and wrappers keep referring to the same arrays
+
+    def _checked(self, weights: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """set_weights's arrays, each checked (all before any is written: a refused call changes nothing)."""
         if len(weights) != len(self.weights):
             raise ValueError(f"{self.name}.set_weights(): expected {len(self.weights)} arrays "
                              f"({', '.join(self.weight_names)}), got {len(weights)}")
+        checked = []
         for name, w, new in zip(self.weight_names, self.weights, weights):
             new = np.asarray(new)
+            if new.dtype.kind not in "fiub":  # complex, strings, records, objects: no value to take without loss
+                raise TypeError(f"{self.name}.set_weights(): {name} must be a real numeric array, got dtype "
+                                f"{new.dtype}")
             if new.shape != w.shape:
                 raise ValueError(f"{self.name}.set_weights(): {name} must have shape {w.shape}, got {new.shape}")
-            w[...] = new  # in place: optimizers and wrappers keep referring to the same arrays
+            checked.append(new)
+        return checked
 
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights))
@@ -1089,8 +1102,8 @@ class TimeDistributed(Layer):
         cfg["layer"] = {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}
         return cfg
 
-    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        self.layer.set_weights(weights)
+    def _checked(self, weights: Sequence[np.ndarray]) -> List[np.ndarray]:
+        return self.layer._checked(weights)
 
     def forward(self, x, training: bool = False):
         x = np.asarray(x)

@@ -2,8 +2,6 @@
 shuffling, a progress bar and a History), evaluate, predict, summary, and
 save / load_model in a file that needs no pickle."""
 import contextlib
-import hashlib
-import io
 import json
 import os
 import sys
@@ -15,11 +13,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import callbacks as callbacks_mod, data, distributed, functional, keras_file, layers as layers_mod, losses
-from . import metrics as metrics_mod, optimizers
+from . import metrics as metrics_mod, model_file, optimizers
 from .callbacks import History  # noqa: F401  (rnn_fast.nn.models.History, as before)
 
-FORMAT = "rnn_fast.nn/1"
-_MANIFEST = "__rnn_fast_model__"
 
 
 def _should_eval(epoch: int, freq) -> bool:
@@ -365,11 +361,13 @@ class Model:
         weights = list(weights)
         if len(weights) != len(self.weights):
             raise ValueError(f"set_weights(): the model has {len(self.weights)} weight arrays, got {len(weights)}")
-        i = 0
-        for layer in self.layers:
+        checked, i = [], 0
+        for layer in self.layers:  # every array checked before any is written
             n = len(layer.weights)
-            layer.set_weights(weights[i:i + n])
+            checked.append(layer._checked(weights[i:i + n]))
             i += n
+        for layer, arrays in zip(self.layers, checked):
+            layer._assign(arrays)
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
@@ -973,33 +971,7 @@ class Model:
         if str(path).endswith(".keras"):
             keras_file.save_keras(self, path)
             return
-        arrays: Dict[str, np.ndarray] = {}
-        for i, layer in enumerate(self.layers):
-            for name, w in zip(layer.weight_names, layer.weights):
-                arrays[f"weights/{i}/{name}"] = w
-        manifest: Dict[str, Any] = {"format": FORMAT, "class_name": self._class_name, "model": self.get_config(),
-                                    "compile": None}
-        if self.optimizer is not None:
-            opt = self.optimizer
-            for i, slots in enumerate(opt.state):
-                for j, s in enumerate(slots):
-                    arrays[f"optimizer/{i}/{opt.slots[j]}"] = s
-            manifest["compile"] = {"optimizer": {"class_name": type(opt).__name__, "config": opt.get_config(),
-                                                 "iterations": opt.iterations, "weights": len(opt.state)},
-                                   "loss": _map_heads(self._multi, lambda l: l.get_config(), self.loss),
-                                   "loss_weights": self._loss_weights,
-                                   "metrics": _map_heads(self._multi, lambda specs: [
-                                       metrics_mod.serialize(m) for m in specs], self._metric_specs),
-                                   "weighted_metrics": _map_heads(self._multi, lambda specs: [
-                                       metrics_mod.serialize(m) for m in specs], self._weighted_specs)}
-        manifest["arrays"] = {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _digest(v)}
-                              for k, v in arrays.items()}
-        text = json.dumps(manifest).encode()
-        arrays[_MANIFEST] = np.frombuffer(text, dtype=np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        with open(filepath, "wb") as f:
-            f.write(buf.getvalue())
+        model_file.save(self, path)
 
 
 
@@ -1044,15 +1016,25 @@ class Sequential(Model):
             return
         if not isinstance(layer, layers_mod.Layer):
             raise TypeError(f"Sequential.add(): expected a layer, got {type(layer).__name__}")
-        if any(existing.name == layer.name for existing in self.layers):
+        # The names and the last output shape, kept as layers are added (a
+        # model of n layers is built in O(n), not O(n^2)).
+        names, (count, shape) = self.__dict__.get("_names", set()), self.__dict__.get("_tail", (-1, None))
+        if len(names) != len(self.layers):
+            names = {l.name for l in self.layers}
+        if layer.name in names:
             raise ValueError(f"Sequential.add(): the model already has a layer named {layer.name!r}")
         if self.built:
-            shape = self._output_shapes()[-1] if self.layers else self.input_shape[1:]
+            if count != len(self.layers):
+                shape = self._output_shapes()[-1] if self.layers else self.input_shape[1:]
             if not layer.built:
                 layer.build(shape)
-            if isinstance(layer.output_shape_for(shape), list):
+            shape = layer.output_shape_for(shape)
+            if isinstance(shape, list):
                 raise ValueError(f"Sequential.add(): {layer.name} outputs a list (return_state=True or "
                                  f"merge_mode=None); a layer inside Sequential must output one array")
+            self._tail = (len(self.layers) + 1, shape)
+        names.add(layer.name)
+        self._names = names
         self.layers.append(layer)
         if len(self.layers) == 1 and layer.input_shape is not None:
             self.build((None,) + tuple(layer.input_shape))
@@ -1137,16 +1119,18 @@ class Sequential(Model):
         """Removes and returns the last layer (Keras's Sequential.pop)."""
         if not self.layers:
             raise IndexError("pop(): there are no layers in the model")
+        self._tail = (-1, None)
+        self._names = set()
         return self.layers.pop()
-def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
 
 
 def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compile: bool = True) -> Model:
-    """Reads a file written by Sequential.save: the same architecture, the
-    weights and optimizer state bit for bit. A file that is not one, or whose
-    contents were changed, is refused with a ValueError. A Keras 3 ``.keras``
-    file of a Sequential model of rnn_fast's layers is read too
+    """Reads a file written by save: the same architecture, the weights and
+    optimizer state bit for bit. A file that is not one, or whose contents
+    were changed, is refused with a ValueError, checked before anything is
+    built or decompressed (model_file.py). A Keras 3 ``.keras`` file of a
+    Sequential or functional model of rnn_fast's layers is read too
     (keras_file.py; needs h5py). custom_objects: the custom losses and
     metrics the model was compiled with, by name."""
     try:
@@ -1160,53 +1144,7 @@ def load_model(filepath, custom_objects: Optional[Dict[str, Any]] = None, compil
                          f"({type(e).__name__}: {e})") from None
     if keras:
         return keras_file.load_keras(data, filepath, compile)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ValueError(f"load_model(): {filepath} is not a readable rnn_fast model file "
-                         f"({type(e).__name__}: {e})") from None
-    if _MANIFEST not in arrays:
-        raise ValueError(f"load_model(): {filepath} is not an rnn_fast model file (no {_MANIFEST} entry)")
-    try:
-        manifest = json.loads(arrays.pop(_MANIFEST).tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"load_model(): {filepath} has a damaged manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"load_model(): {filepath} has format {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
-                         f"expected {FORMAT!r}")
-    listed = manifest.get("arrays", {})
-    if set(listed) != set(arrays):
-        raise ValueError(f"load_model(): {filepath} is damaged: its arrays {sorted(set(arrays) ^ set(listed))} "
-                         f"do not match the manifest")
-    for k, a in arrays.items():
-        meta = listed[k]
-        if a.dtype.str != meta["dtype"] or list(a.shape) != meta["shape"] or _digest(a) != meta["sha256"]:
-            raise ValueError(f"load_model(): {filepath} is damaged: array {k!r} does not match its checksum")
-
-    model = _from_config(manifest.get("class_name", "Sequential"), manifest["model"], "load_model()")
-    for i, layer in enumerate(model.layers):
-        layer.set_weights([arrays[f"weights/{i}/{name}"] for name in layer.weight_names])
-    comp = manifest.get("compile")
-    if compile and comp is not None:
-        opt_spec = comp["optimizer"]
-        optimizer = optimizers.from_config(opt_spec["class_name"], opt_spec["config"])
-        multi = isinstance(comp["loss"], list)
-
-        def specs(group):
-            return [metrics_mod.deserialize(m, custom_objects) for m in group]
-        weights = comp.get("loss_weights")
-        model.compile(optimizer=optimizer,
-                      loss=_map_heads(multi, lambda c: losses.from_config(c, custom_objects), comp["loss"]),
-                      loss_weights=weights if multi or weights is None else weights[0],
-                      metrics=_map_heads(multi, specs, comp["metrics"]),
-                      weighted_metrics=_map_heads(multi, specs, comp.get("weighted_metrics", [[]] * multi)))
-        optimizer.iterations = int(opt_spec["iterations"])
-        optimizer.state = [[arrays[f"optimizer/{i}/{slot}"].copy() for slot in optimizer.slots]
-                           for i in range(opt_spec["weights"])]
-    return model
+    return model_file.load(data, filepath, custom_objects, compile)
 
 
 def _map_heads(multi: bool, fn, value):

@@ -22,8 +22,9 @@ class Optimizer:
                  clipvalue: Optional[float] = None, global_clipnorm: Optional[float] = None,
                  weight_decay: Optional[float] = None):
         name = type(self).__name__
-        if weight_decay is not None and (isinstance(weight_decay, bool) or not np.isfinite(weight_decay) or
-                                         weight_decay < 0):
+        if weight_decay is not None and (isinstance(weight_decay, bool) or
+                                         not isinstance(weight_decay, (int, float, np.integer, np.floating)) or
+                                         not np.isfinite(weight_decay) or weight_decay < 0):
             raise ValueError(f"{name}: weight_decay must be a finite number >= 0 or None, got {weight_decay!r}")
         self.weight_decay = None if weight_decay is None else float(weight_decay)
         if isinstance(learning_rate, dict):  # a saved schedule
@@ -34,7 +35,8 @@ class Optimizer:
             raise ValueError(f"{name}: only one of clipnorm, clipvalue, global_clipnorm can be set, got {given}")
         for k in given:
             v = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}[k]
-            if not np.isfinite(v) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or \
+                    not np.isfinite(v) or v <= 0:
                 raise ValueError(f"{name}: {k} must be a finite number > 0, got {v!r}")
         self._learning_rate: Union[float, LearningRateSchedule] = 0.0
         if isinstance(learning_rate, LearningRateSchedule):
@@ -113,6 +115,16 @@ class Optimizer:
                 "global_clipnorm": self.global_clipnorm, "weight_decay": self.weight_decay}
 
 
+def _number(who: str, name: str, value, low: float, high: float, high_open: bool = False) -> float:
+    """value as a float, or a ValueError naming it unless it is a finite real in [low, high] ([low, high))."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and \
+        np.isfinite(value) and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        bounds = f">= {low}" if high == np.inf else f"in [{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{who}: {name} must be a finite number {bounds}, got {value!r}")
+    return float(value)
+
+
 class SGD(Optimizer):
     """velocity = momentum * velocity - lr * g; w += velocity
     (nesterov: w += momentum * velocity - lr * g); plain w -= lr * g without momentum."""
@@ -121,9 +133,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum!r}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum, self.nesterov = _number("SGD", "momentum", momentum, 0.0, 1.0), bool(nesterov)
 
     def _update(self, w, g, slots):
         lr = w.dtype.type(self._lr)
@@ -148,7 +158,10 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-7, centered: bool = False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), bool(centered)
+        self.rho = _number("RMSprop", "rho", rho, 0.0, 1.0, high_open=True)
+        self.momentum = _number("RMSprop", "momentum", momentum, 0.0, 1.0, high_open=True)
+        self.epsilon = _number("RMSprop", "epsilon", epsilon, 0.0, np.inf)
+        self.centered = bool(centered)
 
     def _update(self, w, g, slots):
         t = w.dtype.type
@@ -182,7 +195,11 @@ class Adam(Optimizer):
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, amsgrad: bool = False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), bool(amsgrad)
+        who = type(self).__name__
+        self.beta_1 = _number(who, "beta_1", beta_1, 0.0, 1.0, high_open=True)
+        self.beta_2 = _number(who, "beta_2", beta_2, 0.0, 1.0, high_open=True)
+        self.epsilon = _number(who, "epsilon", epsilon, 0.0, np.inf)
+        self.amsgrad = bool(amsgrad)
 
     def _apply(self, weights, grads):
         # One pass in C++ over every weight, with the values of the NumPy
