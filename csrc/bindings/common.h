@@ -137,10 +137,22 @@ using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast | 0x
 // (np.promote_types(dtype, float32): float32 up to 16-bit integers, float64
 // beyond), so that an int64 x gives what NumPy's x.dot(Wx) would: float64.
 // Complex, object and longer floats are refused.
+// np.asarray(obj). A conversion that fails keeps its cause: MemoryError and
+// any exception but a TypeError or ValueError (an __array__'s own, SystemExit,
+// KeyboardInterrupt, ...) propagate as they are; a TypeError or ValueError
+// (a ragged list, say) becomes a TypeError naming the argument, raised from it.
+inline py::array as_array(py::handle obj, const char* fn, const char* name, const char* want) {
+    PyObject* raw = py::detail::npy_api::get().PyArray_FromAny_(
+        obj.ptr(), nullptr, 0, 0, py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_, nullptr);
+    if (raw != nullptr) return py::reinterpret_steal<py::array>(raw);
+    if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError))
+        py::raise_from(PyExc_TypeError, (std::string(fn) + "(): " + name + " must be " + want + ", got a " +
+                                         type_name(obj) + " NumPy cannot convert").c_str());
+    throw py::error_already_set();
+}
+
 inline py::array float_array(py::handle obj, const char* fn, const char* name) {
-    py::array a = py::array::ensure(obj);
-    if (!a) throw py::type_error(std::string(fn) + "(): " + name + " must be a float32 or float64 array, got " +
-                                 type_name(obj));
+    py::array a = as_array(obj, fn, name, "a float32 or float64 array");
     const char kind = a.dtype().kind();
     if (kind == 'f' && (a.itemsize() == 4 || a.itemsize() == 8)) return a;
     if (kind == 'b' || ((kind == 'i' || kind == 'u') && a.itemsize() <= 2) || (kind == 'f' && a.itemsize() == 2))
@@ -153,10 +165,15 @@ inline py::array float_array(py::handle obj, const char* fn, const char* name) {
 // np.asarray(obj), which must hold integers (converted to int64 after the
 // shape checks: no copy of a broadcast view before check_size).
 inline py::array index_array(py::handle obj, const char* fn, const char* name) {
-    py::array a = py::array::ensure(obj);
-    if (!a || (a.dtype().kind() != 'i' && a.dtype().kind() != 'u'))
-        throw py::type_error(std::string(fn) + "(): " + name + " must be an integer array, got " +
-                             (a ? "dtype " + dtype_of(a) : type_name(obj)));
+    py::array a = as_array(obj, fn, name, "an integer array");
+    if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+        throw py::type_error(std::string(fn) + "(): " + name + " must be an integer array, got dtype " + dtype_of(a));
+    if (a.dtype().kind() == 'u' && a.itemsize() == 8 && a.size() > 0) {  // beyond int64: not wrapped to negatives
+        const py::int_ top = a.attr("max")();
+        if (top.cast<unsigned long long>() > static_cast<unsigned long long>(std::numeric_limits<std::int64_t>::max()))
+            throw py::value_error(std::string(fn) + "(): " + name + " holds " + py::str(top).cast<std::string>() +
+                                  ", larger than any index");
+    }
     return a;
 }
 
@@ -276,9 +293,24 @@ const Cache& cache_arg(py::handle obj, const char* fn, const char* expected) {
 }
 
 
+// Caches are made by the forwards only. C.__new__(C) (or copy.copy, which
+// calls it) would give an object holding no cache, which a backward would
+// read as one (pybind11's hole, pybind/pybind11#6153): the class's __new__
+// refuses instead (pybind11 makes the forwards' instances without it).
+template <typename Class>
+void made_by_forwards_only(Class& cls) {
+    const std::string name = py::str(cls.attr("__name__")).cast<std::string>();
+    cls.attr("__new__") = py::staticmethod(py::cpp_function([name](py::args, py::kwargs) -> py::object {
+        throw py::type_error(name + " objects are made by the forward functions only; they cannot be constructed "
+                             "or copied");
+    }));
+}
+
 template <typename Cache>
 void register_cache(py::module_& m, const char* name, const char* doc) {
-    py::class_<Cache>(m, name, doc).def("__repr__", [name](const Cache& c) { return c.repr(name); });
+    py::class_<Cache> cls(m, name, doc);
+    cls.def("__repr__", [name](const Cache& c) { return c.repr(name); });
+    made_by_forwards_only(cls);
 }
 
 }  // namespace rnn_fast_py

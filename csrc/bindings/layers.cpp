@@ -316,11 +316,11 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
     const char* fn = "temporal_softmax_loss";
     const py::array x = float_array(x_, fn, "x");
     const py::array y = index_array(y_, fn, "y");
-    const py::array mask = py::array::ensure(mask_);
-    if (!mask || !(mask.dtype().kind() == 'b' || mask.dtype().kind() == 'i' || mask.dtype().kind() == 'u' ||
-                   mask.dtype().kind() == 'f'))
-        throw py::type_error(std::string(fn) + "(): mask must be a boolean or real array, got " +
-                             (mask ? "dtype " + dtype_of(mask) : type_name(mask_)));
+    const py::array mask = as_array(mask_, fn, "mask", "a boolean or real array");
+    if (!(mask.dtype().kind() == 'b' || mask.dtype().kind() == 'i' || mask.dtype().kind() == 'u' ||
+          mask.dtype().kind() == 'f'))
+        throw py::type_error(std::string(fn) + "(): mask must be a boolean or real array, got dtype " +
+                             dtype_of(mask));
     Dims d(fn);
     d.expect(x, "x", "N,T,V");
     d.expect(y, "y", "N,T");
@@ -339,8 +339,10 @@ py::tuple temporal_softmax_loss(py::handle x_, py::handle y_, py::handle mask_, 
 
 void bind_layers(py::module_& m) {
     using namespace pybind11::literals;
-    py::class_<AffineCache>(m, "AffineCache", "Opaque cache of temporal_affine_forward.");
-    py::class_<EmbeddingCache>(m, "EmbeddingCache", "Opaque cache of word_embedding_forward.");
+    py::class_<AffineCache> affine(m, "AffineCache", "Opaque cache of temporal_affine_forward.");
+    py::class_<EmbeddingCache> embedding(m, "EmbeddingCache", "Opaque cache of word_embedding_forward.");
+    made_by_forwards_only(affine);
+    made_by_forwards_only(embedding);
     m.def("temporal_affine_forward", &temporal_affine_forward, "x"_a, "w"_a, "b"_a,
           R"doc(out (N, T, M) = x (N, T, D) @ w (D, M) + b (M,). Returns (out, cache).)doc");
     m.def("temporal_affine_backward", &temporal_affine_backward, "dout"_a, "cache"_a,

@@ -3,6 +3,11 @@
 #include <omp.h>
 #include <pthread.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <mutex>
+
 #include "bindings/common.h"
 #include "capi.h"
 #include "kernels.h"
@@ -105,9 +110,86 @@ void after_fork_in_child() {
     thread_count().store(1);
 }
 
+// The most threads the kernels take: four per core of the machine (more only
+// slows them: at 4,096 threads a call took 14x as long as at 2) and no more
+// than OpenMP's thread limit.
+int max_threads() {
+    static const int cap = static_cast<int>(std::max(1L, std::min<long>(omp_get_thread_limit(),
+                                                                       4L * omp_get_num_procs())));
+    return cap;
+}
+
+// The pool's stack size as libgomp takes it (OMP_STACKSIZE, else
+// GOMP_STACKSIZE: a number with an optional B, K, M or G suffix, K by
+// default), or 0 for the system's default.
+std::size_t pool_stack_size() {
+    const char* v = std::getenv("OMP_STACKSIZE");
+    if (v == nullptr) v = std::getenv("GOMP_STACKSIZE");
+    if (v == nullptr) return 0;
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(v, &end, 10);
+    while (end != nullptr && *end == ' ') ++end;
+    const char unit = end != nullptr && *end != 0 ? static_cast<char>(std::toupper(*end)) : 'K';
+    const int shift = unit == 'B' ? 0 : unit == 'M' ? 20 : unit == 'G' ? 30 : 10;
+    return static_cast<std::size_t>(n) << shift;
+}
+
+// Whether n - 1 threads (a team of n, with the caller) can run at once now:
+// made and joined as plain pthreads of the pool's stack size, because
+// libgomp ends the process ("Thread creation failed") when it cannot make
+// one for a team.
+bool can_start(int n) {
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return false;
+    const std::size_t stack = pool_stack_size();
+    if (stack != 0) pthread_attr_setstacksize(&attr, stack);
+    static std::mutex gate;
+    std::vector<pthread_t> made;
+    bool ok = true;
+    {
+        std::lock_guard<std::mutex> hold(gate);  // every probe thread waits here until all are made
+        for (int k = 1; k < n && ok; ++k) {
+            pthread_t t;
+            ok = pthread_create(&t, &attr, [](void*) -> void* {
+                std::lock_guard<std::mutex> wait(gate);
+                return nullptr;
+            }, nullptr) == 0;
+            if (ok) made.push_back(t);
+        }
+    }
+    for (pthread_t t : made) pthread_join(t, nullptr);
+    pthread_attr_destroy(&attr);
+    return ok;
+}
+
+// Starts OpenMP's pool for a team of n (a region whose body cannot be
+// dropped), after can_start(n); returns the team it got.
+int start_pool(int n) {
+    std::atomic<int> members{0};
+#pragma omp parallel num_threads(n)
+    members.fetch_add(1, std::memory_order_relaxed);
+    return members.load();
+}
+
+int g_started = 1;  // the largest team started (under the GIL)
+
 void set_num_threads(int n) {
-    if (n < 1) throw py::value_error("set_num_threads(): n must be >= 1, got " + std::to_string(n));
-    thread_count().store(g_forked.load() ? 1 : n);
+    if (n < 1 || n > max_threads())
+        throw py::value_error("set_num_threads(): n must be in [1, " + std::to_string(max_threads()) +
+                              "] (four per core, within OpenMP's thread limit), got " + std::to_string(n));
+    if (g_forked.load()) {
+        thread_count().store(1);
+        return;
+    }
+    if (n > g_started) {
+        if (!can_start(n)) {
+            PyErr_Format(PyExc_MemoryError, "set_num_threads(%d): the system cannot start %d threads now (memory "
+                         "or its thread limit); the kernels keep %d", n, n, threads());
+            throw py::error_already_set();
+        }
+        g_started = std::max(g_started, start_pool(n));
+    }
+    thread_count().store(n);
 }
 
 }  // namespace
@@ -117,10 +199,23 @@ using namespace rnn_fast_py;
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "rnn_fast's compiled kernels. Use the functions re-exported by the rnn_fast package.";
-    thread_count().store(omp_get_max_threads());
-    // Start the OpenMP thread pool now, at import, rather than in a user's first call.
-#pragma omp parallel num_threads(thread_count().load())
-    { (void)0; }
+    // OMP_NUM_THREADS (or all cores) within max_threads(), the pool started now, at import, rather than in a
+    // user's first call; a count the system cannot start now falls back to one thread (with a warning).
+    int want = omp_get_max_threads();
+    if (want > max_threads()) {
+        if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "rnn_fast: OMP_NUM_THREADS=%d is more than the kernels "
+                             "take (%d: four per core); using %d", want, max_threads(), max_threads()) < 0)
+            throw py::error_already_set();
+        want = max_threads();
+    }
+    if (want > 1 && !can_start(want)) {
+        if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "rnn_fast: the system cannot start %d threads now; the "
+                             "kernels use one (set_num_threads raises it later)", want) < 0)
+            throw py::error_already_set();
+        want = 1;
+    }
+    g_started = start_pool(want);
+    thread_count().store(want);
     pthread_atfork(nullptr, nullptr, after_fork_in_child);
     // The kernels' C table (capi.h), for rnn_fast.cython_kernels.
     m.attr("_c_api") = py::capsule(static_cast<const void*>(rnn_fast_capi_table()), "rnn_fast._core._c_api");
@@ -140,7 +235,10 @@ PYBIND11_MODULE(_core, m) {
     using namespace pybind11::literals;
     m.def("set_num_threads", &set_num_threads, "n"_a,
           R"doc(Number of OpenMP threads the kernels use (default: OMP_NUM_THREADS, or
-all cores). Results are bitwise identical whatever the count. In a child
+all cores), from 1 to four per core (within OpenMP's thread limit): more is
+a ValueError, and a count the system cannot start now (memory, its thread
+limit) a MemoryError, checked before OpenMP is asked. Results are bitwise
+identical whatever the count. In a child
 made by fork() the kernels use one thread whatever is asked (OpenMP's
 thread pool does not survive fork); the 'spawn' and 'forkserver' start
 methods give children their full thread count.)doc");
@@ -176,4 +274,5 @@ methods give children their full thread count.)doc");
           "Test hook: a (M,K) @ b (K,N) [+ bias (N,)] by the kernels' GEMM, float32 or float64, into a new array.");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
+    m.def("_max_threads", &max_threads, "The most threads set_num_threads takes: four per core, within OpenMP's limit.");
 }

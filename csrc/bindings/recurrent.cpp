@@ -116,6 +116,12 @@ std::shared_ptr<const rnn_fast::Packing> parse_lengths(const char* fn, py::handl
         shape << (a.ndim() == 1 ? ",)" : ")");
         throw py::value_error(where + "have shape (N,) = (" + std::to_string(N) + ",), got " + shape.str());
     }
+    if (kind == 'u' && a.itemsize() == 8 && N > 0) {  // beyond int64: named, not wrapped to a negative
+        const py::int_ top = a.attr("max")();
+        if (top.cast<unsigned long long>() > static_cast<unsigned long long>(T))
+            throw py::value_error(where + "be in [0, T] = [0, " + std::to_string(T) + "], got values up to " +
+                                  py::str(top).cast<std::string>());
+    }
     const auto v = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
     if (!v) throw py::type_error(where + "fit in int64");
     const std::int64_t* p = v.data();
@@ -535,17 +541,17 @@ struct StepRows {
     unsigned rows_1d = 0;
     bool out_1d = false;
 
-    StepRows(py::handle x, py::handle h, py::handle c) : args{py::reinterpret_borrow<py::object>(x),
-                                                              py::reinterpret_borrow<py::object>(h),
-                                                              py::reinterpret_borrow<py::object>(c)} {
+    StepRows(const char* fn, py::handle x, py::handle h, py::handle c)
+        : args{py::reinterpret_borrow<py::object>(x), py::reinterpret_borrow<py::object>(h),
+               py::reinterpret_borrow<py::object>(c)} {
+        static const char* const names[3] = {"x", "prev_h", "prev_c"};
         py::ssize_t rows = -1;
         int present = 0, one_d = 0;
         for (int k = 0; k < 3; ++k) {
             if (args[k].is_none()) continue;
             ++present;
-            py::array a = py::array::ensure(args[k]);
-            if (!a) continue;  // float_array names it
-            args[k] = a;       // converted once (a list), not again by float_array
+            py::array a = as_array(args[k], fn, names[k], "a float32 or float64 array");
+            args[k] = a;  // converted once (a list), not again by float_array
             if (a.ndim() == 1) {
                 rows_1d |= 1u << k;
                 ++one_d;
@@ -574,8 +580,8 @@ struct StepRows {
 // A 1-D gradient (of a 1-D output) as the (1, H) rows the backward takes.
 py::object step_grad_rows(const RecurrentCache& c, py::handle g) {
     if (!c.out_1d || g.is_none()) return py::reinterpret_borrow<py::object>(g);
-    py::array a = py::array::ensure(g);
-    if (a && a.ndim() == 1) return a.reshape({py::ssize_t(1), a.shape(0)});
+    py::array a = as_array(g, "step_backward", "the gradient", "a float32 or float64 array");
+    if (a.ndim() == 1) return a.reshape({py::ssize_t(1), a.shape(0)});
     return py::reinterpret_borrow<py::object>(g);
 }
 
@@ -602,7 +608,7 @@ Rnn rnn_cell(const char* fn, const std::string& activation) {
 py::tuple rnn_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::handle Wh, py::handle b,
                            const std::string& activation, bool keep) {
     const char* fn = "rnn_step_forward";
-    const StepRows r(x, prev_h, py::none());
+    const StepRows r(fn, x, prev_h, py::none());
     StepCache<Rnn> c = forward<Rnn, StepCache<Rnn>>(fn, rnn_cell(fn, activation), true,
                                                     {r.args[0], r.args[1], py::none(), Wx, Wh, b, py::none()}, false,
                                                     keep);
@@ -722,7 +728,7 @@ py::tuple lstm_step_forward(py::handle x, py::handle prev_h, py::handle prev_c, 
     const char* fn = "lstm_step_forward";
     not_none(prev_c, fn, "prev_c");
     const Lstm cell = lstm_cell(fn, gate_order);
-    const StepRows r(x, prev_h, prev_c);
+    const StepRows r(fn, x, prev_h, prev_c);
     StepCache<Lstm> c = forward<Lstm, StepCache<Lstm>>(fn, cell, true,
                                                        {r.args[0], r.args[1], r.args[2], Wx, Wh, b, py::none()},
                                                        false, keep, nullptr, false, lstm_tag(cell));
@@ -848,7 +854,7 @@ py::tuple gru_step_forward(py::handle x, py::handle prev_h, py::handle Wx, py::h
                            bool keep, const std::string& gate_order) {
     const char* fn = "gru_step_forward";
     const Gru cell = gru_cell(fn, gate_order);
-    const StepRows r(x, prev_h, py::none());
+    const StepRows r(fn, x, prev_h, py::none());
     StepCache<Gru> c = forward<Gru, StepCache<Gru>>(fn, cell, true, {r.args[0], r.args[1], py::none(), Wx, Wh, b, bh},
                                                     false, keep, nullptr, false, gru_tag(cell));
     r.remember(c);

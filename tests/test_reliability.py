@@ -1,0 +1,173 @@
+"""Issue 18: no crash from Python. Each case runs in a process of its own
+(a crash fails its test, not the session): caches made without a forward,
+thread counts the system cannot or should not start, and conversions whose
+errors must keep their cause."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import rnn_fast
+
+
+def run(*parts, env=None, timeout=120):
+    """python -c (the parts, each dedented, joined) in a fresh process;
+    returns (returncode, stdout + stderr)."""
+    src = os.path.dirname(os.path.dirname(rnn_fast.__file__))
+    full_env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    code = "\n".join(textwrap.dedent(p) for p in parts)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    if done.returncode < 0:
+        return done.returncode, f"killed by {signal.Signals(-done.returncode).name}\n{done.stdout}{done.stderr}"
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_caches_not_made_by_a_forward_are_refused():
+    code, out = run("""
+        import copy, numpy as np, rnn_fast
+        from rnn_fast import _core
+        names = sorted(n for n in dir(_core) if n.endswith("Cache"))
+        assert len(names) >= 8, names
+        for name in names:
+            C = getattr(_core, name)
+            try:
+                C.__new__(C)
+            except TypeError as e:
+                assert "made by the forward functions only" in str(e), e
+            else:
+                raise SystemExit(f"{name}.__new__ was accepted")
+        x, h0 = np.ones((2, 3, 4), np.float32), np.zeros((2, 5), np.float32)
+        h, cache = rnn_fast.lstm_forward(x, h0, np.ones((4, 20), np.float32), np.ones((5, 20), np.float32),
+                                         np.zeros(20, np.float32))
+        for clone in (copy.copy, copy.deepcopy):
+            try:
+                clone(cache)
+            except TypeError:
+                pass
+            else:
+                raise SystemExit("a copy of a cache was made")
+        rnn_fast.lstm_backward(np.ones_like(h), cache)  # the real one still works
+        print("ok", len(names))
+    """)
+    assert code == 0 and "ok" in out, out
+
+
+@pytest.mark.parametrize("raised,expect", [
+    ("SystemExit(3)", "SystemExit 3"), ("RuntimeError('boom')", "RuntimeError boom"),
+    ("MemoryError('no room')", "MemoryError no room"), ("KeyboardInterrupt()", "KeyboardInterrupt"),
+    ("ValueError('bad values')", "TypeError from ValueError"),
+])
+def test_conversion_errors_keep_their_cause(raised, expect):
+    code, out = run(f"""
+        import numpy as np, rnn_fast
+        class Odd:
+            def __array__(self, dtype=None, copy=None):
+                raise {raised}
+        W = np.ones((4, 8), np.float32)
+        try:
+            rnn_fast.rnn_forward(Odd(), np.zeros((2, 8), np.float32), W, np.ones((8, 8), np.float32),
+                                 np.zeros(8, np.float32))
+        except BaseException as e:
+            cause = e.__cause__
+            if isinstance(e, TypeError) and cause is not None:
+                print("got TypeError from", type(cause).__name__, "|", e)
+            else:
+                print("got", type(e).__name__, *e.args)
+    """)
+    assert code == 0, out
+    assert f"got {expect}" in out, out
+    if expect.startswith("TypeError"):
+        assert "rnn_forward(): x must be a float32 or float64 array" in out
+
+
+def test_a_uint64_index_beyond_int64_is_named_as_it_is():
+    code, out = run("""
+        import numpy as np, rnn_fast
+        try:
+            rnn_fast.word_embedding_forward(np.array([[2**64 - 1]], np.uint64), np.ones((3, 2), np.float32))
+        except ValueError as e:
+            print("ValueError", e)
+        try:
+            rnn_fast.lstm_forward(np.ones((1, 2, 3)), np.zeros((1, 4)), np.ones((3, 16)), np.ones((4, 16)),
+                                  np.zeros(16), lengths=np.array([2**64 - 1], np.uint64))
+        except ValueError as e:
+            print("ValueError", e)
+    """)
+    assert code == 0, out
+    assert "x holds 18446744073709551615, larger than any index" in out
+    assert "got values up to 18446744073709551615" in out
+
+
+CHECK = """
+    import numpy as np, rnn_fast
+    from rnn_fast import reference
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s) for s in ((3, 6, 4), (3, 5), (4, 20), (5, 20), (20,))]
+    h, _ = rnn_fast.lstm_forward(*args)
+    np.testing.assert_allclose(h, reference.lstm_forward(*args)[0], rtol=1e-10, atol=1e-12)
+"""
+
+
+def test_a_thread_count_past_the_cap_is_refused_and_the_process_goes_on():
+    code, out = run("""
+        import rnn_fast
+        for n in (1_000_000, 4096, 0, -1):
+            try:
+                rnn_fast.set_num_threads(n)
+            except ValueError as e:
+                print("refused", n, e)
+    """, CHECK, """
+    print("ok", rnn_fast.get_num_threads())
+    """)
+    assert code == 0, out
+    assert out.count("refused") == 4 and "four per core" in out and "ok" in out, out
+
+
+def test_omp_num_threads_past_the_cap_warns_and_runs_at_the_cap():
+    code, out = run("""
+        import os, warnings
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            import rnn_fast
+        print("warned", [str(w.message) for w in seen if "OMP_NUM_THREADS" in str(w.message)])
+        cap = 4 * os.cpu_count()
+        assert rnn_fast.get_num_threads() == min(cap, 1 << 30), rnn_fast.get_num_threads()
+    """, CHECK, """
+    print("ok")
+    """, env={"OMP_NUM_THREADS": "1000000"})
+    assert code == 0 and "ok" in out, out
+    assert "is more than the kernels take" in out, out
+
+
+def test_the_pool_starts_at_import():
+    code, out = run("""
+        import os, rnn_fast
+        print("threads", len(os.listdir("/proc/self/task")))
+    """, env={"OMP_NUM_THREADS": "2"})
+    assert code == 0, out
+    assert int(out.split("threads")[1].split()[0]) >= 2, out
+
+
+def test_threads_the_system_cannot_start_are_a_memory_error_not_a_crash():
+    """Under an address-space limit that leaves no room for more thread
+    stacks, asking for more threads is a MemoryError; the kernels go on."""
+    code, out = run("""
+        import resource, rnn_fast
+        with open("/proc/self/status") as f:
+            vm = next(int(l.split()[1]) for l in f if l.startswith("VmSize:")) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (32 << 20), resource.RLIM_INFINITY))
+        try:
+            rnn_fast.set_num_threads(rnn_fast._core._max_threads())
+            print("started")
+        except MemoryError as e:
+            print("MemoryError", e)
+        print("threads now", rnn_fast.get_num_threads())
+    """, CHECK, """
+    print("ok")
+    """, env={"OMP_NUM_THREADS": "1", "OMP_STACKSIZE": "64M"})
+    assert code == 0, out
+    assert "MemoryError set_num_threads" in out and "threads now 1" in out and "ok" in out, out
