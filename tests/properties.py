@@ -7,7 +7,9 @@ Hypothesis draws the sizes (0 and 1 included for every letter), each
 argument's dtype (float16/32/64, ints, bool, complex, object, Python lists,
 non-arrays), its memory layout (C, Fortran, strided slice, negative strides,
 read-only, unaligned, broadcast), one argument of wrong shape, out-of-range
-indices, wrong caches and the keyword options. Every call must either
+indices, wrong caches and the keyword options (variable lengths= of the
+sequence kernels among them), and the cells' inference objects (weights
+packed once) on drawn calls. Every call must either
   * match rnn_fast.reference within conftest.TOL of the result dtype, with
     fresh writeable outputs and every input left unchanged, or
   * raise TypeError (a bad dtype or object) or ValueError (a bad shape or
@@ -289,11 +291,58 @@ def recurrent_forward(data, cell, step):
         kwargs["return_state"] = data.draw(st.booleans(), label="return_state")
     if with_c0 and not step:
         kwargs["c0"] = d.call.args.pop("c0")
+    if not step and data.draw(st.booleans(), label="lengths?"):  # variable lengths in [0, T]
+        d.array("lengths", (N,), kind=INDEX, high=T + 1, optional=True)
+        kwargs["lengths"] = d.call.args.pop("lengths")
     d.call.kwargs = kwargs
     ours = lambda: getattr(rf, fn)(*d.call.args.values(), **kwargs)  # noqa: E731
     reference = lambda: getattr(ref, fn)(*as_arrays(d.call).values(), **{  # noqa: E731
         k: np.asarray(v).astype(promoted(np.asarray(v).dtype)) if k == "c0" and v is not None else v
         for k, v in kwargs.items()})
+    run_case(d.call, ours, reference)
+
+
+def inference_forward(data, cell):
+    """A cell's inference object (weights packed once, valid) called on
+    drawn, possibly bad, arguments: the reference's forward without a cache."""
+    info = CELLS[cell]
+    g, has_c, more = info.gates, info.states > 1, info.args[5:]
+    cls = {"rnn": "RNNInference", "lstm": "LSTMInference", "gru": "GRUInference"}[cell]
+    w = Draw(data, cls, valid_only=True)
+    L = w.letters("NTDH")
+    N, T, D, H = L["N"], L["T"], L["D"], L["H"]
+    weights = [w.array("Wx", (D, g * H), scale=0.5), w.array("Wh", (H, g * H), scale=0.5),
+               w.array("b", (g * H,), scale=0.1)] + [w.array(name, (g * H,), scale=0.1) for name in more]
+    options = {}
+    if cell == "rnn":
+        options["activation"] = data.draw(st.sampled_from(["tanh", "relu"]), label="activation")
+    packed = getattr(rf, cls)(*weights, **options)
+    d = Draw(data, cls)
+    d.call.float32 = w.call.float32
+    with_c0 = has_c and data.draw(st.booleans(), label="c0")
+    d.maybe_misshape(["x", "h0"] + (["c0"] if with_c0 else []))
+    d.array("x", (N, T, D), shared=(0, 2))
+    d.array("h0", (N, H))
+    kwargs = {"reverse": data.draw(st.booleans(), label="reverse"),
+              "return_state": data.draw(st.booleans(), label="return_state")}
+    if with_c0:
+        d.array("c0", (N, H), optional=True)
+        kwargs["c0"] = d.call.args.pop("c0")
+    if data.draw(st.booleans(), label="lengths?"):
+        d.array("lengths", (N,), kind=INDEX, high=T + 1, optional=True)
+        kwargs["lengths"] = d.call.args.pop("lengths")
+    d.call.kwargs = kwargs
+    ours = lambda: packed(*d.call.args.values(), **kwargs)  # noqa: E731
+
+    def reference():
+        args = as_arrays(d.call)
+        dtype = np.result_type(*[promoted(np.asarray(a).dtype) for a in weights], *args.values())
+        kw = {k: (np.asarray(v).astype(promoted(np.asarray(v).dtype)) if k == "c0" and v is not None else v)
+              for k, v in kwargs.items()}
+        out = getattr(ref, f"{cell}_forward")(args["x"], args["h0"], *[np.asarray(a).astype(dtype) for a in weights],
+                                              cache=False, **options, **kw)
+        out = out[:-1]  # no cache
+        return out[0] if len(out) == 1 else out
     run_case(d.call, ours, reference)
 
 
@@ -379,6 +428,8 @@ def recurrent_backward(data, cell, step):
         kwargs["reverse"] = data.draw(st.booleans(), label="reverse")
         if has_c and data.draw(st.booleans(), label="c0"):
             kwargs["c0"] = c0
+        if data.draw(st.booleans(), label="lengths?"):  # variable lengths: the backward follows the packing
+            kwargs["lengths"] = d.rng.integers(0, T + 1, size=N)
     ref_kwargs = {k: np.asarray(v) if k == "c0" else v for k, v in kwargs.items()}
     fwd_args = [x, h0] + ([c0] if step and has_c else []) + [Wx, Wh, b] + biases
     ours_fwd = getattr(rf, fwd)(*fwd_args, **kwargs)
@@ -463,6 +514,7 @@ PROPERTIES |= {
         "EmbeddingCache"),
     "temporal_softmax_loss": softmax_loss,
 }
+PROPERTIES |= {f"{cell}_inference": (lambda data, cell=cell: inference_forward(data, cell)) for cell in CELLS}
 
 
 def main(kernel, examples):
