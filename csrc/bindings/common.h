@@ -132,11 +132,6 @@ private:
 template <typename T>
 using Contiguous = py::array_t<T, py::array::c_style | py::array::forcecast | 0x0100>;
 
-// np.asarray(obj) as float32 or float64 values. Booleans, integers and
-// float16 are promoted as NumPy promotes them against float32 weights
-// (np.promote_types(dtype, float32): float32 up to 16-bit integers, float64
-// beyond), so that an int64 x gives what NumPy's x.dot(Wx) would: float64.
-// Complex, object and longer floats are refused.
 // np.asarray(obj). A conversion that fails keeps its cause: MemoryError and
 // any exception but a TypeError or ValueError (an __array__'s own, SystemExit,
 // KeyboardInterrupt, ...) propagate as they are; a TypeError or ValueError
@@ -151,6 +146,11 @@ inline py::array as_array(py::handle obj, const char* fn, const char* name, cons
     throw py::error_already_set();
 }
 
+// np.asarray(obj) as float32 or float64 values. Booleans, integers and
+// float16 are promoted as NumPy promotes them against float32 weights
+// (np.promote_types(dtype, float32): float32 up to 16-bit integers, float64
+// beyond), so that an int64 x gives what NumPy's x.dot(Wx) would: float64.
+// Complex, object and longer floats are refused.
 inline py::array float_array(py::handle obj, const char* fn, const char* name) {
     py::array a = as_array(obj, fn, name, "a float32 or float64 array");
     const char kind = a.dtype().kind();

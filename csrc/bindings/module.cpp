@@ -274,5 +274,6 @@ methods give children their full thread count.)doc");
           "Test hook: a (M,K) @ b (K,N) [+ bias (N,)] by the kernels' GEMM, float32 or float64, into a new array.");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
     m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
-    m.def("_max_threads", &max_threads, "The most threads set_num_threads takes: four per core, within OpenMP's limit.");
+    m.def("_max_threads", &max_threads,
+          "The most threads set_num_threads takes: four per core, within OpenMP's thread limit.");
 }
