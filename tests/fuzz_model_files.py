@@ -1,8 +1,9 @@
-"""Fuzzing of rnn_fast's model files (issue 18), run in a process of its own
-by tests/test_hostile_files.py: seeded random damage to valid files of a
-Sequential and a functional model (bytes flipped, the file cut, members
-dropped or doubled, and the manifest's JSON changed at random with its
-digest recomputed); every load must end in a ValueError, or in a model
+"""Fuzzing of model files (issue 18), run in a process of its own by
+tests/test_hostile_files.py: seeded random damage to valid files of a
+Sequential and a functional model, in rnn_fast's format and in Keras's
+.keras (with h5py): bytes flipped, the file cut, members dropped or
+doubled, and the manifest's (config.json's) JSON changed at random, with
+its digest recomputed; every load must end in a ValueError, or in a model
 that predicts exactly what the original did (a rewritten manifest: in
 the model it describes, which predicts without error).
 
@@ -78,9 +79,11 @@ def mutate_json(value, rng: random.Random):
 
 
 def damaged(data: bytes, rng: random.Random):
-    """data damaged at random, and whether the manifest was rewritten (with its digest)."""
+    """data damaged at random, and whether the manifest (a .keras file's
+    config.json) was rewritten (with its digest)."""
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         files = {i.filename: z.read(i) for i in z.infolist()}
+    keras = "config.json" in files
     kind = rng.choice(["flip", "cut", "drop", "double", "json", "json", "json"])
     if kind == "flip":
         out = bytearray(data)
@@ -96,6 +99,9 @@ def damaged(data: bytes, rng: random.Random):
             del entries[victim]
         else:
             entries.append(entries[victim])
+    elif keras:
+        config = mutate_json(json.loads(files["config.json"]), rng)
+        entries = list({**files, "config.json": json.dumps(config).encode()}.items())
     else:
         manifest = json.loads(np.load(io.BytesIO(files["__rnn_fast_model__.npy"])).tobytes())
         entries = list(rewrite(files, mutate_json(copy.deepcopy(manifest), rng)).items())
@@ -111,9 +117,11 @@ def main(examples: int, seed: int) -> int:
     rng = random.Random(seed)
     failures = 0
     outcomes = {"refused": 0, "intact": 0, "another model": 0}
+    import importlib.util
+    suffixes = [".npz", ".keras"] if importlib.util.find_spec("h5py") else [".npz"]  # .keras: read with h5py
     with tempfile.TemporaryDirectory() as tmp:
-        for k, (model, x) in enumerate(models()):
-            path = Path(tmp) / f"m{k}.npz"
+        for k, ((model, x), suffix) in enumerate((m, sfx) for m in models() for sfx in suffixes):
+            path = Path(tmp) / f"m{k}{suffix}"
             model.save(path)
             data, expected = path.read_bytes(), model.predict(x, verbose=0)
             for i in range(examples):

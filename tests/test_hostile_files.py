@@ -242,3 +242,91 @@ def test_fuzzed_model_files_are_refused_or_intact():
                           capture_output=True, text=True, timeout=600, env=env())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " 0 failures" in done.stdout
+
+
+# ------------------------------------------------------------ .keras files
+@pytest.fixture(scope="module")
+def valid_keras(tmp_path_factory):
+    pytest.importorskip("h5py")
+    nn.set_random_seed(0)
+    model = nn.Sequential([nn.Input((5, 3)), nn.LSTM(4), nn.Dense(2)])
+    model.compile(nn.Adam(0.01), "mse")
+    rng = np.random.default_rng(0)
+    model.train_on_batch(rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 2)))
+    path = tmp_path_factory.mktemp("valid") / "m.keras"
+    model.save(path)
+    return path
+
+
+def _config(files, edit):
+    out = dict(files)
+    new = edit(json.loads(files["config.json"]))
+    out["config.json"] = new.encode() if isinstance(new, str) else json.dumps(new).encode()
+    return out
+
+
+def _keras_units(c):
+    c["config"]["layers"][1]["config"]["units"] = 8000
+    return c
+
+
+def _h5_with(files, edit):
+    """files with model.weights.h5 rewritten by edit(h5py.File)."""
+    import h5py
+    buf = io.BytesIO(files["model.weights.h5"])
+    with h5py.File(buf, "r+") as f:
+        edit(f)
+    return {**files, "model.weights.h5": buf.getvalue()}
+
+
+def _huge_dataset(f):
+    node = f["layers/lstm/cell/vars"]
+    del node["0"]
+    node.create_dataset("0", shape=(1 << 16, 1 << 14), dtype="f4", chunks=(1 << 10, 1 << 10), compression="gzip")
+
+
+def _huge_optimizer(f):
+    node = f["optimizer/vars"]
+    node.create_dataset(str(len(node) + 5), shape=(1 << 28,), dtype="f4", chunks=(1 << 20,), compression="gzip")
+
+
+HOSTILE_KERAS = {
+    "a deflated gigabyte of weights": (lambda f: ([(k, v) for k, v in f.items() if k != "model.weights.h5"],
+                                                  "model.weights.h5"), "more than the"),
+    "a deeply nested config": (lambda f: (list(_config(f, lambda c: "[" * 200000 + "]" * 200000).items()), None),
+                               "RecursionError"),
+    "units 8000 with the weights of 4": (lambda f: (list(_config(f, _keras_units).items()), None),
+                                         "in the file, the config makes"),
+    "a 70 MB config": (lambda f: (list(_config(f, lambda c: dict(c, pad=" " * (70 << 20))).items()), None),
+                       "more than a model's config takes"),
+    "a weight of a gigabyte's declared shape": (lambda f: (list(_h5_with(f, _huge_dataset).items()), None),
+                                                "in the file, the config makes"),
+    "optimizer variables of a gigabyte": (lambda f: (list(_h5_with(f, _huge_optimizer).items()), None),
+                                          "optimizer variables declare"),
+    "a config that is not a model's": (lambda f: (list(_config(f, lambda c: {"class_name": 7}).items()), None),
+                                       "holds a Keras 7 model"),
+    "a config without layers": (lambda f: (list(_config(f, lambda c: {"class_name": "Sequential",
+                                                                       "config": {}}).items()), None),
+                                "not a readable Keras file"),
+    "a duplicate member": (lambda f: (list(f.items()) + [("config.json", f["config.json"])], None), "some twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_KERAS))
+def test_hostile_keras_files_are_refused_quickly_and_in_bounded_memory(case, valid_keras, tmp_path):
+    make, gist = HOSTILE_KERAS[case]
+    entries, big = make(members(valid_keras))
+    path = tmp_path / "hostile.keras"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write(path, entries, big)
+    result = load_isolated(path)
+    assert result["outcome"].startswith("ValueError: "), result
+    assert gist in result["outcome"], result
+    assert result["seconds"] < 5, result
+    assert result["extra_mib"] < 256, result
+
+
+def test_the_valid_keras_file_loads_in_its_own_process(valid_keras):
+    assert load_isolated(valid_keras)["outcome"] == "loaded"

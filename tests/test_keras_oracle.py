@@ -180,8 +180,11 @@ def test_the_seeds_keras_file_loads_predicts_and_trains_on(tmp_path):
     mine = nn.load_model(path)
     np.testing.assert_allclose(mine.predict(x, verbose=0), model.predict(x, verbose=0), **TOL)
     assert type(mine.optimizer).__name__ == "Adam" and mine.optimizer.learning_rate == pytest.approx(0.002)
-    history = mine.fit(x, y, epochs=3, batch_size=8, verbose=0)
-    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][-1] < history.history["loss"][0]
+    # Trains on: the loss without dropout falls (the noisy training losses, with dropout, need not each time).
+    nn.set_random_seed(0)
+    before = mine.evaluate(x, y, verbose=0)
+    history = mine.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and mine.evaluate(x, y, verbose=0) < before
 
 
 def test_a_keras_file_of_every_layer_rnn_fast_reads(tmp_path):

@@ -161,8 +161,8 @@ def _name(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return {"name": cfg["name"]} if isinstance(cfg.get("name"), str) else {}
 
 
-def _variables(group, cls: str) -> List[np.ndarray]:
-    """The arrays of one layer's group of the weights file, in Keras's order
+def _variables(group, cls: str) -> List[Any]:
+    """The datasets (not yet read) of one layer's group of the weights file, in Keras's order
     (which is rnn_fast's: kernel, recurrent kernel, bias; Bidirectional's
     forward layer's, then its backward layer's)."""
     if cls == "Bidirectional":
@@ -174,25 +174,96 @@ def _variables(group, cls: str) -> List[np.ndarray]:
     if "vars" not in node:
         return []
     vars_ = node["vars"]
-    return [np.asarray(vars_[k]) for k in sorted(vars_, key=int)]
+    return [vars_[k] for k in sorted(vars_, key=int)]
+
+
+MAX_CONFIG_BYTES = 64 << 20
+MAX_MEMBERS = 64
 
 
 def load_keras(data: bytes, filepath, compile: bool = True):
-    """The rnn_fast Sequential or functional Model of a Keras 3 .keras file's bytes."""
+    """The rnn_fast Sequential or functional Model of a Keras 3 .keras
+    file's bytes. The file is untrusted, as model_file.py's: the zip's
+    directory is checked first (a few members, each once; a config of
+    bounded size), the model is built from the config with placeholder
+    weights, the weights file's size is bounded by the weights it must hold
+    before it is decompressed, and every array's shape is checked against
+    the model's before it is read. A file that fails, or that h5py or the
+    JSON parser cannot read, is a ValueError."""
+    try:
+        return _load_keras(data, filepath, compile)
+    except (ValueError, MemoryError, ImportError):
+        raise
+    except Exception as e:  # h5py's OSError and KeyError, a config's TypeError, RecursionError, ...
+        raise ValueError(f"load_model(): {filepath} is not a readable Keras file ({type(e).__name__}: "
+                         f"{str(e)[:300]})") from None
+
+
+def _load_keras(data: bytes, filepath, compile: bool):
     import h5py  # the keras extra
 
-    from .models import Sequential
-
-    from . import functional
-    from .models import Model
+    from . import functional, initializers
+    from .models import Model, Sequential
 
     archive = zipfile.ZipFile(io.BytesIO(data))
+    infos = archive.infolist()
+    names = [i.filename for i in infos]
+    if len(infos) > MAX_MEMBERS or len(set(names)) != len(names):
+        raise ValueError(f"load_model(): {filepath} is damaged: {len(infos)} members"
+                         f"{', some twice' if len(set(names)) != len(names) else ''}")
+    members = {i.filename: i for i in infos}
+    if members["config.json"].file_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"load_model(): {filepath}: its config.json declares {members['config.json'].file_size} "
+                         f"bytes, more than a model's config takes ({MAX_CONFIG_BYTES})")
     config = json.loads(archive.read("config.json"))
     kind = config.get("class_name")
     if kind not in ("Sequential", "Functional"):
         raise ValueError(f"load_model(): {filepath} holds a Keras {kind} model; rnn_fast reads Sequential and "
                          f"functional models")
     specs = config["config"]["layers"]
+    try:
+        with initializers.placeholders():  # no draws: the file's weights come next
+            model, specs, ordered = _keras_model(config, kind, specs, filepath, functional, Model, Sequential)
+    except MemoryError as e:  # even lazily mapped, the weights its config asks for do not fit
+        raise ValueError(f"load_model(): {filepath}: its config makes a model larger than memory ({e})") from None
+    # The weights file holds the weights and at most an optimizer's three slots of each, plus HDF5's
+    # own structure: a larger one is refused before it is decompressed.
+    weight_bytes = sum(w.nbytes for w in model.weights)
+    limit = (64 << 20) + 8 * weight_bytes
+    if members["model.weights.h5"].file_size > limit:
+        raise ValueError(f"load_model(): {filepath}: its model.weights.h5 declares "
+                         f"{members['model.weights.h5'].file_size} bytes, more than the {weight_bytes} bytes of "
+                         f"weights its config makes can take ({limit})")
+    counts: Dict[str, int] = {}
+    with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+        for spec, layer in zip(specs, ordered):
+            stem = snake_case(spec["class_name"])
+            key = stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}"
+            counts[stem] = counts.get(stem, 0) + 1
+            found = _variables(f["layers"][key], spec["class_name"]) if key in f["layers"] else []
+            if len(found) != len(layer.weights):
+                raise ValueError(f"load_model(): {filepath}: layer {layer.name} has {len(found)} weight arrays in "
+                                 f"the file, rnn_fast's has {len(layer.weights)}")
+            for ds, w, name in zip(found, layer.weights, layer.weight_names):
+                if tuple(ds.shape) != w.shape or ds.dtype.kind != "f":
+                    raise ValueError(f"load_model(): {filepath}: {layer.name}'s {name} is {ds.dtype} {ds.shape} "
+                                     f"in the file, the config makes {w.dtype} {w.shape}")
+            layer.set_weights([np.asarray(ds).astype(w.dtype) for ds, w in zip(found, layer.weights)])
+        opt_vars = None
+        if "optimizer" in f and "vars" in f["optimizer"]:
+            node = f["optimizer"]["vars"]
+            datasets = [node[k] for k in sorted(node, key=int)]
+            declared = sum(int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize for ds in datasets)
+            if declared > 4 * weight_bytes + (1 << 20) or any(ds.dtype.kind not in "fiu" for ds in datasets):
+                raise ValueError(f"load_model(): {filepath}: its optimizer variables declare {declared} bytes or "
+                                 f"a non-numeric dtype, more than an optimizer of {weight_bytes} bytes of weights "
+                                 f"holds")
+            opt_vars = [np.asarray(ds) for ds in datasets]
+    return _keras_compile(model, config, opt_vars, filepath, compile)
+
+
+def _keras_model(config, kind, specs, filepath, functional, Model, Sequential):
+    """The model of a .keras config, its layers in the weights file's order."""
     if kind == "Functional":
         def make(spec):
             if spec.get("class_name") == "InputLayer":
@@ -221,21 +292,11 @@ def load_keras(data: bytes, filepath, compile: bool = True):
         if input_shape is not None and not model.built:
             model.build(input_shape)
         ordered = model.layers
-    counts: Dict[str, int] = {}
-    with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
-        for spec, layer in zip(specs, ordered):
-            stem = snake_case(spec["class_name"])
-            key = stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}"
-            counts[stem] = counts.get(stem, 0) + 1
-            arrays = _variables(f["layers"][key], spec["class_name"]) if key in f["layers"] else []
-            if len(arrays) != len(layer.weights):
-                raise ValueError(f"load_model(): {filepath}: layer {layer.name} has {len(arrays)} weight arrays in "
-                                 f"the file, rnn_fast's has {len(layer.weights)}")
-            layer.set_weights([a.astype(w.dtype) for a, w in zip(arrays, layer.weights)])
-        opt_vars = None
-        if "optimizer" in f and "vars" in f["optimizer"]:
-            node = f["optimizer"]["vars"]
-            opt_vars = [np.asarray(node[k]) for k in sorted(node, key=int)]
+    return model, specs, ordered
+
+
+def _keras_compile(model, config, opt_vars, filepath, compile: bool):
+    """The model compiled as the .keras file's compile_config says, with the optimizer's state."""
     comp = config.get("compile_config")
     if compile and comp:
         opt = comp.get("optimizer")
@@ -625,9 +686,9 @@ def load_weights(model, filepath) -> None:
                 raise ValueError(f"load_weights(): {filepath}: layer {layer.name} ({key}) has {len(arrays)} weight "
                                  f"arrays in the file, the model's has {len(layer.weights)}")
             for a, w, name in zip(arrays, layer.weights, layer.weight_names):
-                if a.shape != w.shape:
-                    raise ValueError(f"load_weights(): {filepath}: {layer.name}'s {name} has shape {a.shape} in "
-                                     f"the file, the model's {w.shape}")
-            values.append(arrays)
+                if tuple(a.shape) != w.shape or a.dtype.kind != "f":
+                    raise ValueError(f"load_weights(): {filepath}: {layer.name}'s {name} is {a.dtype} {a.shape} in "
+                                     f"the file, the model's {w.dtype} {w.shape}")
+            values.append([np.asarray(a) for a in arrays])  # read once every shape is checked
     for layer, arrays in zip(model.layers, values):
         layer.set_weights([a.astype(w.dtype) for a, w in zip(arrays, layer.weights)])
