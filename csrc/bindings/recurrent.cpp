@@ -122,8 +122,8 @@ std::shared_ptr<const rnn_fast::Packing> parse_lengths(const char* fn, py::handl
             throw py::value_error(where + "be in [0, T] = [0, " + std::to_string(T) + "], got values up to " +
                                   py::str(top).cast<std::string>());
     }
-    const auto v = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
-    if (!v) throw py::type_error(where + "fit in int64");
+    // C-contiguous and aligned (an unaligned int64 view is copied: UBSan caught the reads of one).
+    const Contiguous<std::int64_t> v = contiguous<std::int64_t>(a);
     const std::int64_t* p = v.data();
     if (N > 0) {
         const auto [lo, hi] = std::minmax_element(p, p + N);
