@@ -97,16 +97,38 @@ def with_manifest(files, edit, digest=True):
     return out
 
 
-@pytest.fixture(scope="module")
-def valid(tmp_path_factory):
+def saved_model(tmp_path_factory, name):
+    """A small trained model (its optimizer state too), saved as name (.npz or .keras)."""
     nn.set_random_seed(0)
-    model = nn.Sequential([nn.LSTM(4, input_shape=(5, 3), activation="tanh"), nn.Dense(2)])
+    model = nn.Sequential([nn.Input((5, 3)), nn.LSTM(4), nn.Dense(2)])
     model.compile(nn.Adam(0.01), "mse")
     rng = np.random.default_rng(0)
     model.train_on_batch(rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 2)))
-    path = tmp_path_factory.mktemp("valid") / "m.npz"
+    path = tmp_path_factory.mktemp("valid") / name
     model.save(path)
     return path
+
+
+def write_hostile(path, make, valid):
+    """The file make(the valid file's members) describes, at path."""
+    import warnings
+    entries, big = make(members(valid))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name" is the point of some cases
+        write(path, entries, big)
+
+
+def refused_in_bounds(result, gist):
+    assert result["outcome"].startswith("ValueError: "), result
+    if gist:
+        assert gist in result["outcome"], result
+    assert result["seconds"] < 5, result
+    assert result["extra_mib"] < 256, result
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory):
+    return saved_model(tmp_path_factory, "m.npz")
 
 
 def _set(manifest, path, value):
@@ -185,17 +207,8 @@ def test_hostile_model_files_are_refused_quickly_and_in_bounded_memory(case, val
     elif make == "garbage":
         path.write_bytes(os.urandom(4096))
     else:
-        entries, big = make(members(valid))
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zipfile's "Duplicate name" is the point of one case
-            write(path, entries, big)
-    result = load_isolated(path)
-    assert result["outcome"].startswith("ValueError: "), result
-    if gist:
-        assert gist in result["outcome"], result
-    assert result["seconds"] < 5, result
-    assert result["extra_mib"] < 256, result
+        write_hostile(path, make, valid)
+    refused_in_bounds(load_isolated(path), gist)
 
 
 def test_the_valid_file_loads_in_its_own_process(valid):
@@ -248,14 +261,7 @@ def test_fuzzed_model_files_are_refused_or_intact():
 @pytest.fixture(scope="module")
 def valid_keras(tmp_path_factory):
     pytest.importorskip("h5py")
-    nn.set_random_seed(0)
-    model = nn.Sequential([nn.Input((5, 3)), nn.LSTM(4), nn.Dense(2)])
-    model.compile(nn.Adam(0.01), "mse")
-    rng = np.random.default_rng(0)
-    model.train_on_batch(rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 2)))
-    path = tmp_path_factory.mktemp("valid") / "m.keras"
-    model.save(path)
-    return path
+    return saved_model(tmp_path_factory, "m.keras")
 
 
 def _config(files, edit):
@@ -315,17 +321,9 @@ HOSTILE_KERAS = {
 @pytest.mark.parametrize("case", sorted(HOSTILE_KERAS))
 def test_hostile_keras_files_are_refused_quickly_and_in_bounded_memory(case, valid_keras, tmp_path):
     make, gist = HOSTILE_KERAS[case]
-    entries, big = make(members(valid_keras))
     path = tmp_path / "hostile.keras"
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        write(path, entries, big)
-    result = load_isolated(path)
-    assert result["outcome"].startswith("ValueError: "), result
-    assert gist in result["outcome"], result
-    assert result["seconds"] < 5, result
-    assert result["extra_mib"] < 256, result
+    write_hostile(path, make, valid_keras)
+    refused_in_bounds(load_isolated(path), gist)
 
 
 def test_the_valid_keras_file_loads_in_its_own_process(valid_keras):

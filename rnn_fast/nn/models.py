@@ -976,6 +976,18 @@ class Model:
 
 
 
+def _stacked(layer: layers_mod.Layer, shape):
+    """The output shape of a layer of a Sequential stack on input `shape`
+    (built on it if need be); a layer that outputs a list is refused."""
+    if not layer.built:
+        layer.build(shape)
+    out = layer.output_shape_for(shape)
+    if isinstance(out, list):
+        raise ValueError(f"Sequential: {layer.name} outputs a list (return_state=True or merge_mode=None); a "
+                         f"layer inside Sequential must output one array")
+    return out
+
+
 class Sequential(Model):
     """A stack of layers, each feeding the next: keras.Sequential."""
 
@@ -1026,12 +1038,7 @@ class Sequential(Model):
         if self.built:
             if count != len(self.layers):
                 shape = self._output_shapes()[-1] if self.layers else self.input_shape[1:]
-            if not layer.built:
-                layer.build(shape)
-            shape = layer.output_shape_for(shape)
-            if isinstance(shape, list):
-                raise ValueError(f"Sequential.add(): {layer.name} outputs a list (return_state=True or "
-                                 f"merge_mode=None); a layer inside Sequential must output one array")
+            shape = _stacked(layer, shape)
             self._tail = (len(self.layers) + 1, shape)
         names.add(layer.name)
         self._names = names
@@ -1048,12 +1055,7 @@ class Sequential(Model):
         self.input_shape = tuple(input_shape)
         shape = self.input_shape[1:]
         for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            shape = layer.output_shape_for(shape)
-            if isinstance(shape, list):
-                raise ValueError(f"{layer.name}: a layer inside Sequential must output one array "
-                                 f"(return_state=True or merge_mode=None output a list)")
+            shape = _stacked(layer, shape)
 
     def _output_shapes(self) -> List[Tuple[Optional[int], ...]]:
         shape = self.input_shape[1:]
