@@ -9,6 +9,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "stop.h"
+
 namespace rnn_fast {
 
 void prefault(void* p, std::size_t bytes) {
@@ -33,7 +35,14 @@ void prefault(void* p, std::size_t bytes) {
     // huge pages, where the system allows them for advised regions): 512x
     // fewer faults here and TLB entries in the time loop.
     if (bytes >= kHugePage) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-    madvise(reinterpret_cast<void*>(begin), end - begin, kPopulateWrite);  // a hint
+    // A hint, in pieces between which a stopped call (stop.h) ends: fresh
+    // pages took 0.5 to 3 ms per MB here (the outputs of a large layer's
+    // forward, 1 GB: half a second or more; 32 MB pieces, up to 100 ms).
+    constexpr std::uintptr_t kPiece = std::uintptr_t(4) << 20;
+    Stop stop;
+    for (std::uintptr_t at = begin; at < end && !stop.poll(); at += kPiece)
+        madvise(reinterpret_cast<void*>(at), std::min(kPiece, end - at), kPopulateWrite);
+    stop.check();
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -481,7 +490,8 @@ void gemm_pieces(const Piece<T>* pieces, int count, index_t N, index_t K, bool t
     buffers.reserve(static_cast<std::size_t>(team * (a_size + b_size)));
     if (chunks > 1) part.reserve(static_cast<std::size_t>(M * N));
     // Items write disjoint tiles of C (or of part); each tile sums over its
-    // K range in block order.
+    // K range in block order. A stopped call (stop.h) skips the blocks left.
+    Stop stop;
 #pragma omp parallel num_threads(static_cast<int>(team)) if (parallel)
     {
         T* apack = buffers.data() + omp_get_thread_num() * (a_size + b_size);
@@ -493,11 +503,11 @@ void gemm_pieces(const Piece<T>* pieces, int count, index_t N, index_t K, bool t
             const index_t r = item / col_items % row_items, chunk = item / (col_items * row_items);
             const index_t m0 = std::min(M, r * units / row_items * mr), m1 = std::min(M, (r + 1) * units / row_items * mr);
             const index_t k0 = chunk * (K / 2), k1 = chunks == 1 || chunk == 1 ? K : K / 2;
-            for (index_t pc = k0; pc < k1; pc += KC) {
+            for (index_t pc = k0; pc < k1 && !stop.requested(); pc += KC) {
                 const index_t kc = std::min(KC, k1 - pc);
                 const bool acc = (chunk == 0 && accumulate) || pc > k0;
                 if (packed_b == nullptr) pack_b_panel(bpack, B, transB, pc, kc, s0 * nr, N, s1 - s0, nr);
-                for (index_t ic = m0; ic < m1; ic += MC) {
+                for (index_t ic = m0; ic < m1 && !stop.poll(); ic += MC) {
                     const index_t mc = std::min(MC, m1 - ic);
                     // Each piece's slivers of the block (pieces start on whole slivers).
                     for (int p = 0; p < count; ++p) {
@@ -555,6 +565,7 @@ void gemm_pieces(const Piece<T>* pieces, int count, index_t N, index_t K, bool t
             }
         }
     }
+    stop.check();
 }
 
 // Whether gemm takes its general (packed) path for this shape, rather than
@@ -586,12 +597,14 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
     }
     const index_t nr = kernels<T>().nr;
     const bool big = nthreads > 1 && M * N * K >= kParallelWork;
+    Stop stop;  // the special paths' rows (columns) left are skipped once stopped
     if (!transA && transB && N <= 4) {
         // A few output columns (dx when D is tiny): dot products of contiguous
         // rows, no packing. Eight partial sums, added in a fixed order.
         // Rows of C are disjoint.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
         for (index_t i = 0; i < M; ++i) {
+            if (stop.poll()) continue;
             const T* a = A.row(i);
             for (index_t j = 0; j < N; ++j) {
                 const T* b = B.row(j);
@@ -604,7 +617,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
                 C[i * ldc + j] = accumulate ? C[i * ldc + j] + sum : sum;
             }
         }
-        return;
+        return stop.check();
     }
     if (shallow) {
         // A shallow product (x·Wx of a one-feature series): C[i, :] (+)= A[i, k] * B[k, :]
@@ -612,6 +625,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
         // packing. Rows of C are disjoint.
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (big)
         for (index_t i = 0; i < M; ++i) {
+            if (stop.poll()) continue;
             T* c = C + i * ldc;
             const T* a = A.row(i);
             if (!accumulate) {
@@ -624,7 +638,7 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
                 for (index_t j = 0; j < N; ++j) c[j] += ak * b[j];
             }
         }
-        return;
+        return stop.check();
     }
     if (transA && !transB && M <= 4) {
         // A few output rows (dWx when D is tiny): C[i, :] += A[k, i] * B[k, :]
@@ -639,13 +653,14 @@ void gemm(index_t M, index_t N, index_t K, Rows<T> A, bool transA, Rows<T> B, bo
                 T* c = C + i * ldc;
                 if (!accumulate) std::fill(c + j0, c + j1, T(0));
                 for (index_t k = 0; k < K; ++k) {
+                    if (k % 64 == 0 && stop.poll()) break;
                     const T a = A.row(k)[i];
                     const T* b = B.row(k);
                     for (index_t j = j0; j < j1; ++j) c[j] += a * b[j];
                 }
             }
         }
-        return;
+        return stop.check();
     }
     if (narrow(M, N, nr)) {
         // Tall and narrow: compute C^T (N x M) = op(B)^T · op(A)^T and

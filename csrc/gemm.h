@@ -63,7 +63,8 @@ Rows<T> grouped_rows(const T* p, index_t ld, index_t group, index_t group_stride
 // would cost a page-table walk, 50-80 us per MB measured here: a region
 // whose first, middle and last pages are mapped is left alone (mincore), and
 // only memory that may be fresh is passed: a Buffer's new block, an array
-// NumPy has just allocated, never a reused scratch block.
+// NumPy has just allocated, never a reused scratch block. Throws Interrupted
+// (stop.h) if the caller's stop ends it: the caller frees the memory.
 void prefault(void* p, std::size_t bytes);
 
 // The size of a transparent huge page on x86-64; Buffers of at least twice
@@ -134,7 +135,12 @@ public:
             const std::size_t align = bytes >= 2 * kHugePage ? kHugePage : 64;
             p = std::aligned_alloc(align, (bytes + align - 1) / align * align);
             if (p == nullptr) throw std::bad_alloc();
-            prefault(p, bytes);
+            try {
+                prefault(p, bytes);
+            } catch (...) {  // stopped (Interrupted)
+                std::free(p);
+                throw;
+            }
             got = bytes;
         }
         release();

@@ -104,7 +104,7 @@ LeakyArgs<T> LeakyReservoir<T>::args() const {
 constexpr index_t kThreadedWork = 16384;
 
 template <typename T>
-void LeakyReservoir<T>::run_one(index_t T_, const T* u, const T* x0, T* x, int nthreads) const {
+void LeakyReservoir<T>::run_one(index_t T_, const T* u, const T* x0, T* x, int nthreads, Stop& stop) const {
     const Kernels<T>& k = kernels<T>();
     const index_t U = units(), D = inputs(), S = W_.slices();
     const index_t work = W_.stored() + Win_.stored();
@@ -117,7 +117,7 @@ void LeakyReservoir<T>::run_one(index_t T_, const T* u, const T* x0, T* x, int n
     };
     if (nthreads <= 1 || work < kThreadedWork || S < 2) {
         LeakyArgs<T> a = base;
-        for (index_t t = 0; t < T_; ++t) step(a, t, 0, S);
+        for (index_t t = 0; t < T_ && !stop.poll(); ++t) step(a, t, 0, S);
         return;
     }
     // Slices shared by their entries: cum[s] entries in slices before s.
@@ -127,7 +127,9 @@ void LeakyReservoir<T>::run_one(index_t T_, const T* u, const T* x0, T* x, int n
         cum[s + 1] = cum[s] + (w.start[s + 1] - w.start[s]) + (win.start[s + 1] - win.start[s]) + kSellSlice;
     const int team = static_cast<int>(std::min<index_t>(nthreads, S));
     // Each thread writes its own slices' rows of step t, and reads all of
-    // step t - 1: the barrier ends every step.
+    // step t - 1: the barrier ends every step. Stopped (stop.h), all threads
+    // end after the step whose barrier follows the caller's finding it so.
+    std::atomic<index_t> stop_at{T_};
 #pragma omp parallel num_threads(team)
     {
         const index_t nt = omp_get_num_threads(), i = omp_get_thread_num();
@@ -142,7 +144,9 @@ void LeakyReservoir<T>::run_one(index_t T_, const T* u, const T* x0, T* x, int n
         LeakyArgs<T> a = base;
         for (index_t t = 0; t < T_; ++t) {
             if (s0 < s1) step(a, t, s0, s1);
+            if (stop.owner() && stop.poll()) stop_at.store(t, std::memory_order_relaxed);
 #pragma omp barrier
+            if (stop_at.load(std::memory_order_relaxed) <= t) break;
         }
     }
 }
@@ -151,13 +155,16 @@ template <typename T>
 void LeakyReservoir<T>::run(index_t N, index_t T_, const T* u, const T* x0, T* x, int nthreads) const {
     const index_t U = units(), D = inputs();
     if (N == 0 || T_ == 0 || U == 0) return;
+    Stop stop;  // a copy for each thread: their polls' counts are their own
     if (N == 1 || nthreads <= 1) {
-        for (index_t n = 0; n < N; ++n) run_one(T_, u + n * T_ * D, x0 + n * U, x + n * T_ * U, nthreads);
-        return;
+        for (index_t n = 0; n < N; ++n) run_one(T_, u + n * T_ * D, x0 + n * U, x + n * T_ * U, nthreads, stop);
+        return stop.check();
     }
     // Whole sequences to threads: each writes only its own sequence's states.
-#pragma omp parallel for num_threads(static_cast<int>(std::min<index_t>(nthreads, N))) schedule(dynamic, 1)
-    for (index_t n = 0; n < N; ++n) run_one(T_, u + n * T_ * D, x0 + n * U, x + n * T_ * U, 1);
+#pragma omp parallel for num_threads(static_cast<int>(std::min<index_t>(nthreads, N))) schedule(dynamic, 1) \
+    firstprivate(stop)
+    for (index_t n = 0; n < N; ++n) run_one(T_, u + n * T_ * D, x0 + n * U, x + n * T_ * U, 1, stop);
+    stop.check();
 }
 
 template class Sell<float>;

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "stop.h"
 
 namespace rnn_fast {
 
@@ -95,7 +96,7 @@ public:
 
 private:
     LeakyArgs<T> args() const;
-    void run_one(index_t T_, const T* u, const T* x0, T* x, int nthreads) const;
+    void run_one(index_t T_, const T* u, const T* x0, T* x, int nthreads, Stop& stop) const;
 
     Sell<T> W_, Win_;
     std::vector<T> bias_, lr_, keep_;  // in the slices' order, padded to whole slices

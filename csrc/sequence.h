@@ -10,6 +10,7 @@
 
 #include "gemm.h"
 #include "packing.h"
+#include "stop.h"
 
 namespace rnn_fast {
 
@@ -374,6 +375,12 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
     const int team = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, shares)));
     Buffer<T> scratch;  // each thread's, allocated here: nothing may throw in the region
     scratch.reserve(static_cast<std::size_t>(team * scratch_size));
+    // A stopped call (stop.h) ends its steps early, and throws after the
+    // region. With a barrier at every step, all threads end after the same
+    // one: the step whose barrier follows the caller's thread finding it
+    // stopped (stop_at, set by that thread only, before that barrier).
+    Stop stop;
+    std::atomic<index_t> stop_at{total};
 
     // Rows: block b of step s, all units.
     auto row_block = [&](index_t s, index_t b, T* acc) {
@@ -474,20 +481,20 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
         if (by_rows && step_rows.tiles != nullptr) {
             // Blocks in turns back and forth: thread tid owns those b with b
             // mod 2 nth = tid or 2 nth - 1 - tid.
-            for (index_t s = 0; s < total; ++s)
+            for (index_t s = 0; s < total && !stop.poll(); ++s)
                 for (index_t b = 0; b < rows.count; ++b) {
                     const index_t turn = b % (2 * nth);
                     if (turn == tid || turn == 2 * nth - 1 - tid) row_block(s, b, mine);
                 }
         } else if (by_rows) {
             const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth;
-            for (index_t s = 0; s < total; ++s)
+            for (index_t s = 0; s < total && !stop.poll(); ++s)
                 for (index_t b = b0; b < b1; ++b) row_block(s, b, mine);
         } else if (own_rows) {
             // The thread's blocks in passes of equal size, at most kBlocksPerPass.
             const index_t b0 = rows.count * tid / nth, b1 = rows.count * (tid + 1) / nth, mine_count = b1 - b0;
             const index_t passes = (mine_count + kBlocksPerPass - 1) / kBlocksPerPass;
-            for (index_t s = 0; s < total; ++s)
+            for (index_t s = 0; s < total && !stop.poll(); ++s)
                 for (index_t c = 0; c < chunks; ++c)
                     for (index_t q = 0; q < passes; ++q)
                         column_pass(s, c, b0 + mine_count * q / passes, b0 + mine_count * (q + 1) / passes, mine);
@@ -505,10 +512,13 @@ void recurrent_loop(index_t steps, const StepOperand<T>& op, int gates, const Pa
             for (index_t s = 0; s < total; ++s) {
                 for (index_t c = c0; c < c1; ++c) chunk(s, c);
                 for (index_t c = d0; c < d1; ++c) chunk(s, c);
+                if (stop.owner() && stop.poll()) stop_at.store(s, std::memory_order_relaxed);
 #pragma omp barrier
+                if (stop_at.load(std::memory_order_relaxed) <= s) break;
             }
         }
     }
+    stop.check();
 }
 
 // The side of a backward's time loop with a fused input gradient: step s's

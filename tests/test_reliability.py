@@ -171,3 +171,103 @@ def test_threads_the_system_cannot_start_are_a_memory_error_not_a_crash():
     """, env={"OMP_NUM_THREADS": "1", "OMP_STACKSIZE": "64M"})
     assert code == 0, out
     assert "MemoryError set_num_threads" in out and "threads now 1" in out and "ok" in out, out
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+@pytest.mark.parametrize("case", ["rnn", "lstm", "gru", "other"])
+def test_ctrl_c_interrupts_every_long_kernel_call_within_100_ms(case):
+    """tests/interrupt_kernels.py CASE: SIGINT during multi-second calls of
+    each sequence kernel (forward, backward and inference, each partition of
+    the time loop, variable lengths), of the reservoir, the temporal affine
+    layer and the GEMM: KeyboardInterrupt within 100 ms, then correct
+    results and no memory kept."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.dirname(os.path.dirname(rnn_fast.__file__))
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, os.path.join(here, "interrupt_kernels.py"), case], capture_output=True,
+                          text=True, timeout=300, env=env)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and out.rstrip().endswith("ok"), out
+
+
+# A call of about a second: 16 x 400 x 256 x 2048 LSTM, float32.
+LONG_CALL = """
+    import os, signal, threading, time
+    import numpy as np, rnn_fast
+    rng = np.random.default_rng(1)
+    N, T, D, H = 16, 400, 256, 2048
+    x = rng.standard_normal((N, T, D), dtype=np.float32)
+    h0 = np.zeros((N, H), np.float32)
+    Wx = rng.standard_normal((D, 4 * H), dtype=np.float32) * 0.05
+    Wh = rng.standard_normal((H, 4 * H), dtype=np.float32) * 0.05
+    b = np.zeros(4 * H, np.float32)
+    def long_call():
+        return rnn_fast.lstm_forward(x, h0, Wx, Wh, b)
+    def signal_in(seconds, sig):
+        threading.Timer(seconds, os.kill, (os.getpid(), sig)).start()
+"""
+
+
+def test_a_signal_handler_that_raises_ends_the_call_with_its_exception():
+    code, out = run(LONG_CALL, """
+        class Alarm(Exception):
+            pass
+        def on_alarm(signum, frame):
+            raise Alarm("time is up")
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        t = time.perf_counter()
+        try:
+            long_call()
+        except Alarm as e:
+            print("raised", e, round(time.perf_counter() - t, 2))
+    """, CHECK, """
+    print("ok")
+    """)
+    assert code == 0 and "raised time is up" in out and "ok" in out, out
+    assert float(out.split("time is up")[1].split()[0]) < 0.4, out
+
+
+def test_a_signal_handler_that_returns_lets_the_call_finish():
+    """Handlers run during the call (not after it), and one that does not
+    raise, as Python's own loop does, changes nothing: the call returns the
+    values of an uninterrupted one."""
+    code, out = run(LONG_CALL, """
+        want, _ = long_call()
+        seen = []
+        signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(time.perf_counter()))
+        signal.signal(signal.SIGINT, lambda signum, frame: seen.append(time.perf_counter()))
+        signal_in(0.1, signal.SIGUSR1)
+        signal_in(0.2, signal.SIGINT)
+        t = time.perf_counter()
+        got, _ = long_call()
+        end = time.perf_counter()
+        assert len(seen) == 2, seen
+        print("handled during the call", all(t < s < end - 0.1 for s in seen), "call took", round(end - t, 2))
+        print("same values", np.array_equal(got, want))
+    """)
+    assert code == 0, out
+    assert "handled during the call True" in out and "same values True" in out, out
+
+
+def test_only_the_main_thread_is_interrupted():
+    """Python runs signal handlers on the main thread only: Ctrl-C there
+    interrupts the main thread's wait, and a kernel call in another thread
+    runs to its end with the values of an uninterrupted one."""
+    code, out = run(LONG_CALL, """
+        want, _ = long_call()
+        got = []
+        worker = threading.Thread(target=lambda: got.append(long_call()[0]))
+        worker.start()
+        signal_in(0.2, signal.SIGINT)
+        try:
+            while worker.is_alive():
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            print("main interrupted")
+        worker.join()
+        print("worker finished", len(got) == 1 and np.array_equal(got[0], want))
+    """)
+    assert code == 0, out
+    assert "main interrupted" in out and "worker finished True" in out, out

@@ -13,12 +13,14 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common.h"
 #include "gemm.h"
+#include "stop.h"
 
 namespace rnn_fast_py {
 
@@ -32,6 +34,43 @@ inline std::atomic<int>& thread_count() {
     return n;
 }
 inline int threads() { return thread_count().load(std::memory_order_relaxed); }
+
+// ------------------------------------------------------------ interruption
+
+// The ident of the thread Python runs signal handlers on (the main thread;
+// after a fork, the forking one): set at import and in a forked child.
+inline std::atomic<unsigned long>& signal_thread() {
+    static std::atomic<unsigned long> ident{0};
+    return ident;
+}
+
+// The core's stop hook (stop.h): Python's pending signal handlers, run with
+// the GIL taken back for the moment. True when one raised: its exception
+// (KeyboardInterrupt for Ctrl-C) stays set, and the call raises it (the
+// translator of rnn_fast::Interrupted, module.cpp).
+inline bool run_signal_handlers(void*) {
+    const PyGILState_STATE gil = PyGILState_Ensure();
+    const bool raised = PyErr_CheckSignals() != 0;
+    PyGILState_Release(gil);
+    return raised;
+}
+
+// A kernel call: the GIL released and, on the signal thread, the core's
+// loops running Python's signal handlers every 10 ms or so (stop.h), so that
+// Ctrl-C ends a long call with KeyboardInterrupt. Elsewhere Python runs no
+// handlers, and nothing is polled.
+class KernelCall {
+public:
+    KernelCall() {
+        if (PyThread_get_thread_ident() == signal_thread().load(std::memory_order_relaxed))
+            stop_.emplace(&run_signal_handlers, nullptr);
+        nogil_.emplace();
+    }
+
+private:
+    std::optional<rnn_fast::ScopedStop> stop_;
+    std::optional<py::gil_scoped_release> nogil_;  // taken back before stop_ goes
+};
 
 // fn(F()) for the computation dtype F: double when dbl (any argument is
 // float64, as NumPy promotes), else float. The one place a binding picks it.
@@ -239,13 +278,15 @@ py::array_t<F> empty(const std::vector<py::ssize_t>& dims) {
     const std::size_t bytes = n * sizeof(F);
     if (bytes < kPooledBytes || bytes > rnn_fast::BlockCache::kMaxBlock) {
         py::array_t<F> a(dims);
-        py::gil_scoped_release nogil;
-        rnn_fast::prefault(a.mutable_data(), bytes);
+        {
+            KernelCall call;  // (a stop frees a, throwing)
+            rnn_fast::prefault(a.mutable_data(), bytes);
+        }
         return a;
     }
     auto buffer = std::make_unique<rnn_fast::Buffer<F>>();
     {
-        py::gil_scoped_release nogil;
+        KernelCall call;
         buffer->reserve(n);
     }
     py::capsule owner(buffer.get(), [](void* b) { delete static_cast<rnn_fast::Buffer<F>*>(b); });

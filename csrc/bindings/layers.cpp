@@ -28,7 +28,7 @@ py::tuple affine_forward_t(py::array x_, py::array w_, py::array b_, AffineCache
     const Contiguous<F> b = contiguous<F>(b_);
     py::array out = empty<F>({cache.N, cache.T, cache.M});
     {
-        py::gil_scoped_release nogil;
+        KernelCall call;
         rnn_fast::temporal_affine_forward<F>(mptr<F>(out), cptr<F>(cache.x), cptr<F>(cache.w), b.data(), cache.N,
                                              cache.T, cache.D, cache.M, threads());
     }
@@ -54,7 +54,7 @@ py::tuple affine_backward_t(const AffineCache& c, const py::array& dout_) {
     const Contiguous<F> dout = contiguous<F>(dout_), x = contiguous<F>(c.x), w = contiguous<F>(c.w);
     py::array dx = empty<F>({c.N, c.T, c.D}), dw = empty<F>({c.D, c.M}), db = empty<F>({c.M});
     {
-        py::gil_scoped_release nogil;
+        KernelCall call;
         rnn_fast::temporal_affine_backward<F>(mptr<F>(dx), mptr<F>(dw), mptr<F>(db), dout.data(), x.data(),
                                               w.data(), c.N, c.T, c.D, c.M, threads());
     }

@@ -27,7 +27,7 @@ py::array matmul_t(const py::array& a_, const py::array& b_, const py::array* bi
     const Contiguous<F> a = contiguous<F>(a_), b = contiguous<F>(b_);
     const Contiguous<F> bias = bias_ != nullptr ? contiguous<F>(*bias_) : Contiguous<F>();
     py::array out = empty<F>({M, N});
-    py::gil_scoped_release nogil;
+    KernelCall call;
     rnn_fast::gemm<F>(M, N, K, rnn_fast::dense_rows(a.data(), K), false, rnn_fast::dense_rows(b.data(), N), false,
                       false, mptr<F>(out), N, threads(), bias_ != nullptr ? bias.data() : nullptr);
     return out;
@@ -108,6 +108,7 @@ std::atomic<bool> g_forked{false};
 void after_fork_in_child() {
     g_forked.store(true);
     thread_count().store(1);
+    signal_thread().store(PyThread_get_thread_ident());  // Python's signal thread in the child
 }
 
 // The most threads the kernels take: four per core of the machine (more only
@@ -221,13 +222,18 @@ PYBIND11_MODULE(_core, m) {
     m.attr("_c_api") = py::capsule(static_cast<const void*>(rnn_fast_capi_table()), "rnn_fast._core._c_api");
     // The core's own workspaces (packed weights, GEMM panels) throw
     // std::bad_alloc when they cannot be had: a MemoryError that says so.
+    // A kernel stopped by a signal handler that raised (KernelCall) raises
+    // the handler's exception, left set by the hook.
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const std::bad_alloc&) {
             PyErr_SetString(PyExc_MemoryError, "rnn_fast: out of memory for a kernel's workspace");
+        } catch (const rnn_fast::Interrupted&) {
+            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
         }
     });
+    signal_thread().store(py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
 
     bind_recurrent(m);
     bind_layers(m);

@@ -200,7 +200,7 @@ void run_forward(const Cell& cell, RecurrentCache& cache, const RecurrentArgs& i
         a.saved = mptr<F>(cache.saved);
     }
     {
-        py::gil_scoped_release nogil;
+        KernelCall call;
         rnn_fast::seq_forward(cell, a, N, T, D, H, cache.reverse, threads(), wh_t.get(), pre, pk);
     }
     if constexpr (std::is_same<F, double>::value) cache.wh_t_d = std::move(wh_t);
@@ -399,7 +399,7 @@ RecurrentGrads run_backward(const RecurrentCache& c, const py::array& dh_, const
             }
         }
     }
-    py::gil_scoped_release nogil;
+    KernelCall call;
     if (pk != nullptr) pk->pack(dh.data(), H, dh_packed, threads());
     rnn_fast::seq_backward(Cell{c.option}, a, N, T, D, H, c.reverse, threads(), *wh_t, pk);
     if (pk != nullptr) {

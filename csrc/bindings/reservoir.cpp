@@ -118,7 +118,7 @@ public:
             py::array x = empty<F>({N, T, units_});
             F* out = mptr<F>(x);
             const auto& core = reservoir<F>();
-            py::gil_scoped_release nogil;
+            KernelCall call;
             core.run(N, T, uc.data(), xc.data(), out, threads());
             return x;
         });
