@@ -56,6 +56,57 @@ def test_caches_not_made_by_a_forward_are_refused():
     assert code == 0 and "ok" in out, out
 
 
+def test_objects_made_without_init_are_refused():
+    """The classes Python constructs (inference objects, the reservoir):
+    C.__new__(C) gives an object no __init__ filled; every method and
+    property refuses it with a TypeError, and one called through the class on
+    another object refuses that."""
+    code, out = run("""
+        import numpy as np, rnn_fast
+        from rnn_fast import _core
+        f = np.float32
+        made = {
+            "RNNInference": lambda C: C(np.ones((3, 4), f), np.ones((4, 4), f), np.zeros(4, f)),
+            "LSTMInference": lambda C: C(np.ones((3, 16), f), np.ones((4, 16), f), np.zeros(16, f)),
+            "GRUInference": lambda C: C(np.ones((3, 12), f), np.ones((4, 12), f), np.zeros(12, f), np.zeros(12, f)),
+            "LeakyReservoir": lambda C: C(2, 1, (np.ones(2), np.array([0, 1]), np.array([0, 1, 2])),
+                                          (np.ones(2), np.array([0, 0]), np.array([0, 1, 2])), np.zeros(2),
+                                          np.ones(2)),
+        }
+        calls = {
+            "RNNInference": ["D", "H", "dtype", "__repr__", "__call__"],
+            "LSTMInference": ["D", "H", "dtype", "gate_order", "__repr__", "__call__"],
+            "GRUInference": ["D", "H", "dtype", "gate_order", "__repr__", "__call__"],
+            "LeakyReservoir": ["dtype", "units", "input_dim", "stored", "dense", "run"],
+        }
+        x, h0 = np.ones((2, 3, 3), f), np.zeros((2, 4), f)
+        args = {"__call__": (x, h0), "run": (np.ones((1, 3, 1)), np.zeros((1, 2)))}
+        for name, make in made.items():
+            C = getattr(_core, name)
+            real = make(C)
+            blank = C.__new__(C)
+            for attr in calls[name]:
+                for obj, why in ((blank, "never initialized"), (object(), "method called on an object of type object")):
+                    member = getattr(C, attr)
+                    try:
+                        if isinstance(member, property):
+                            member.fget(obj)
+                        else:
+                            member(obj, *args.get(attr, ()))
+                    except TypeError as e:
+                        assert why in str(e), (name, attr, e)
+                    else:
+                        raise SystemExit(f"{name}.{attr} accepted {why}")
+                member = getattr(real, attr)
+                member(*args.get(attr, ())) if callable(member) else member  # the real one works
+            print("refused", name)
+    """, CHECK, """
+    print("ok")
+    """)
+    assert code == 0, out
+    assert out.count("refused") == 4 and "ok" in out, out
+
+
 @pytest.mark.parametrize("raised,expect", [
     ("SystemExit(3)", "SystemExit 3"), ("RuntimeError('boom')", "RuntimeError boom"),
     ("MemoryError('no room')", "MemoryError no room"), ("KeyboardInterrupt()", "KeyboardInterrupt"),

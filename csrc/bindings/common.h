@@ -347,6 +347,22 @@ void made_by_forwards_only(Class& cls) {
     }));
 }
 
+// The C++ object of self, an instance of a class constructed by py::init
+// (the inference objects, LeakyReservoir). C.__new__(C) makes an instance
+// that no __init__ filled, which pybind11 would hand to the methods as
+// uninitialized memory (pybind/pybind11#6153): refused here by name, as is
+// a self of another type (a method called through the class).
+template <typename T>
+const T& initialized(py::handle self, const char* cls) {
+    if (!py::isinstance<T>(self))
+        throw py::type_error(std::string(cls) + " method called on an object of type " + type_name(self));
+    auto* inst = reinterpret_cast<py::detail::instance*>(self.ptr());
+    if (!inst->get_value_and_holder(nullptr, false).holder_constructed())
+        throw py::type_error(type_name(self) + " object was never initialized (made by __new__ without __init__): "
+                             "construct it by calling the class");
+    return self.cast<const T&>();
+}
+
 template <typename Cache>
 void register_cache(py::module_& m, const char* name, const char* doc) {
     py::class_<Cache> cls(m, name, doc);

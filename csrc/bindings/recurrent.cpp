@@ -500,9 +500,10 @@ Inference<Cell> make_inference(const char* fn, int option, const std::string& ta
 
 // Calls an inference object: h, or (h, h_T[, c_T]) with return_state.
 template <typename Cell>
-py::object call_inference(const Inference<Cell>& w, py::handle x, py::handle h0, py::handle c0, bool reverse,
+py::object call_inference(py::handle self, py::handle x, py::handle h0, py::handle c0, bool reverse,
                           bool return_state, py::handle lengths) {
     static const std::string fn = class_name<Cell>("Inference");
+    const Inference<Cell>& w = initialized<Inference<Cell>>(self, fn.c_str());
     SeqCache<Cell> c = forward<Cell, SeqCache<Cell>>(fn.c_str(), Cell{w.option}, false,
                                                      {x, h0, c0, w.Wx, w.Wh, w.b, w.bh, lengths}, reverse, false, &w);
     py::array h = sequence_output(c, false);
@@ -701,9 +702,9 @@ each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db).)doc");
                                             act == Activation::tanh ? " activation=tanh" : " activation=relu", Wx,
                                             Wh, b);
              }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "activation"_a = "tanh")
-        .def("__call__", [](const Inference<Rnn>& w, py::handle x, py::handle h0, bool reverse, bool return_state,
+        .def("__call__", [](py::handle self, py::handle x, py::handle h0, bool reverse, bool return_state,
                             py::handle lengths) {
-                 return call_inference<Rnn>(w, x, h0, py::none(), reverse, return_state, lengths);
+                 return call_inference<Rnn>(self, x, h0, py::none(), reverse, return_state, lengths);
              }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false,
              "lengths"_a = py::none());
 }
@@ -830,7 +831,9 @@ Keyword-only extras:
                  const Lstm cell = lstm_cell("LSTMInference", gate_order);
                  return make_inference<Lstm>("LSTMInference", cell.option, lstm_tag(cell), Wx, Wh, b);
              }), "Wx"_a, "Wh"_a, "b"_a, py::kw_only(), "gate_order"_a = "ifog")
-        .def_property_readonly("gate_order", [](const Inference<Lstm>& w) { return w.option ? "ifgo" : "ifog"; })
+        .def_property_readonly("gate_order", [](py::handle self) {
+            return initialized<Inference<Lstm>>(self, "LSTMInference").option ? "ifgo" : "ifog";
+        })
         .def("__call__", &call_inference<Lstm>, "x"_a, "h0"_a, py::kw_only(), "c0"_a = py::none(),
              "reverse"_a = false, "return_state"_a = false, "lengths"_a = py::none());
 }
@@ -948,12 +951,18 @@ each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db, dbh).)doc")
                  const Gru cell = gru_cell("GRUInference", gate_order);
                  return make_inference<Gru>("GRUInference", cell.option, gru_tag(cell), Wx, Wh, b, bh);
              }), "Wx"_a, "Wh"_a, "b"_a, "bh"_a, py::kw_only(), "gate_order"_a = "rzn")
-        .def_property_readonly("gate_order", [](const Inference<Gru>& w) { return w.option ? "zrn" : "rzn"; })
-        .def("__call__", [](const Inference<Gru>& w, py::handle x, py::handle h0, bool reverse, bool return_state,
+        .def_property_readonly("gate_order", [](py::handle self) {
+            return initialized<Inference<Gru>>(self, "GRUInference").option ? "zrn" : "rzn";
+        })
+        .def("__call__", [](py::handle self, py::handle x, py::handle h0, bool reverse, bool return_state,
                             py::handle lengths) {
-                 return call_inference<Gru>(w, x, h0, py::none(), reverse, return_state, lengths);
+                 return call_inference<Gru>(self, x, h0, py::none(), reverse, return_state, lengths);
              }, "x"_a, "h0"_a, py::kw_only(), "reverse"_a = false, "return_state"_a = false,
              "lengths"_a = py::none());
+}
+
+const InferenceWeights& weights_of(py::handle self) {
+    return initialized<InferenceWeights>(self, "InferenceWeights");
 }
 
 }  // namespace
@@ -962,11 +971,11 @@ each step's h only. Returns (dx (N, T, D), dh0 (N, H), dWx, dWh, db, dbh).)doc")
 void bind_recurrent(py::module_& m) {
     py::class_<InferenceWeights>(m, "InferenceWeights",
                                  "A layer's weights packed once: the base of each cell's Inference class.")
-        .def_property_readonly("D", [](const InferenceWeights& w) { return w.D; })
-        .def_property_readonly("H", [](const InferenceWeights& w) { return w.H; })
-        .def_property_readonly("dtype", [](const InferenceWeights& w) { return w.Wx.dtype(); })
-        .def("__repr__", [](py::object self) {
-            const InferenceWeights& w = self.cast<const InferenceWeights&>();
+        .def_property_readonly("D", [](py::handle self) { return weights_of(self).D; })
+        .def_property_readonly("H", [](py::handle self) { return weights_of(self).H; })
+        .def_property_readonly("dtype", [](py::handle self) { return weights_of(self).Wx.dtype(); })
+        .def("__repr__", [](py::handle self) {
+            const InferenceWeights& w = weights_of(self);
             std::ostringstream s;
             s << "<rnn_fast." << type_name(self) << " D=" << w.D << " H=" << w.H
               << " dtype=" << (w.is_double ? "float64" : "float32") << w.tag << ">";

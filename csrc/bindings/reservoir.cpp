@@ -146,6 +146,8 @@ private:
     std::shared_ptr<rnn_fast::LeakyReservoir<double>> d_;
 };
 
+const Reservoir& of(py::handle self) { return initialized<Reservoir>(self, "LeakyReservoir"); }
+
 }  // namespace
 
 void bind_reservoir(py::module_& m) {
@@ -162,16 +164,17 @@ quarter full, or small, are stored dense.)doc")
                       const std::string&>(),
              "units"_a, "input_dim"_a, "W"_a, "Win"_a, "bias"_a, "lr"_a, py::kw_only(), "activation"_a = "tanh",
              "dtype"_a = "float64")
-        .def("run", &Reservoir::run, "u"_a, "x0"_a,
+        .def("run", [](py::handle self, py::handle u, py::handle x0) { return of(self).run(u, x0); }, "u"_a, "x0"_a,
              R"doc(States x (N, T, units) of the sequences u (N, T, input_dim) from the states x0
 (N, units), in the reservoir's dtype (inputs are converted to it):
 x[:, t] = (1 - lr) * x[:, t-1] + lr * f(x[:, t-1] @ W.T + u[:, t] @ Win.T + bias),
 x[:, -1] = x0.)doc")
-        .def_property_readonly("dtype", &Reservoir::dtype)
-        .def_property_readonly("units", &Reservoir::units)
-        .def_property_readonly("input_dim", &Reservoir::inputs)
-        .def_property_readonly("stored", &Reservoir::stored, "Entries of W and Win read a step, padding included.")
-        .def_property_readonly("dense", &Reservoir::dense, "Whether W is stored dense.");
+        .def_property_readonly("dtype", [](py::handle self) { return of(self).dtype(); })
+        .def_property_readonly("units", [](py::handle self) { return of(self).units(); })
+        .def_property_readonly("input_dim", [](py::handle self) { return of(self).inputs(); })
+        .def_property_readonly("stored", [](py::handle self) { return of(self).stored(); },
+                               "Entries of W and Win read a step, padding included.")
+        .def_property_readonly("dense", [](py::handle self) { return of(self).dense(); }, "Whether W is stored dense.");
 }
 
 }  // namespace rnn_fast_py
