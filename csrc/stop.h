@@ -43,7 +43,7 @@ struct StopState {
     void* context = nullptr;
     pthread_t owner{};  // the thread that set it: the only one that calls the hook
     std::atomic<bool> stopped{false};
-    StopClock::time_point next_poll{};  // the owner's only
+    StopClock::time_point next_poll{};  // the owner's only; unset until the first clock read
 };
 
 // The calling thread's stop, if it set one.
@@ -59,14 +59,11 @@ public:
         state_.hook = hook;
         state_.context = context;
         state_.owner = pthread_self();
-        state_.next_poll = StopClock::now() + kPollInterval;
         current_stop() = &state_;
     }
     ~ScopedStop() { current_stop() = previous_; }
     ScopedStop(const ScopedStop&) = delete;
     ScopedStop& operator=(const ScopedStop&) = delete;
-
-    bool stopped() const { return state_.stopped.load(std::memory_order_relaxed); }
 
 private:
     StopState state_;
@@ -92,6 +89,7 @@ public:
         else if (now - last_read_ > std::chrono::milliseconds(2)) stride_ = std::max(stride_ / 2, 1);
         countdown_ = stride_;
         last_read_ = now;
+        if (state_->next_poll == StopClock::time_point{}) state_->next_poll = now + kPollInterval;
         if (requested() || now < state_->next_poll) return requested();
         const bool stop = state_->hook(state_->context);
         const StopClock::time_point after = StopClock::now();
