@@ -10,6 +10,7 @@
 
 #include "recurrent.h"
 #include "sequence.h"
+#include "threads.h"
 
 namespace rnn_fast {
 namespace {
@@ -52,9 +53,19 @@ int guarded(Fn fn) {
     }
 }
 
-int check_sizes(int64_t N, int64_t T, int64_t D, int64_t H, int nthreads) {
+// The sizes and the thread count (1 in a forked child, see threads.h).
+int check_sizes(int64_t N, int64_t T, int64_t D, int64_t H, int& nthreads) {
     if (N < 0 || T < 0 || D < 0 || H < 0) return fail(RNN_FAST_ESHAPE, "N, T, D and H must be >= 0");
     if (nthreads < 1) return fail(RNN_FAST_EVALUE, "nthreads must be >= 1");
+    if (nthreads > max_threads()) {
+        const std::string message = "nthreads must be at most " + std::to_string(max_threads()) +
+                                    " (four per core, within OpenMP's thread limit), got " + std::to_string(nthreads);
+        return fail(RNN_FAST_EVALUE, message.c_str());
+    }
+    if (in_forked_child()) nthreads = 1;
+    if (!ensure_team(nthreads))
+        return fail(RNN_FAST_ENOMEM, ("the system cannot start " + std::to_string(nthreads) +
+                                      " threads now (memory or its thread limit)").c_str());
     return RNN_FAST_OK;
 }
 

@@ -13,7 +13,8 @@
  * 1 zrn). `work` holds what the forward keeps for the backward, workspace()
  * elements (none for the RNN: may be NULL); a forward without it (NULL) is
  * an inference, which keeps nothing and runs faster. nthreads: the threads a call
- * may use (1 inside a caller's parallel loop; 0: rnn_fast's setting).
+ * may use, 1 (inside a caller's parallel loop) to four per core (1 in a child
+ * made by fork(); a count the system cannot start now is RNN_FAST_ENOMEM).
  * Every function returns 0 or an error code (RNN_FAST_E*), and error()
  * gives the calling thread's last message. */
 #ifndef RNN_FAST_CAPI_H

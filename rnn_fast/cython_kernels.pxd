@@ -14,8 +14,9 @@
 # the Python functions' cache; given an empty `work` (0 elements) they run
 # an inference forward instead, as cache=False does: faster, no backward. Each function returns OK (0) or an error code
 # and then writes nothing it promised; last_error() is the calling thread's
-# message. nthreads: the threads one call may use (1 inside prange; the
-# results are the same bits for any count). The results are those of the
+# message. nthreads: the threads one call may use, 1 (inside prange) to four
+# per core (more: EVALUE; ENOMEM when the system cannot start them now; one in
+# a child made by fork()); the results are the same bits for any count. The results are those of the
 # Python functions, bit for bit.
 
 from libc.stdint cimport int64_t

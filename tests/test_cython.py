@@ -5,6 +5,7 @@ directory, cimports every kernel; each gives the Python function's results
 bit for bit, in float32 and float64, every cell and option; a bad shape is
 a code and a message; the calls release the GIL and run inside prange."""
 import importlib
+import os
 import pathlib
 import shutil
 import subprocess
@@ -191,6 +192,45 @@ def test_an_empty_work_is_an_inference_forward(uk, cell):
         got = [h, hT]
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_return_codes_hold_under_fuzzing(uk):
+    """tests/fuzz_cython_api.py in a process of its own (a crash fails this
+    test, not the session): drawn kernels, sizes, workspaces, thread counts
+    and one shape off; the codes, messages and outputs as documented."""
+    src = pathlib.Path(rf.__file__).parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    examples = str(max(1000, int(os.environ.get("RNN_FAST_PROPERTY_EXAMPLES", "300"))))
+    done = subprocess.run([sys.executable, str(HERE / "fuzz_cython_api.py"), str(pathlib.Path(uk.__file__).parent),
+                           examples], cwd=HERE, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("ok"), \
+        f"exit {done.returncode}\n{done.stdout[-4000:]}{done.stderr[-4000:]}"
+
+
+def test_a_thread_count_past_the_cap_is_evalue_and_a_forked_child_runs_on_one_thread(uk):
+    N, T, D, H = 3, 4, 5, 6
+    a = inputs("gru", (N, T, D, H), np.float32)
+    h, hT = empty(np.float32, N, T, H), empty(np.float32, N, H)
+    work = empty(np.float32, uk.workspace("gru", N, T, H))
+    cap = rf._core._max_threads()
+    for n in (cap + 1, 1_000_000):
+        assert uk.gru_fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"], h, hT, work, False, False, n) == 2
+        assert uk.error() == f"nthreads must be at most {cap} (four per core, within OpenMP's thread limit), got {n}"
+        assert np.isnan(h).all()
+    assert uk.gru_fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"], h, hT, work, False, False, cap) == 0
+    want = h.copy()
+    # A forked child asks for every thread: it runs on one (OpenMP's pool is the parent's) with the same values.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        h2 = empty(np.float32, N, T, H)
+        code = uk.gru_fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"], h2, hT, work, False, False, cap)
+        os.write(write, b"same" if code == 0 and np.array_equal(h2, want) else b"differs")
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"same" and status == 0
+    os.close(read)
 
 
 def test_prange_runs_an_ensemble_without_the_gil(uk):

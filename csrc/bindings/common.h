@@ -21,6 +21,7 @@
 #include "common.h"
 #include "gemm.h"
 #include "stop.h"
+#include "threads.h"
 
 namespace rnn_fast_py {
 
@@ -33,7 +34,16 @@ inline std::atomic<int>& thread_count() {
     static std::atomic<int> n{1};
     return n;
 }
-inline int threads() { return thread_count().load(std::memory_order_relaxed); }
+
+// The thread count for a kernel call from this thread, its team made sure
+// of (rnn_fast::ensure_team: OpenMP keeps a pool per calling thread, so a
+// Python thread's first call starts one): ThreadStartError, a MemoryError,
+// if the system cannot start it now.
+inline int threads() {
+    const int n = thread_count().load(std::memory_order_relaxed);
+    if (n > 1 && !rnn_fast::ensure_team(n)) throw rnn_fast::ThreadStartError(n);
+    return n;
+}
 
 // ------------------------------------------------------------ interruption
 

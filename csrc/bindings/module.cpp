@@ -4,14 +4,12 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cstdlib>
-#include <mutex>
 
 #include "bindings/common.h"
 #include "capi.h"
 #include "kernels.h"
 #include "sequence.h"
+#include "threads.h"
 
 namespace rnn_fast_py {
 
@@ -99,96 +97,25 @@ double peak_gflops(double seconds) {
 
 // ---------------------------------------------------------------- threads
 
-// GNU OpenMP's thread pool does not survive fork(): a forked child's first
-// parallel region would wait forever for threads that live only in the
-// parent. A forked child therefore runs the kernels on one thread, as
-// PyTorch's do; the results are the same (they do not depend on the count).
-std::atomic<bool> g_forked{false};
-
+// A forked child runs the kernels on one thread (rnn_fast::in_forked_child).
 void after_fork_in_child() {
-    g_forked.store(true);
     thread_count().store(1);
     signal_thread().store(PyThread_get_thread_ident());  // Python's signal thread in the child
 }
 
-// The most threads the kernels take: four per core of the machine (more only
-// slows them: at 4,096 threads a call took 14x as long as at 2) and no more
-// than OpenMP's thread limit.
-int max_threads() {
-    static const int cap = static_cast<int>(std::max(1L, std::min<long>(omp_get_thread_limit(),
-                                                                       4L * omp_get_num_procs())));
-    return cap;
-}
-
-// The pool's stack size as libgomp takes it (OMP_STACKSIZE, else
-// GOMP_STACKSIZE: a number with an optional B, K, M or G suffix, K by
-// default), or 0 for the system's default.
-std::size_t pool_stack_size() {
-    const char* v = std::getenv("OMP_STACKSIZE");
-    if (v == nullptr) v = std::getenv("GOMP_STACKSIZE");
-    if (v == nullptr) return 0;
-    char* end = nullptr;
-    const unsigned long long n = std::strtoull(v, &end, 10);
-    while (end != nullptr && *end == ' ') ++end;
-    const char unit = end != nullptr && *end != 0 ? static_cast<char>(std::toupper(*end)) : 'K';
-    const int shift = unit == 'B' ? 0 : unit == 'M' ? 20 : unit == 'G' ? 30 : 10;
-    return static_cast<std::size_t>(n) << shift;
-}
-
-// Whether n - 1 threads (a team of n, with the caller) can run at once now:
-// made and joined as plain pthreads of the pool's stack size, because
-// libgomp ends the process ("Thread creation failed") when it cannot make
-// one for a team.
-bool can_start(int n) {
-    pthread_attr_t attr;
-    if (pthread_attr_init(&attr) != 0) return false;
-    const std::size_t stack = pool_stack_size();
-    if (stack != 0) pthread_attr_setstacksize(&attr, stack);
-    static std::mutex gate;
-    std::vector<pthread_t> made;
-    bool ok = true;
-    {
-        std::lock_guard<std::mutex> hold(gate);  // every probe thread waits here until all are made
-        for (int k = 1; k < n && ok; ++k) {
-            pthread_t t;
-            ok = pthread_create(&t, &attr, [](void*) -> void* {
-                std::lock_guard<std::mutex> wait(gate);
-                return nullptr;
-            }, nullptr) == 0;
-            if (ok) made.push_back(t);
-        }
-    }
-    for (pthread_t t : made) pthread_join(t, nullptr);
-    pthread_attr_destroy(&attr);
-    return ok;
-}
-
-// Starts OpenMP's pool for a team of n (a region whose body cannot be
-// dropped), after can_start(n); returns the team it got.
-int start_pool(int n) {
-    std::atomic<int> members{0};
-#pragma omp parallel num_threads(n)
-    members.fetch_add(1, std::memory_order_relaxed);
-    return members.load();
-}
-
-int g_started = 1;  // the largest team started (under the GIL)
-
 void set_num_threads(int n) {
-    if (n < 1 || n > max_threads())
-        throw py::value_error("set_num_threads(): n must be in [1, " + std::to_string(max_threads()) +
+    const int cap = rnn_fast::max_threads();
+    if (n < 1 || n > cap)
+        throw py::value_error("set_num_threads(): n must be in [1, " + std::to_string(cap) +
                               "] (four per core, within OpenMP's thread limit), got " + std::to_string(n));
-    if (g_forked.load()) {
+    if (rnn_fast::in_forked_child()) {
         thread_count().store(1);
         return;
     }
-    if (n > g_started) {
-        if (!can_start(n)) {
-            PyErr_Format(PyExc_MemoryError, "set_num_threads(%d): the system cannot start %d threads now (memory "
-                         "or its thread limit); the kernels keep %d", n, n, threads());
-            throw py::error_already_set();
-        }
-        g_started = std::max(g_started, start_pool(n));
+    if (!rnn_fast::ensure_team(n)) {
+        PyErr_Format(PyExc_MemoryError, "set_num_threads(%d): the system cannot start %d threads now (memory "
+                     "or its thread limit); the kernels keep %d", n, n, thread_count().load());
+        throw py::error_already_set();
     }
     thread_count().store(n);
 }
@@ -203,19 +130,19 @@ PYBIND11_MODULE(_core, m) {
     // OMP_NUM_THREADS (or all cores) within max_threads(), the pool started now, at import, rather than in a
     // user's first call; a count the system cannot start now falls back to one thread (with a warning).
     int want = omp_get_max_threads();
-    if (want > max_threads()) {
+    const int cap = rnn_fast::max_threads();
+    if (want > cap) {
         if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "rnn_fast: OMP_NUM_THREADS=%d is more than the kernels "
-                             "take (%d: four per core); using %d", want, max_threads(), max_threads()) < 0)
+                             "take (%d: four per core); using %d", want, cap, cap) < 0)
             throw py::error_already_set();
-        want = max_threads();
+        want = cap;
     }
-    if (want > 1 && !can_start(want)) {
+    if (!rnn_fast::ensure_team(want)) {
         if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "rnn_fast: the system cannot start %d threads now; the "
                              "kernels use one (set_num_threads raises it later)", want) < 0)
             throw py::error_already_set();
         want = 1;
     }
-    g_started = start_pool(want);
     thread_count().store(want);
     pthread_atfork(nullptr, nullptr, after_fork_in_child);
     // The kernels' C table (capi.h), for rnn_fast.cython_kernels.
@@ -231,6 +158,8 @@ PYBIND11_MODULE(_core, m) {
             PyErr_SetString(PyExc_MemoryError, "rnn_fast: out of memory for a kernel's workspace");
         } catch (const rnn_fast::Interrupted&) {
             if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        } catch (const rnn_fast::ThreadStartError& e) {  // a thread's first call with more threads (threads())
+            PyErr_Format(PyExc_MemoryError, "rnn_fast: %s; set_num_threads lowers the count", e.what());
         }
     });
     signal_thread().store(py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
@@ -279,7 +208,7 @@ methods give children their full thread count.)doc");
     m.def("_matmul", &matmul, "a"_a, "b"_a, "bias"_a = py::none(),
           "Test hook: a (M,K) @ b (K,N) [+ bias (N,)] by the kernels' GEMM, float32 or float64, into a new array.");
     m.def("_simd", &simd_function, "x"_a, "name"_a, "Test hook: the SIMD 'sigmoid' or 'tanh' of the active ISA.");
-    m.def("get_num_threads", &threads, "Number of OpenMP threads the kernels use.");
-    m.def("_max_threads", &max_threads,
+    m.def("get_num_threads", [] { return thread_count().load(); }, "Number of OpenMP threads the kernels use.");
+    m.def("_max_threads", &rnn_fast::max_threads,
           "The most threads set_num_threads takes: four per core, within OpenMP's thread limit.");
 }
