@@ -224,6 +224,36 @@ def test_threads_the_system_cannot_start_are_a_memory_error_not_a_crash():
     assert "MemoryError set_num_threads" in out and "threads now 1" in out and "ok" in out, out
 
 
+def test_a_thread_that_cannot_start_its_team_gets_a_memory_error():
+    """OpenMP keeps a pool per calling thread: a Python thread's first call
+    with two threads starts one. Under an address-space limit that leaves
+    no room for its stack, that call is a MemoryError in that thread (no
+    crash), and the main thread's kernels go on."""
+    code, out = run("""
+        import resource, threading, rnn_fast
+        rnn_fast.set_num_threads(2)  # the main thread's pool, started before the limit
+        with open("/proc/self/status") as f:
+            vm = next(int(l.split()[1]) for l in f if l.startswith("VmSize:")) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (32 << 20), resource.RLIM_INFINITY))
+        def worker():
+            import numpy as np
+            try:
+                rnn_fast.lstm_forward(np.ones((2, 3, 4)), np.zeros((2, 5)), np.ones((4, 20)), np.ones((5, 20)),
+                                      np.zeros(20))
+                print("started")
+            except MemoryError as e:
+                print("MemoryError", e)
+        threading.stack_size(1 << 20)  # the worker's own stack fits under the limit
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    """, CHECK, """
+    print("ok", rnn_fast.get_num_threads())
+    """, env={"OMP_NUM_THREADS": "1", "OMP_STACKSIZE": "64M"})
+    assert code == 0, out
+    assert "MemoryError rnn_fast: the system cannot start 2 threads now" in out and "ok 2" in out, out
+
+
 # ---------------------------------------------------------------- Ctrl-C
 
 @pytest.mark.parametrize("case", ["rnn", "lstm", "gru", "other"])
