@@ -1,19 +1,18 @@
 """Ctrl-C during long kernel calls (issue 18), in a process of its own:
-python tests/interrupt_kernels.py CASE [--json]. CASE is a cell ('rnn',
-'lstm', 'gru'; its forward, backward and inference under each partition of
-the time loop, and a forward of variable lengths) or 'other' (the echo
-state reservoir, the temporal affine layer, the GEMM).
+python tests/interrupt_kernels.py CASE. CASE is a cell ('rnn', 'lstm',
+'gru': its forward, backward and inference under each partition of the time
+loop, and a forward of variable lengths) or 'other' (the echo state
+reservoir, the temporal affine layer, the GEMM).
 
 For each call: a SIGINT is sent to the process by a timer thread, as a
 terminal's Ctrl-C would be, at a few delays into a call that runs for
 seconds uninterrupted (checked: eight times an eighth of its work takes
-MULTI_SECOND or more), and the call
-must raise KeyboardInterrupt within LATENCY seconds of the signal. After
-every interrupted call, a small call of the same kernel must equal the
-NumPy reference (the thread pool still works and nothing was left behind),
-and repeated interrupted calls must not grow the process's memory (the
-call's buffers are freed). Prints one JSON line per interrupted call, then
-'ok'; exits 1 with the failures.
+MULTI_SECOND or more), and the call must raise KeyboardInterrupt within
+LATENCY seconds of the signal. After every interrupted call, a small call of
+the same kernel must equal the NumPy reference (the thread pool still works
+and nothing was left behind), and repeated interrupted calls must not grow
+the process's memory (the call's buffers are freed). Prints one JSON line
+per interrupted call, then 'ok'; exits 1 with the failures.
 """
 import gc
 import json
