@@ -13,14 +13,18 @@ import pytest
 import rnn_fast
 
 
+def child_env(env=None):
+    """The environment of a child that imports this rnn_fast, plus env."""
+    src = os.path.dirname(os.path.dirname(rnn_fast.__file__))
+    return {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+
+
 def run(*parts, env=None, timeout=120):
     """python -c (the parts, each dedented, joined) in a fresh process;
     returns (returncode, stdout + stderr)."""
-    src = os.path.dirname(os.path.dirname(rnn_fast.__file__))
-    full_env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     code = "\n".join(textwrap.dedent(p) for p in parts)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+                          env=child_env(env))
     if done.returncode < 0:
         return done.returncode, f"killed by {signal.Signals(-done.returncode).name}\n{done.stdout}{done.stderr}"
     return done.returncode, done.stdout + done.stderr
@@ -264,10 +268,8 @@ def test_ctrl_c_interrupts_every_long_kernel_call_within_100_ms(case):
     layer and the GEMM: KeyboardInterrupt within 100 ms, then correct
     results and no memory kept."""
     here = os.path.dirname(os.path.abspath(__file__))
-    src = os.path.dirname(os.path.dirname(rnn_fast.__file__))
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, os.path.join(here, "interrupt_kernels.py"), case], capture_output=True,
-                          text=True, timeout=300, env=env)
+                          text=True, timeout=300, env=child_env())
     out = done.stdout + done.stderr
     assert done.returncode == 0 and out.rstrip().endswith("ok"), out
 

@@ -234,20 +234,10 @@ def _load_keras(data: bytes, filepath, compile: bool):
         raise ValueError(f"load_model(): {filepath}: its model.weights.h5 declares "
                          f"{members['model.weights.h5'].file_size} bytes, more than the {weight_bytes} bytes of "
                          f"weights its config makes can take ({limit})")
-    counts: Dict[str, int] = {}
+    classes = [spec["class_name"] for spec in specs]
     with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
-        for spec, layer in zip(specs, ordered):
-            stem = snake_case(spec["class_name"])
-            key = stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}"
-            counts[stem] = counts.get(stem, 0) + 1
-            found = _variables(f["layers"][key], spec["class_name"]) if key in f["layers"] else []
-            if len(found) != len(layer.weights):
-                raise ValueError(f"load_model(): {filepath}: layer {layer.name} has {len(found)} weight arrays in "
-                                 f"the file, rnn_fast's has {len(layer.weights)}")
-            for ds, w, name in zip(found, layer.weights, layer.weight_names):
-                if tuple(ds.shape) != w.shape or ds.dtype.kind != "f":
-                    raise ValueError(f"load_model(): {filepath}: {layer.name}'s {name} is {ds.dtype} {ds.shape} "
-                                     f"in the file, the config makes {w.dtype} {w.shape}")
+        for key, cls, layer in zip(_group_keys(classes), classes, ordered):
+            found = _layer_datasets(f, key, cls, layer, f"load_model(): {filepath}", "the config makes")
             layer.set_weights([np.asarray(ds).astype(w.dtype) for ds, w in zip(found, layer.weights)])
         opt_vars = None
         if "optimizer" in f and "vars" in f["optimizer"]:
@@ -537,16 +527,38 @@ def _keras_compile_config(model) -> Optional[Dict[str, Any]]:
             "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
-def _layer_keys(model) -> List[str]:
-    """Each layer's group in the weights file: Keras's snake-case class
-    names, numbered from the second of a class (lstm, lstm_1, ...)."""
+def _group_keys(class_names) -> List[str]:
+    """The groups of layers of these classes in the weights file: Keras's
+    snake-case class names, numbered from the second of a class (lstm,
+    lstm_1, ...)."""
     counts: Dict[str, int] = {}
     keys = []
-    for layer in model.layers:
-        stem = snake_case(type(layer).__name__)
+    for cls in class_names:
+        stem = snake_case(cls)
         keys.append(stem if counts.get(stem, 0) == 0 else f"{stem}_{counts[stem]}")
         counts[stem] = counts.get(stem, 0) + 1
     return keys
+
+
+def _layer_keys(model) -> List[str]:
+    """Each of the model's layers' group in the weights file."""
+    return _group_keys(type(layer).__name__ for layer in model.layers)
+
+
+def _layer_datasets(f, key: str, cls: str, layer, where: str, theirs: str) -> List[Any]:
+    """The datasets (not yet read) of group `key` (a layer of class cls) of
+    the weights file f, checked against layer's weights: as many, each of
+    its shape and a float dtype; else a ValueError starting with `where`
+    and saying what `theirs` ("the config makes") holds."""
+    found = _variables(f["layers"][key], cls) if key in f["layers"] else []
+    if len(found) != len(layer.weights):
+        raise ValueError(f"{where}: layer {layer.name} ({key}) has {len(found)} weight arrays in the file, "
+                         f"{theirs} {len(layer.weights)}")
+    for ds, w, name in zip(found, layer.weights, layer.weight_names):
+        if tuple(ds.shape) != w.shape or ds.dtype.kind != "f":
+            raise ValueError(f"{where}: {layer.name}'s {name} is {ds.dtype} {ds.shape} in the file, {theirs} "
+                             f"{w.dtype} {w.shape}")
+    return found
 
 
 def _optimizer_vars(model) -> List[np.ndarray]:
@@ -681,14 +693,8 @@ def load_weights(model, filepath) -> None:
             raise ValueError(f"load_weights(): {filepath} is not a Keras weights file (no 'layers' group)")
         values = []
         for key, layer in zip(_layer_keys(model), model.layers):
-            arrays = _variables(f["layers"][key], type(layer).__name__) if key in f["layers"] else []
-            if len(arrays) != len(layer.weights):
-                raise ValueError(f"load_weights(): {filepath}: layer {layer.name} ({key}) has {len(arrays)} weight "
-                                 f"arrays in the file, the model's has {len(layer.weights)}")
-            for a, w, name in zip(arrays, layer.weights, layer.weight_names):
-                if tuple(a.shape) != w.shape or a.dtype.kind != "f":
-                    raise ValueError(f"load_weights(): {filepath}: {layer.name}'s {name} is {a.dtype} {a.shape} in "
-                                     f"the file, the model's {w.dtype} {w.shape}")
+            arrays = _layer_datasets(f, key, type(layer).__name__, layer, f"load_weights(): {filepath}",
+                                     "the model has")
             values.append([np.asarray(a) for a in arrays])  # read once every shape is checked
     for layer, arrays in zip(model.layers, values):
         layer.set_weights([a.astype(w.dtype) for a, w in zip(arrays, layer.weights)])
