@@ -30,7 +30,7 @@ from rnn_fast import _core, reference
 
 # Seconds from the signal to KeyboardInterrupt: the 100 ms. The sanitizer job (.ci/sanitize) sets
 # RNN_FAST_INTERRUPT_LATENCY_MS higher: under ASan every step, page mapping and free is several times slower
-# (measured there: 45 to 210 ms), and what that run checks is that interrupted calls end cleanly.
+# (measured there: 25 to 210 ms, median 67), and what that run checks is that interrupted calls end cleanly.
 LATENCY = float(os.environ.get("RNN_FAST_INTERRUPT_LATENCY_MS", "100")) / 1e3
 DELAYS = (0.05, 0.4)  # into the call: while its outputs are mapped, and in its time loop
 MULTI_SECOND = 2.0  # the least a call must run uninterrupted (estimated)
